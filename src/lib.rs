@@ -1,0 +1,1 @@
+//! mjpegd: serve live camera video as MJPEG over HTTP.
