@@ -1,1 +1,17 @@
 //! mjpegd: serve live camera video as MJPEG over HTTP.
+//!
+//! ```text
+//!  source task ──JPEG──▶ FrameHub (per stream: latest frame wins) ──▶ HTTP clients
+//!  (source::*)            watch channel of Arc<Frame>, stats           (http::*)
+//! ```
+//! Sources and HTTP never see each other; they meet in [`hub::FrameHub`].
+//! [`server::run`] wires them together under one cancellation token.
+
+pub mod canvas;
+pub mod clock;
+pub mod config;
+pub mod frame;
+pub mod http;
+pub mod hub;
+pub mod server;
+pub mod source;

@@ -1,0 +1,133 @@
+//! `Frame`: one complete JPEG with its metadata, shared by every client.
+//!
+//! A frame is built once when a source publishes it and is immutable after that.
+//! Besides the JPEG it holds the whole multipart *part* that stream clients send
+//! (part headers, the JPEG, and the next boundary line), so that the per-client
+//! send path is a single write of shared bytes: no formatting, no copying.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use std::fmt::Write as _;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The multipart boundary of every `/stream` response.
+pub const BOUNDARY: &str = "mjpegd-boundary";
+
+/// What a source knows about a JPEG it hands over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameMeta {
+    /// Wall-clock capture time (sent to clients as `X-Timestamp`).
+    pub captured: SystemTime,
+    /// Monotonic capture time (used for ages and latency).
+    pub captured_at: Instant,
+    /// Image size when known, else 0.
+    pub width: u16,
+    pub height: u16,
+}
+
+impl FrameMeta {
+    /// Metadata for a frame captured now.
+    pub fn now(width: u16, height: u16) -> Self {
+        FrameMeta {
+            captured: SystemTime::now(),
+            captured_at: Instant::now(),
+            width,
+            height,
+        }
+    }
+}
+
+/// One published JPEG.
+#[derive(Debug)]
+pub struct Frame {
+    /// Sequence number within its stream, starting at 1.
+    pub seq: u64,
+    pub meta: FrameMeta,
+    /// False for the placeholder frames a stream shows while its source is down.
+    pub online: bool,
+    part: Bytes,
+    jpeg_start: usize,
+    jpeg_len: usize,
+}
+
+impl Frame {
+    /// Builds the frame and its multipart part. The JPEG is copied once here,
+    /// into the part buffer; every client then shares that buffer.
+    pub fn new(seq: u64, jpeg: &[u8], meta: FrameMeta, online: bool) -> Frame {
+        let mut head = String::with_capacity(128);
+        // Writing to a String cannot fail.
+        let _ = write!(
+            head,
+            "Content-Type: image/jpeg\r\nContent-Length: {}\r\nX-Timestamp: {}\r\n\r\n",
+            jpeg.len(),
+            unix_timestamp(meta.captured)
+        );
+        let tail = part_separator();
+        let mut part = BytesMut::with_capacity(head.len() + jpeg.len() + tail.len());
+        part.put_slice(head.as_bytes());
+        part.put_slice(jpeg);
+        part.put_slice(tail.as_bytes());
+        Frame {
+            seq,
+            meta,
+            online,
+            part: part.freeze(),
+            jpeg_start: head.len(),
+            jpeg_len: jpeg.len(),
+        }
+    }
+
+    /// The JPEG bytes (a shared view, no copy).
+    pub fn jpeg(&self) -> Bytes {
+        self.part
+            .slice(self.jpeg_start..self.jpeg_start + self.jpeg_len)
+    }
+
+    /// The bytes a stream client sends for this frame: part headers, JPEG, and
+    /// the boundary line that announces the next part. Sending the boundary
+    /// right after the JPEG lets browsers show the frame as soon as it arrives.
+    pub fn part(&self) -> &Bytes {
+        &self.part
+    }
+
+    /// Time since capture.
+    pub fn age(&self) -> Duration {
+        self.meta.captured_at.elapsed()
+    }
+}
+
+/// The line that ends a part and starts the next one.
+fn part_separator() -> String {
+    format!("\r\n--{BOUNDARY}\r\n")
+}
+
+/// The first bytes of a stream body, before the first part.
+pub fn stream_preamble() -> String {
+    format!("--{BOUNDARY}\r\n")
+}
+
+/// `seconds.micros` since the Unix epoch, as mjpg-streamer and µStreamer send it.
+pub fn unix_timestamp(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    format!("{}.{:06}", d.as_secs(), d.subsec_micros())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_layout_is_exact() {
+        let meta = FrameMeta {
+            captured: UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456),
+            captured_at: Instant::now(),
+            width: 2,
+            height: 2,
+        };
+        let f = Frame::new(7, b"\xff\xd8xx\xff\xd9", meta, true);
+        let expected = b"Content-Type: image/jpeg\r\nContent-Length: 6\r\n\
+X-Timestamp: 1700000000.123456\r\n\r\n\xff\xd8xx\xff\xd9\r\n--mjpegd-boundary\r\n";
+        assert_eq!(&f.part()[..], &expected[..]);
+        assert_eq!(&f.jpeg()[..], b"\xff\xd8xx\xff\xd9");
+        assert_eq!(f.seq, 7);
+    }
+}

@@ -1,0 +1,27 @@
+//! `/`: an HTML page with every stream live in an `<img>`, its links and its
+//! numbers (refreshed from `/status` by a few lines of script).
+
+use super::HttpContext;
+use super::response::Response;
+
+const PAGE: &str = include_str!("index.html");
+
+pub fn respond(ctx: &HttpContext) -> Response {
+    let mut cards = String::new();
+    for hub in &ctx.streams {
+        // Stream names are restricted to [A-Za-z0-9_.-] by the configuration,
+        // so they need no escaping in HTML or URLs.
+        let name = hub.name();
+        cards.push_str(&format!(
+            r#"<div class="stream">
+<h2>{name}</h2>
+<img src="streams/{name}/stream" alt="live stream {name}">
+<div class="stats" id="stats-{name}"></div>
+<div class="stats"><a href="streams/{name}/stream">stream</a> &middot; <a href="streams/{name}/snapshot">snapshot</a></div>
+</div>
+"#
+        ));
+    }
+    let page = PAGE.replace("{{STREAMS}}", &cards);
+    Response::new(200, "text/html; charset=utf-8", page).no_cache()
+}

@@ -1,0 +1,264 @@
+//! Reading one HTTP/1.x request head from a connection, with a size limit.
+//!
+//! Only the head is read: this server has no endpoint that takes a body, so a
+//! request that announces one is answered and its connection closed.
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Most headers a request may have.
+const MAX_HEADERS: usize = 64;
+
+/// A parsed request head.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    /// Percent-decoded path, without the query.
+    pub path: String,
+    /// Query pairs in order; a key without `=` has an empty value.
+    pub query: Vec<(String, String)>,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+    /// Header names lower-cased, values as sent (lossy UTF-8).
+    pub headers: Vec<(String, String)>,
+}
+
+impl Request {
+    /// The first value of header `name` (lower-case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first value of query key `key`.
+    pub fn query(&self, key: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the client wants the connection kept open after the response.
+    pub fn keep_alive(&self) -> bool {
+        let conn = self.header("connection").unwrap_or("").to_ascii_lowercase();
+        let has = |token: &str| conn.split(',').any(|t| t.trim() == token);
+        if self.minor_version == 0 {
+            has("keep-alive")
+        } else {
+            !has("close")
+        }
+    }
+
+    /// Whether the request announces a body (which this server never reads).
+    pub fn has_body(&self) -> bool {
+        self.header("transfer-encoding").is_some()
+            || self
+                .header("content-length")
+                .is_some_and(|v| v.trim() != "0")
+    }
+}
+
+/// Why no request could be read.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The peer closed the connection before sending anything (normal end of
+    /// a keep-alive connection).
+    Closed,
+    /// The head is larger than allowed: 431.
+    TooLarge,
+    /// Not a valid HTTP/1.x request head: 400, with the reason.
+    Malformed(String),
+    Io(std::io::Error),
+}
+
+/// Reads the next request head. `buf` keeps bytes read past the head (a
+/// pipelined next request) for the following call.
+pub async fn read_request<R: AsyncRead + Unpin>(
+    io: &mut R,
+    buf: &mut BytesMut,
+    max_head: usize,
+) -> Result<Request, ReadError> {
+    loop {
+        if !buf.is_empty() {
+            match parse(buf)? {
+                Some((req, len)) => {
+                    buf.advance(len);
+                    return Ok(req);
+                }
+                None if buf.len() >= max_head => return Err(ReadError::TooLarge),
+                None => {}
+            }
+        }
+        buf.reserve(1024.min(max_head));
+        let n = io.read_buf(buf).await.map_err(ReadError::Io)?;
+        if n == 0 {
+            return Err(if buf.is_empty() {
+                ReadError::Closed
+            } else {
+                ReadError::Malformed("connection closed in the middle of the request".into())
+            });
+        }
+    }
+}
+
+/// Parses a complete head from `buf`: `Ok(None)` when more bytes are needed.
+fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, ReadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(ReadError::TooLarge),
+        Err(e) => return Err(ReadError::Malformed(format!("bad request: {e}"))),
+    };
+    // httparse fills these in on Complete; missing values would be its bug.
+    let (Some(method), Some(target), Some(minor_version)) = (req.method, req.path, req.version)
+    else {
+        return Err(ReadError::Malformed("incomplete request line".into()));
+    };
+    let (raw_path, raw_query) = target.split_once('?').unwrap_or((target, ""));
+    let path = percent_decode(raw_path, false)
+        .ok_or_else(|| ReadError::Malformed("path is not valid UTF-8".into()))?;
+    let query = parse_query(raw_query);
+    let headers = req
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_ascii_lowercase(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect();
+    let request = Request {
+        method: method.to_owned(),
+        path,
+        query,
+        minor_version,
+        headers,
+    };
+    Ok(Some((request, len)))
+}
+
+/// Splits `a=1&b&c=x%20y` into pairs; undecodable pairs are skipped, since
+/// unknown query keys (cache busters) are ignored anyway.
+pub fn parse_query(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            Some((percent_decode(k, true)?, percent_decode(v, true)?))
+        })
+        .collect()
+}
+
+/// Decodes `%XX` escapes (and `+` as space in queries); `None` if the result
+/// is not UTF-8. A `%` not followed by two hex digits is kept as is.
+fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let hex = |j: usize| bytes.get(j).and_then(|c| (*c as char).to_digit(16));
+        match b {
+            b'%' => match (hex(i + 1), hex(i + 2)) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b),
+            },
+            b'+' if plus_is_space => out.push(b' '),
+            _ => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn read(bytes: &[u8]) -> Result<Request, ReadError> {
+        let mut io = bytes;
+        let mut buf = BytesMut::new();
+        read_request(&mut io, &mut buf, 8192).await
+    }
+
+    #[tokio::test]
+    async fn parses_mjpg_streamer_style_urls() {
+        let r = read(b"GET /?action=snapshot&1595805826022 HTTP/1.0\r\n\r\n")
+            .await
+            .expect("valid");
+        assert_eq!(r.path, "/");
+        assert_eq!(r.query("action"), Some("snapshot"));
+        assert_eq!(r.query("1595805826022"), Some(""));
+        assert!(!r.keep_alive());
+    }
+
+    #[tokio::test]
+    async fn keep_alive_rules() {
+        let r = read(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("valid");
+        assert!(r.keep_alive());
+        let r = read(b"GET / HTTP/1.1\r\nConnection: Close\r\n\r\n")
+            .await
+            .expect("valid");
+        assert!(!r.keep_alive());
+        let r = read(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .await
+            .expect("valid");
+        assert!(r.keep_alive());
+    }
+
+    #[tokio::test]
+    async fn errors() {
+        assert!(matches!(read(b"").await, Err(ReadError::Closed)));
+        assert!(matches!(
+            read(b"GET / HTTP/1.1\r\n").await,
+            Err(ReadError::Malformed(_))
+        ));
+        assert!(matches!(
+            read(b"\x00\x01garbage\r\n\r\n").await,
+            Err(ReadError::Malformed(_))
+        ));
+        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(9000));
+        assert!(matches!(
+            read(big.as_bytes()).await,
+            Err(ReadError::TooLarge)
+        ));
+        assert!(matches!(
+            read(b"GET /%ff%fe HTTP/1.1\r\n\r\n").await,
+            Err(ReadError::Malformed(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn pipelined_requests_stay_in_the_buffer() {
+        let mut io: &[u8] = b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n";
+        let mut buf = BytesMut::new();
+        let a = read_request(&mut io, &mut buf, 8192).await.expect("first");
+        let b = read_request(&mut io, &mut buf, 8192).await.expect("second");
+        assert_eq!((a.path.as_str(), b.path.as_str()), ("/a", "/b"));
+    }
+
+    #[test]
+    fn query_decoding() {
+        let q = parse_query("fps=5&name=a%20b+c&&flag");
+        assert_eq!(
+            q,
+            vec![
+                ("fps".into(), "5".into()),
+                ("name".into(), "a b c".into()),
+                ("flag".into(), "".into())
+            ]
+        );
+        assert_eq!(percent_decode("100%", false).as_deref(), Some("100%"));
+    }
+}

@@ -1,0 +1,96 @@
+//! Maps a request to its endpoint and enforces the method rules.
+
+use super::response::Response;
+use super::{HttpContext, index, request::Request, snapshot, status, stream};
+use crate::hub::FrameHub;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+/// Methods every endpoint allows.
+const ALLOW: &str = "GET, HEAD, OPTIONS";
+
+/// What a request asks for.
+enum Endpoint {
+    Index,
+    Stream(Arc<FrameHub>),
+    Snapshot(Arc<FrameHub>),
+    Status,
+    /// Known path or action, but no such stream (or no stream at all).
+    NoStream(String),
+    NotFound,
+}
+
+fn resolve(req: &Request, ctx: &HttpContext) -> Endpoint {
+    let default = || ctx.streams.first().cloned();
+    let by_name = |name: &str| ctx.stream(name).cloned();
+    let path = req.path.as_str();
+    let (kind, hub) = match path {
+        // mjpg-streamer's URLs, which OctoPrint, Home Assistant and many
+        // scripts use; other query keys (cache busters) are ignored.
+        "/" | "/index.html" => match req.query("action") {
+            None => return Endpoint::Index,
+            Some("stream") => ("stream", default()),
+            Some("snapshot") => ("snapshot", default()),
+            Some(_) => return Endpoint::NotFound,
+        },
+        "/stream" => ("stream", default()),
+        "/snapshot" => ("snapshot", default()),
+        "/status" => return Endpoint::Status,
+        _ => match path
+            .strip_prefix("/streams/")
+            .and_then(|r| r.rsplit_once('/'))
+        {
+            Some((name, "stream")) => ("stream", by_name(name)),
+            Some((name, "snapshot")) => ("snapshot", by_name(name)),
+            _ => return Endpoint::NotFound,
+        },
+    };
+    match (kind, hub) {
+        ("stream", Some(h)) => Endpoint::Stream(h),
+        (_, Some(h)) => Endpoint::Snapshot(h),
+        (_, None) => Endpoint::NoStream(path.to_owned()),
+    }
+}
+
+/// Answers one request; returns whether the connection may serve another.
+pub async fn handle<S>(
+    io: &mut S,
+    req: &Request,
+    ctx: &HttpContext,
+    cancel: &CancellationToken,
+) -> bool
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    // A body would have to be read and skipped; no endpoint takes one, so
+    // answer and close instead.
+    let keep_alive = req.keep_alive() && !req.has_body();
+    let endpoint = resolve(req, ctx);
+    let head_only = req.method == "HEAD";
+    let response = match (req.method.as_str(), endpoint) {
+        (_, Endpoint::NotFound) => Response::text(404, "not found"),
+        (_, Endpoint::NoStream(path)) => Response::text(404, &format!("no stream at {path}")),
+        ("OPTIONS", _) => Response::empty(204).header("Allow", ALLOW),
+        ("GET" | "HEAD", Endpoint::Stream(hub)) => {
+            return stream::serve(io, req, &hub, cancel, head_only).await && keep_alive;
+        }
+        ("GET" | "HEAD", Endpoint::Snapshot(hub)) => {
+            snapshot::respond(req, &hub, &ctx.options, cancel).await
+        }
+        ("GET" | "HEAD", Endpoint::Status) => status::respond(ctx),
+        ("GET" | "HEAD", Endpoint::Index) => index::respond(ctx),
+        _ => Response::text(405, "method not allowed").header("Allow", ALLOW),
+    };
+    match response
+        .write(io, req.minor_version, keep_alive, head_only)
+        .await
+    {
+        Ok(_) => keep_alive,
+        Err(e) => {
+            debug!("write error: {e}");
+            false
+        }
+    }
+}

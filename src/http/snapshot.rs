@@ -1,0 +1,65 @@
+//! `/snapshot`: one JPEG, captured after the request arrived.
+//!
+//! Waits up to the snapshot timeout for a fresh frame; `?max_age=MS` accepts
+//! a frame up to that old at once. A stream whose source is down answers 503
+//! with the reason instead of an old picture.
+
+use super::HttpOptions;
+use super::request::Request;
+use super::response::Response;
+use crate::frame::{Frame, unix_timestamp};
+use crate::hub::FrameHub;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+pub async fn respond(
+    req: &Request,
+    hub: &Arc<FrameHub>,
+    options: &HttpOptions,
+    cancel: &CancellationToken,
+) -> Response {
+    let asked_at = Instant::now();
+    let max_age = req
+        .query("max_age")
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_millis);
+    let fresh = |f: &Frame| f.meta.captured_at >= asked_at || max_age.is_some_and(|m| f.age() <= m);
+    let deadline = tokio::time::Instant::now() + options.snapshot_timeout;
+    let mut frames = hub.subscribe();
+    loop {
+        let latest = frames.borrow_and_update().clone();
+        match latest {
+            Some(f) if !f.online => return offline(hub),
+            Some(f) if fresh(&f) => return image(hub, &f),
+            _ => {}
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return Response::text(503, "server shutting down"),
+            _ = tokio::time::sleep_until(deadline) => break,
+            changed = frames.changed() => if changed.is_err() { break },
+        }
+    }
+    // No fresh frame in time (a slow source): the newest one is still the
+    // best answer there is.
+    match hub.latest() {
+        Some(f) if f.online => image(hub, &f),
+        Some(_) => offline(hub),
+        None => Response::text(503, &format!("stream {}: no frame yet", hub.name()))
+            .header("Retry-After", "1"),
+    }
+}
+
+fn image(hub: &FrameHub, f: &Frame) -> Response {
+    let jpeg = f.jpeg();
+    hub.count_bytes_out(jpeg.len());
+    Response::new(200, "image/jpeg", jpeg)
+        .no_cache()
+        .header("X-Timestamp", unix_timestamp(f.meta.captured))
+        .header("Content-Disposition", "inline; filename=snapshot.jpg")
+}
+
+fn offline(hub: &FrameHub) -> Response {
+    let why = hub.last_error().unwrap_or_else(|| "source offline".into());
+    Response::text(503, &format!("stream {}: {why}", hub.name())).header("Retry-After", "1")
+}

@@ -1,0 +1,314 @@
+//! `FrameHub`: the meeting point of one stream's source and its clients.
+//!
+//! The hub keeps only the newest frame (a `watch` channel of `Arc<Frame>`).
+//! Clients wait for a frame newer than the one they sent last and write it
+//! whole, so a slow client skips frames instead of queueing them: memory per
+//! client is one `Arc` and its socket buffer, whatever the client does.
+//! The hub also keeps the stream's counters and source state for `/status`.
+
+use crate::frame::{Frame, FrameMeta};
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::watch;
+
+/// The newest frame of a stream, if any has been published yet.
+pub type Latest = Option<Arc<Frame>>;
+
+/// One stream's latest frame, state and statistics.
+pub struct FrameHub {
+    name: String,
+    source: String,
+    kind: &'static str,
+    tx: watch::Sender<Latest>,
+    seq: AtomicU64,
+    counters: Counters,
+    state: Mutex<State>,
+    started: Instant,
+}
+
+#[derive(Default)]
+struct Counters {
+    captured: AtomicU64,
+    delivered: AtomicU64,
+    skipped: AtomicU64,
+    corrupt: AtomicU64,
+    bytes_out: AtomicU64,
+    clients: AtomicU64,
+}
+
+struct State {
+    online: bool,
+    last_error: Option<String>,
+    width: u16,
+    height: u16,
+    rates: Rates,
+}
+
+/// Frame rates measured over the last tick interval.
+#[derive(Clone, Copy, Default)]
+struct Rates {
+    at: Option<Instant>,
+    captured_total: u64,
+    delivered_total: u64,
+    captured_fps: f64,
+    delivered_fps: f64,
+}
+
+/// A stream's state as reported by `/status` (and later `/metrics`).
+#[derive(Clone, Debug, Serialize)]
+pub struct StreamStatus {
+    pub name: String,
+    pub source: String,
+    pub kind: &'static str,
+    pub online: bool,
+    pub last_error: Option<String>,
+    pub width: u16,
+    pub height: u16,
+    pub captured_fps: f64,
+    pub delivered_fps: f64,
+    pub clients: u64,
+    pub frames_captured: u64,
+    pub frames_delivered: u64,
+    /// Frames a slow or rate-capped client did not get because a newer one replaced them.
+    pub frames_skipped: u64,
+    /// Frames the source produced that were not complete JPEGs, dropped.
+    pub frames_dropped: u64,
+    pub bytes_out: u64,
+    pub last_frame_age_ms: Option<u64>,
+    pub uptime_s: f64,
+}
+
+impl FrameHub {
+    /// A hub for stream `name` fed by `source` (its spec, for display) of `kind`.
+    pub fn new(name: &str, source: &str, kind: &'static str) -> Arc<FrameHub> {
+        let (tx, _) = watch::channel(None);
+        Arc::new(FrameHub {
+            name: name.to_owned(),
+            source: source.to_owned(),
+            kind,
+            tx,
+            seq: AtomicU64::new(0),
+            counters: Counters::default(),
+            state: Mutex::new(State {
+                online: false,
+                last_error: None,
+                width: 0,
+                height: 0,
+                rates: Rates::default(),
+            }),
+            started: Instant::now(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Publishes a complete JPEG from the source; the stream is online.
+    pub fn publish(&self, jpeg: &[u8], meta: FrameMeta) -> Arc<Frame> {
+        self.counters.captured.fetch_add(1, Relaxed);
+        {
+            let mut st = self.lock_state();
+            st.online = true;
+            st.last_error = None;
+            if meta.width != 0 {
+                st.width = meta.width;
+                st.height = meta.height;
+            }
+        }
+        self.send(jpeg, meta, true)
+    }
+
+    /// Publishes a placeholder while the source is down, and records why.
+    pub fn publish_offline(&self, placeholder: &[u8], meta: FrameMeta, reason: &str) {
+        self.set_offline(reason);
+        self.send(placeholder, meta, false);
+    }
+
+    /// Marks the source offline without publishing a frame.
+    pub fn set_offline(&self, reason: &str) {
+        let mut st = self.lock_state();
+        st.online = false;
+        st.last_error = Some(reason.to_owned());
+    }
+
+    /// Counts a frame the source produced but that was not a valid JPEG.
+    pub fn record_dropped(&self) {
+        self.counters.corrupt.fetch_add(1, Relaxed);
+    }
+
+    fn send(&self, jpeg: &[u8], meta: FrameMeta, online: bool) -> Arc<Frame> {
+        let seq = self.seq.fetch_add(1, Relaxed) + 1;
+        let frame = Arc::new(Frame::new(seq, jpeg, meta, online));
+        self.tx.send_replace(Some(frame.clone()));
+        frame
+    }
+
+    /// A receiver that sees every newer frame (and the current one as unseen).
+    pub fn subscribe(&self) -> watch::Receiver<Latest> {
+        let mut rx = self.tx.subscribe();
+        rx.mark_changed();
+        rx
+    }
+
+    /// The newest frame, if any.
+    pub fn latest(&self) -> Latest {
+        self.tx.borrow().clone()
+    }
+
+    /// Registers a stream client for the lifetime of the returned guard.
+    pub fn client(self: &Arc<Self>) -> ClientGuard {
+        self.counters.clients.fetch_add(1, Relaxed);
+        ClientGuard {
+            hub: self.clone(),
+            last_seq: 0,
+        }
+    }
+
+    /// Counts bytes sent outside of stream parts (response heads, snapshots).
+    pub fn count_bytes_out(&self, n: usize) {
+        self.counters.bytes_out.fetch_add(n as u64, Relaxed);
+    }
+
+    /// Whether the source is currently delivering real frames.
+    pub fn online(&self) -> bool {
+        self.lock_state().online
+    }
+
+    /// Last reason the source gave for being offline.
+    pub fn last_error(&self) -> Option<String> {
+        self.lock_state().last_error.clone()
+    }
+
+    /// Number of connected stream clients.
+    pub fn clients(&self) -> u64 {
+        self.counters.clients.load(Relaxed)
+    }
+
+    /// Updates the measured frame rates; called about once a second.
+    pub fn tick(&self) {
+        let now = Instant::now();
+        let captured = self.counters.captured.load(Relaxed);
+        let delivered = self.counters.delivered.load(Relaxed);
+        let mut st = self.lock_state();
+        let r = &mut st.rates;
+        if let Some(at) = r.at {
+            let dt = now.duration_since(at).as_secs_f64();
+            if dt > 0.0 {
+                r.captured_fps = (captured - r.captured_total) as f64 / dt;
+                r.delivered_fps = (delivered - r.delivered_total) as f64 / dt;
+            }
+        }
+        *r = Rates {
+            at: Some(now),
+            captured_total: captured,
+            delivered_total: delivered,
+            ..*r
+        };
+    }
+
+    /// The stream's state and counters.
+    pub fn status(&self) -> StreamStatus {
+        let c = &self.counters;
+        let st = self.lock_state();
+        StreamStatus {
+            name: self.name.clone(),
+            source: self.source.clone(),
+            kind: self.kind,
+            online: st.online,
+            last_error: st.last_error.clone(),
+            width: st.width,
+            height: st.height,
+            captured_fps: round2(st.rates.captured_fps),
+            delivered_fps: round2(st.rates.delivered_fps),
+            clients: c.clients.load(Relaxed),
+            frames_captured: c.captured.load(Relaxed),
+            frames_delivered: c.delivered.load(Relaxed),
+            frames_skipped: c.skipped.load(Relaxed),
+            frames_dropped: c.corrupt.load(Relaxed),
+            bytes_out: c.bytes_out.load(Relaxed),
+            last_frame_age_ms: self.latest().map(|f| f.age().as_millis() as u64),
+            uptime_s: round2(self.started.elapsed().as_secs_f64()),
+        }
+    }
+
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
+        // The state holds plain values only; a panic while it was held cannot
+        // leave it inconsistent, so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// A connected stream client; counts what it was sent and unregisters on drop.
+pub struct ClientGuard {
+    hub: Arc<FrameHub>,
+    last_seq: u64,
+}
+
+impl ClientGuard {
+    /// Records that `frame` was written whole to this client.
+    pub fn sent(&mut self, frame: &Frame) {
+        let c = &self.hub.counters;
+        c.delivered.fetch_add(1, Relaxed);
+        c.bytes_out.fetch_add(frame.part().len() as u64, Relaxed);
+        if self.last_seq != 0 && frame.seq > self.last_seq + 1 {
+            c.skipped.fetch_add(frame.seq - self.last_seq - 1, Relaxed);
+        }
+        self.last_seq = frame.seq;
+    }
+
+    /// Counts bytes sent outside of frames (response heads, snapshots).
+    pub fn sent_bytes(&self, n: usize) {
+        self.hub.count_bytes_out(n);
+    }
+}
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.hub.counters.clients.fetch_sub(1, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn slow_receiver_sees_only_the_latest_frame() {
+        let hub = FrameHub::new("t", "pattern", "pattern");
+        let mut rx = hub.subscribe();
+        for _ in 0..5 {
+            hub.publish(b"\xff\xd8\xff\xd9", FrameMeta::now(1, 1));
+        }
+        rx.changed().await.expect("sender alive");
+        let f = rx.borrow_and_update().clone().expect("a frame");
+        assert_eq!(f.seq, 5);
+        assert!(!rx.has_changed().expect("sender alive"));
+    }
+
+    #[test]
+    fn client_counters() {
+        let hub = FrameHub::new("t", "pattern", "pattern");
+        let a = hub.publish(b"\xff\xd8\xff\xd9", FrameMeta::now(1, 1));
+        let _ = hub.publish(b"\xff\xd8\xff\xd9", FrameMeta::now(1, 1));
+        let c = hub.publish(b"\xff\xd8\xff\xd9", FrameMeta::now(1, 1));
+        {
+            let mut g = hub.client();
+            assert_eq!(hub.clients(), 1);
+            g.sent(&a);
+            g.sent(&c);
+        }
+        let s = hub.status();
+        assert_eq!(s.clients, 0);
+        assert_eq!(s.frames_delivered, 2);
+        assert_eq!(s.frames_skipped, 1);
+        assert_eq!(s.frames_captured, 3);
+        assert!(s.online);
+    }
+}

@@ -1,0 +1,111 @@
+//! Wiring: one `FrameHub` and supervised source per stream, the HTTP accept
+//! loops, and one cancellation tree that ends them all on shutdown.
+
+use crate::config::Config;
+use crate::http::{HttpContext, HttpOptions, serve_connection};
+use crate::hub::FrameHub;
+use crate::source::{SourceContext, supervise};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+/// Runs the server on `listeners` until `shutdown` is cancelled, then ends
+/// every source and connection, waiting at most the configured grace time.
+pub async fn run(config: Config, listeners: Vec<TcpListener>, shutdown: CancellationToken) {
+    let tasks = TaskTracker::new();
+    let mut hubs = Vec::new();
+    for stream in &config.streams {
+        let spec = stream.source.clone();
+        let hub = FrameHub::new(&stream.name, &spec.to_string(), spec.kind());
+        info!(stream = %stream.name, source = %spec, "stream ready");
+        let ctx = SourceContext {
+            hub: hub.clone(),
+            cancel: shutdown.clone(),
+            quality: config.quality,
+        };
+        tasks.spawn(supervise(spec, ctx));
+        hubs.push(hub);
+    }
+    tasks.spawn(tick_rates(hubs.clone(), shutdown.clone()));
+
+    let options = HttpOptions {
+        header_timeout: config.header_timeout,
+        snapshot_timeout: config.snapshot_timeout,
+        ..HttpOptions::default()
+    };
+    let ctx = Arc::new(HttpContext::new(hubs, options));
+    for listener in listeners {
+        tasks.spawn(accept_loop(
+            listener,
+            ctx.clone(),
+            shutdown.clone(),
+            tasks.clone(),
+        ));
+    }
+
+    shutdown.cancelled().await;
+    info!("shutting down");
+    tasks.close();
+    if tokio::time::timeout(config.shutdown_grace, tasks.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            "{} tasks still running after {:?}; exiting anyway",
+            tasks.len(),
+            config.shutdown_grace
+        );
+    }
+}
+
+/// Accepts connections until shutdown; each one gets its own task.
+async fn accept_loop(
+    listener: TcpListener,
+    ctx: Arc<HttpContext>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((socket, peer)) => {
+                // Frames are written whole; sending them at once matters more
+                // than coalescing small writes.
+                let _ = socket.set_nodelay(true);
+                debug!(%peer, "connection");
+                tasks.spawn(serve_connection(
+                    socket,
+                    peer,
+                    ctx.clone(),
+                    shutdown.clone(),
+                ));
+            }
+            Err(e) => {
+                // Typically out of file descriptors: wait for some to close
+                // rather than spinning on the error.
+                warn!("accept failed: {e}");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Updates every stream's measured frame rates once a second.
+async fn tick_rates(hubs: Vec<Arc<FrameHub>>, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => hubs.iter().for_each(|h| h.tick()),
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Source specifications as written on the command line (`pattern:640x480@30`).
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Where a stream's frames come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SourceSpec {
+    /// The built-in animated test pattern.
+    Pattern(PatternSpec),
+}
+
+impl SourceSpec {
+    /// A short name of the source's kind, for `/status`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceSpec::Pattern(_) => "pattern",
+        }
+    }
+}
+
+impl Default for SourceSpec {
+    fn default() -> Self {
+        SourceSpec::Pattern(PatternSpec::default())
+    }
+}
+
+/// `pattern[:WxH][@FPS]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PatternSpec {
+    pub width: u16,
+    pub height: u16,
+    pub fps: f64,
+}
+
+impl Default for PatternSpec {
+    fn default() -> Self {
+        PatternSpec {
+            width: 640,
+            height: 480,
+            fps: 30.0,
+        }
+    }
+}
+
+/// A source spec that cannot be used, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError(pub String);
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+fn err(msg: impl Into<String>) -> SpecError {
+    SpecError(msg.into())
+}
+
+impl FromStr for SourceSpec {
+    type Err = SpecError;
+
+    fn from_str(s: &str) -> Result<Self, SpecError> {
+        let (kind, rest) = match s.split_once(':') {
+            Some((k, r)) => (k, Some(r)),
+            None => match s.split_once('@') {
+                Some((k, _)) => (k, None),
+                None => (s, None),
+            },
+        };
+        match kind {
+            "pattern" => {
+                let tail = rest.unwrap_or(s.strip_prefix("pattern").unwrap_or(""));
+                parse_pattern(tail).map(SourceSpec::Pattern)
+            }
+            _ => Err(err(format!(
+                "unknown source '{s}' (expected pattern[:WxH][@FPS])"
+            ))),
+        }
+    }
+}
+
+/// Parses `[WxH][@FPS]` after `pattern:` (or `@FPS` right after `pattern`).
+fn parse_pattern(tail: &str) -> Result<PatternSpec, SpecError> {
+    let mut spec = PatternSpec::default();
+    let (size, fps) = match tail.split_once('@') {
+        Some((size, fps)) => (size, Some(fps)),
+        None => (tail, None),
+    };
+    if !size.is_empty() {
+        let (w, h) = parse_size(size)?;
+        spec.width = w;
+        spec.height = h;
+    }
+    if let Some(fps) = fps {
+        spec.fps = parse_fps(fps)?;
+    }
+    Ok(spec)
+}
+
+/// Parses `WxH`, from 16x16 up to 7680x4320.
+pub fn parse_size(s: &str) -> Result<(u16, u16), SpecError> {
+    let bad = || err(format!("bad size '{s}' (expected WxH, e.g. 1280x720)"));
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    let w: u16 = w.parse().map_err(|_| bad())?;
+    let h: u16 = h.parse().map_err(|_| bad())?;
+    if !(16..=7680).contains(&w) || !(16..=4320).contains(&h) {
+        return Err(err(format!("size '{s}' out of range (16x16 to 7680x4320)")));
+    }
+    Ok((w, h))
+}
+
+/// Parses a frame rate in (0, 240].
+pub fn parse_fps(s: &str) -> Result<f64, SpecError> {
+    match s.parse::<f64>() {
+        Ok(f) if f > 0.0 && f <= 240.0 => Ok(f),
+        _ => Err(err(format!(
+            "bad frame rate '{s}' (expected a number above 0, at most 240)"
+        ))),
+    }
+}
+
+impl fmt::Display for SourceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SourceSpec::Pattern(p) => write!(f, "pattern:{}x{}@{}", p.width, p.height, p.fps),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pattern(s: &str) -> PatternSpec {
+        match s.parse::<SourceSpec>() {
+            Ok(SourceSpec::Pattern(p)) => p,
+            other => panic!("{s}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn pattern_specs() {
+        assert_eq!(pattern("pattern"), PatternSpec::default());
+        let p = pattern("pattern:1280x720@15");
+        assert_eq!((p.width, p.height, p.fps), (1280, 720, 15.0));
+        let p = pattern("pattern:320x240");
+        assert_eq!((p.width, p.height, p.fps), (320, 240, 30.0));
+        let p = pattern("pattern@5");
+        assert_eq!((p.width, p.height, p.fps), (640, 480, 5.0));
+        assert_eq!(pattern("pattern:@2.5").fps, 2.5);
+    }
+
+    #[test]
+    fn bad_specs_say_why() {
+        for bad in [
+            "pattern:0x0",
+            "pattern:640",
+            "pattern:640x480@0",
+            "pattern:640x480@abc",
+            "pattern:99999x1",
+            "nonsense",
+        ] {
+            let e = bad.parse::<SourceSpec>().expect_err(bad);
+            assert!(!e.0.is_empty());
+        }
+    }
+
+    #[test]
+    fn display_round_trips() {
+        let s: SourceSpec = "pattern:320x240@12.5".parse().expect("valid");
+        assert_eq!(s.to_string().parse::<SourceSpec>(), Ok(s));
+    }
+}
