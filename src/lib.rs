@@ -1,1 +1,2 @@
 //! mjpegd: serve live camera video as MJPEG over HTTP.
+pub mod jpeg;
