@@ -13,5 +13,7 @@ pub mod config;
 pub mod frame;
 pub mod http;
 pub mod hub;
+pub mod jpeg;
+pub mod mjpeg;
 pub mod server;
 pub mod source;
