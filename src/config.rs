@@ -16,6 +16,8 @@ pub struct Config {
     pub quality: u8,
     pub snapshot_timeout: Duration,
     pub header_timeout: Duration,
+    /// SO_SNDBUF of client sockets in bytes (0: the kernel's autotuning).
+    pub send_buffer: usize,
     /// How long shutdown waits for open connections and sources to finish.
     pub shutdown_grace: Duration,
 }
@@ -65,6 +67,12 @@ struct Cli {
     /// idle time).
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
     header_timeout: Duration,
+
+    /// Kernel send buffer per client, in bytes (0: kernel autotuning). A small
+    /// buffer keeps a slow client's picture live: it skips frames instead of
+    /// receiving seconds-old ones queued in the kernel.
+    #[arg(long, value_name = "BYTES", default_value_t = 131_072)]
+    send_buffer: usize,
 }
 
 impl Config {
@@ -89,6 +97,7 @@ impl Config {
             quality: cli.quality,
             snapshot_timeout: cli.snapshot_timeout,
             header_timeout: cli.header_timeout,
+            send_buffer: cli.send_buffer,
             shutdown_grace: Duration::from_millis(500),
         })
     }

@@ -40,6 +40,7 @@ pub async fn run(config: Config, listeners: Vec<TcpListener>, shutdown: Cancella
     for listener in listeners {
         tasks.spawn(accept_loop(
             listener,
+            config.send_buffer,
             ctx.clone(),
             shutdown.clone(),
             tasks.clone(),
@@ -64,6 +65,7 @@ pub async fn run(config: Config, listeners: Vec<TcpListener>, shutdown: Cancella
 /// Accepts connections until shutdown; each one gets its own task.
 async fn accept_loop(
     listener: TcpListener,
+    send_buffer: usize,
     ctx: Arc<HttpContext>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -78,6 +80,9 @@ async fn accept_loop(
                 // Frames are written whole; sending them at once matters more
                 // than coalescing small writes.
                 let _ = socket.set_nodelay(true);
+                if send_buffer > 0 {
+                    let _ = socket2::SockRef::from(&socket).set_send_buffer_size(send_buffer);
+                }
                 debug!(%peer, "connection");
                 tasks.spawn(serve_connection(
                     socket,

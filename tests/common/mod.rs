@@ -1,0 +1,301 @@
+//! Shared test helpers: start the real server (in-process on an ephemeral
+//! port, or the built binary), and a strict MJPEG stream client that checks
+//! every byte of the multipart framing and decodes every JPEG.
+#![allow(dead_code)] // each test file uses a different subset
+
+use bytes::{Buf, BytesMut};
+use mjpegd::config::Config;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+pub const BOUNDARY: &str = "mjpegd-boundary";
+
+/// A server running inside the test process.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    pub done: tokio::task::JoinHandle<()>,
+}
+
+impl TestServer {
+    /// Starts the server with command-line `args` on 127.0.0.1:0.
+    pub async fn start(args: &[&str]) -> TestServer {
+        let config = match Config::from_args(std::iter::once("mjpegd").chain(args.iter().copied()))
+        {
+            Ok(c) => c,
+            Err(e) => panic!("bad test config {args:?}: {e:?}"),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let shutdown = CancellationToken::new();
+        let done = tokio::spawn(mjpegd::server::run(
+            config,
+            vec![listener],
+            shutdown.clone(),
+        ));
+        TestServer {
+            addr,
+            shutdown,
+            done,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), self.done)
+            .await
+            .expect("server stops within 5 s")
+            .expect("server task did not panic");
+    }
+}
+
+/// The built `mjpegd` binary, running.
+pub struct ServerProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub started: Instant,
+}
+
+impl ServerProcess {
+    /// Runs the binary with `args` plus `--listen 127.0.0.1:0` and waits for
+    /// its `listening on http://ADDR` line.
+    pub fn start(args: &[&str]) -> ServerProcess {
+        use std::io::BufRead;
+        let started = Instant::now();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mjpegd"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run mjpegd");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read stdout");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .expect("address");
+        ServerProcess {
+            child,
+            addr,
+            started,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends `signal` and waits for the exit; returns the exit code and how
+    /// long the exit took.
+    pub fn signal_and_wait(&mut self, signal: i32) -> (Option<i32>, Duration) {
+        let t = Instant::now();
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.pid(), signal) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return (status.code(), t.elapsed());
+            }
+            assert!(Instant::now() < deadline, "server did not exit in 10 s");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Resident memory in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS line")
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One frame as received.
+#[derive(Debug)]
+pub struct Received {
+    pub jpeg: Vec<u8>,
+    /// `X-Timestamp` in seconds since the epoch.
+    pub timestamp: f64,
+    pub at: Instant,
+}
+
+/// A client of `/stream` that checks the framing byte by byte.
+pub struct StreamClient {
+    pub io: TcpStream,
+    buf: BytesMut,
+    pub head: String,
+}
+
+impl StreamClient {
+    /// Connects and reads the response head; panics unless it is a 200
+    /// multipart response with our boundary, followed by the first delimiter.
+    pub async fn connect(addr: SocketAddr, path: &str) -> StreamClient {
+        let mut c = StreamClient::open(addr, path, "1.1").await;
+        assert!(c.head.starts_with("HTTP/1.1 200 OK\r\n"), "{}", c.head);
+        let ct = format!("\r\nContent-Type: multipart/x-mixed-replace;boundary={BOUNDARY}\r\n");
+        assert!(c.head.contains(&ct), "{}", c.head);
+        assert!(c.head.contains("\r\nCache-Control: no-store"), "{}", c.head);
+        c.expect_bytes(format!("--{BOUNDARY}\r\n").as_bytes()).await;
+        c
+    }
+
+    /// Sends a GET with HTTP/1.`version` and reads the response head.
+    pub async fn open(addr: SocketAddr, path: &str, version: &str) -> StreamClient {
+        let mut io = TcpStream::connect(addr).await.expect("connect");
+        let req = format!("GET {path} HTTP/{version}\r\nHost: test\r\n\r\n");
+        io.write_all(req.as_bytes()).await.expect("send request");
+        let mut c = StreamClient {
+            io,
+            buf: BytesMut::new(),
+            head: String::new(),
+        };
+        let end = c.fill_until(b"\r\n\r\n").await;
+        let head = c.buf.split_to(end + 4);
+        c.head = String::from_utf8(head.to_vec()).expect("head is UTF-8");
+        c
+    }
+
+    /// Reads the next part; checks its exact header lines, the JPEG, and the
+    /// delimiter after it; decodes the JPEG.
+    pub async fn next_frame(&mut self) -> Received {
+        let end = self.fill_until(b"\r\n\r\n").await;
+        let head = self.buf.split_to(end + 4);
+        let head = std::str::from_utf8(&head).expect("part head is UTF-8");
+        let lines: Vec<&str> = head.trim_end().split("\r\n").collect();
+        assert_eq!(lines.len(), 3, "part head {head:?}");
+        assert_eq!(lines[0], "Content-Type: image/jpeg");
+        let len: usize = lines[1]
+            .strip_prefix("Content-Length: ")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("bad length line {:?}", lines[1]));
+        let ts = lines[2]
+            .strip_prefix("X-Timestamp: ")
+            .unwrap_or_else(|| panic!("bad timestamp line {:?}", lines[2]));
+        let (secs, micros) = ts.split_once('.').expect("seconds.micros");
+        assert_eq!(micros.len(), 6, "{ts}");
+        let timestamp: f64 = format!("{secs}.{micros}").parse().expect("number");
+        self.fill(len).await;
+        let jpeg = self.buf.split_to(len).to_vec();
+        let at = Instant::now();
+        self.expect_bytes(format!("\r\n--{BOUNDARY}\r\n").as_bytes())
+            .await;
+        decode(&jpeg);
+        Received {
+            jpeg,
+            timestamp,
+            at,
+        }
+    }
+
+    /// Reads the rest of the connection (for bodies that end by closing).
+    pub async fn read_to_end(&mut self) -> Vec<u8> {
+        let mut rest = self.buf.split().to_vec();
+        self.io.read_to_end(&mut rest).await.expect("read");
+        rest
+    }
+
+    async fn expect_bytes(&mut self, expected: &[u8]) {
+        self.fill(expected.len()).await;
+        assert_eq!(
+            &self.buf[..expected.len()],
+            expected,
+            "stream framing: got {:?}",
+            String::from_utf8_lossy(&self.buf[..expected.len()])
+        );
+        self.buf.advance(expected.len());
+    }
+
+    async fn fill(&mut self, n: usize) {
+        while self.buf.len() < n {
+            self.read_more().await;
+        }
+    }
+
+    async fn fill_until(&mut self, needle: &[u8]) -> usize {
+        loop {
+            if let Some(i) = self.buf.windows(needle.len()).position(|w| w == needle) {
+                return i;
+            }
+            assert!(self.buf.len() < 64 * 1024, "no {needle:?} in 64 KiB");
+            self.read_more().await;
+        }
+    }
+
+    async fn read_more(&mut self) {
+        self.buf.reserve(64 * 1024);
+        let n = tokio::time::timeout(Duration::from_secs(5), self.io.read_buf(&mut self.buf))
+            .await
+            .expect("data within 5 s")
+            .expect("read");
+        assert!(n > 0, "connection closed");
+    }
+}
+
+/// Decodes a JPEG fully; returns (width, height). Panics if it is not valid.
+pub fn decode(jpeg: &[u8]) -> (usize, usize) {
+    use zune_jpeg::zune_core::bytestream::ZCursor;
+    let mut d = zune_jpeg::JpegDecoder::new(ZCursor::new(jpeg));
+    let pixels = d.decode().expect("frame decodes as JPEG");
+    let (w, h) = d.dimensions().expect("dimensions");
+    assert!(!pixels.is_empty());
+    (w, h)
+}
+
+/// A one-shot request; returns (status code, head, body). Reads until close.
+pub async fn request(addr: SocketAddr, raw: &str) -> (u16, String, Vec<u8>) {
+    let mut io = TcpStream::connect(addr).await.expect("connect");
+    io.write_all(raw.as_bytes()).await.expect("send");
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), io.read_to_end(&mut all))
+        .await
+        .expect("response within 10 s")
+        .expect("read");
+    let end = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(&all)));
+    let head = String::from_utf8_lossy(&all[..end + 4]).into_owned();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    (status, head, all[end + 4..].to_vec())
+}
+
+/// `GET path` with `Connection: close`.
+pub async fn get(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
+    request(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+}
+
+/// `/status` as JSON.
+pub async fn status(addr: SocketAddr) -> serde_json::Value {
+    let (code, _, body) = get(addr, "/status").await;
+    assert_eq!(code, 200);
+    serde_json::from_slice(&body).expect("status is JSON")
+}

@@ -1,0 +1,193 @@
+//! The stream and snapshot against an in-process server on 127.0.0.1:0.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_frames_are_exact_valid_and_advance() {
+    let server = TestServer::start(&["--source", "pattern:320x240@30"]).await;
+    let mut client = StreamClient::connect(server.addr, "/stream").await;
+    assert!(client.head.contains("\r\nConnection: close\r\n"));
+    let mut last: Option<Received> = None;
+    for _ in 0..20 {
+        let f = client.next_frame().await;
+        assert_eq!(decode(&f.jpeg), (320, 240));
+        if let Some(prev) = &last {
+            assert!(f.timestamp > prev.timestamp, "timestamps advance");
+            assert_ne!(f.jpeg, prev.jpeg, "the picture moves every frame");
+        }
+        let age = now_unix() - f.timestamp;
+        assert!((0.0..2.0).contains(&age), "X-Timestamp is the capture time");
+        last = Some(f);
+    }
+    server.stop().await;
+}
+
+fn now_unix() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mjpg_streamer_urls_and_named_streams() {
+    let server = TestServer::start(&[
+        "--source",
+        "pattern:160x120@30",
+        "--source",
+        "cam=pattern:320x240@30",
+    ])
+    .await;
+    let mut a = StreamClient::connect(server.addr, "/?action=stream").await;
+    assert_eq!(decode(&a.next_frame().await.jpeg), (160, 120));
+    let mut b = StreamClient::connect(server.addr, "/streams/cam/stream").await;
+    assert_eq!(decode(&b.next_frame().await.jpeg), (320, 240));
+
+    let (code, head, body) = get(server.addr, "/?action=snapshot&1595805826022").await;
+    assert_eq!(code, 200, "{head}");
+    assert!(head.contains("\r\nContent-Type: image/jpeg\r\n"));
+    assert_eq!(decode(&body), (160, 120));
+    let (code, _, body) = get(server.addr, "/streams/cam/snapshot").await;
+    assert_eq!(code, 200);
+    assert_eq!(decode(&body), (320, 240));
+    let (code, _, _) = get(server.addr, "/streams/nope/stream").await;
+    assert_eq!(code, 404);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_is_fresh_and_exact_length() {
+    let server = TestServer::start(&["--source", "pattern:320x240@30"]).await;
+    let asked = now_unix();
+    let (code, head, body) = get(server.addr, "/snapshot").await;
+    assert_eq!(code, 200, "{head}");
+    let len: usize = header(&head, "content-length").parse().expect("length");
+    assert_eq!(len, body.len());
+    assert_eq!(decode(&body), (320, 240));
+    let ts: f64 = header(&head, "x-timestamp").parse().expect("timestamp");
+    assert!(
+        ts >= asked - 0.001,
+        "captured after the request: {ts} < {asked}"
+    );
+    assert!(head.contains("no-store"));
+    server.stop().await;
+}
+
+fn header<'a>(head: &'a str, name: &str) -> &'a str {
+    head.split("\r\n")
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then_some(v.trim())
+        })
+        .unwrap_or_else(|| panic!("no {name} in {head}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_clients_each_get_nine_tenths_of_the_frames() {
+    let server = TestServer::start(&["--source", "pattern:320x240@30"]).await;
+    // Everyone connects first, then counts frames over the same 2 s window.
+    let mut clients = Vec::new();
+    for _ in 0..50 {
+        clients.push(StreamClient::connect(server.addr, "/stream").await);
+    }
+    let window = Duration::from_secs(2);
+    let start = Instant::now() + Duration::from_millis(200);
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|mut c| {
+            tokio::spawn(async move {
+                let mut n = 0;
+                while Instant::now() < start + window {
+                    let f = c.next_frame().await;
+                    if f.at >= start && f.at < start + window {
+                        n += 1;
+                    }
+                }
+                n
+            })
+        })
+        .collect();
+    let mut counts = Vec::new();
+    for t in tasks {
+        counts.push(t.await.expect("client task"));
+    }
+    let expected = 30 * 2;
+    let min = *counts.iter().min().expect("50 counts");
+    assert!(
+        min * 10 >= expected * 9,
+        "slowest client got {min} of {expected} frames: {counts:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fps_query_caps_one_client_only() {
+    let server = TestServer::start(&["--source", "pattern:160x120@30"]).await;
+    let mut capped = StreamClient::connect(server.addr, "/stream?fps=5").await;
+    let mut full = StreamClient::connect(server.addr, "/stream").await;
+    let counter = tokio::spawn(async move {
+        let end = Instant::now() + Duration::from_secs(2);
+        let mut n = 0;
+        while Instant::now() < end {
+            full.next_frame().await;
+            n += 1;
+        }
+        n
+    });
+    let end = Instant::now() + Duration::from_secs(2);
+    let mut n = 0;
+    while Instant::now() < end {
+        capped.next_frame().await;
+        n += 1;
+    }
+    let full_n = counter.await.expect("counter");
+    assert!((9..=12).contains(&n), "capped client got {n} frames in 2 s");
+    assert!(full_n >= 54, "uncapped client got {full_n} frames in 2 s");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_counts_clients_and_frames() {
+    let server = TestServer::start(&["--source", "pattern:160x120@30"]).await;
+    let mut c = StreamClient::connect(server.addr, "/stream").await;
+    for _ in 0..40 {
+        c.next_frame().await;
+    }
+    let s = status(server.addr).await;
+    let st = &s["streams"][0];
+    assert_eq!(st["name"], "pattern");
+    assert_eq!(st["kind"], "pattern");
+    assert_eq!(st["online"], true);
+    assert_eq!(st["width"], 160);
+    assert_eq!(st["clients"], 1);
+    assert!(st["frames_delivered"].as_u64().expect("number") >= 40);
+    assert!(st["frames_captured"].as_u64().expect("number") >= 40);
+    let fps = st["captured_fps"].as_f64().expect("number");
+    assert!((25.0..35.0).contains(&fps), "captured fps {fps}");
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let s = status(server.addr).await;
+    assert_eq!(
+        s["streams"][0]["clients"], 0,
+        "a client that left is counted out"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_open_streams() {
+    let server = TestServer::start(&["--source", "pattern:160x120@30"]).await;
+    let mut c = StreamClient::connect(server.addr, "/stream").await;
+    c.next_frame().await;
+    let t = Instant::now();
+    server.stop().await;
+    assert!(t.elapsed() < Duration::from_secs(1));
+    // The stream body ends (connection closed) instead of hanging.
+    let rest = tokio::time::timeout(Duration::from_secs(2), c.read_to_end())
+        .await
+        .expect("stream closed by shutdown");
+    assert!(rest.len() < 1_000_000);
+}
