@@ -1,9 +1,18 @@
 //! The command line, parsed once into a validated `Config`.
 
+mod security;
+
+pub use security::{AUTH_ENV, TOKEN_SECRET_ENV, token_command};
+
+use crate::http::auth::Access;
+use crate::http::limits::Limits;
+use crate::listen::ListenAddr;
 use crate::source::SourceSpec;
+use crate::tls::TlsSettings;
 use clap::Parser;
 use std::ffi::OsString;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Validated server configuration.
@@ -20,6 +29,15 @@ pub struct Config {
     pub send_buffer: usize,
     /// How long shutdown waits for open connections and sources to finish.
     pub shutdown_grace: Duration,
+    /// Unix socket paths to listen on (besides `listen`).
+    pub listen_unix: Vec<PathBuf>,
+    /// Basic credentials and token key (default: open).
+    pub access: Access,
+    /// HTTPS on the TCP listeners, when given.
+    pub tls: Option<TlsSettings>,
+    pub limits: Limits,
+    /// A client that takes no data for this long is dropped.
+    pub send_timeout: Duration,
 }
 
 /// One named stream.
@@ -42,11 +60,11 @@ pub enum ConfigError {
 #[derive(Parser, Debug)]
 #[command(name = "mjpegd", version, about, long_about = None)]
 struct Cli {
-    /// Address to listen on, HOST:PORT or PORT (port 0 picks a free port).
-    /// Repeat to listen on several. Anything but loopback exposes the server
-    /// to the network.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080", value_parser = parse_listen)]
-    listen: Vec<SocketAddr>,
+    /// Address to listen on, HOST:PORT, PORT (port 0 picks a free port) or
+    /// unix:PATH (a unix socket, for a reverse proxy). Repeat to listen on
+    /// several. Anything but loopback exposes the server to the network.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    listen: Vec<ListenAddr>,
 
     /// Frame source, [NAME=]SPEC. Repeat for several streams; the first is
     /// served at /stream, each one at /streams/NAME/stream.
@@ -73,11 +91,23 @@ struct Cli {
     /// receiving seconds-old ones queued in the kernel.
     #[arg(long, value_name = "BYTES", default_value_t = 131_072)]
     send_buffer: usize,
+
+    #[command(flatten)]
+    security: security::SecurityArgs,
 }
 
 impl Config {
     /// Parses and validates `args` (the first item is the program name).
     pub fn from_args<I, T>(args: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        Config::from_args_with_env(args, &security::process_env)
+    }
+
+    /// `from_args` with secrets' environment variables looked up in `env`.
+    fn from_args_with_env<I, T>(args: I, env: security::Env<'_>) -> Result<Config, ConfigError>
     where
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
@@ -91,22 +121,43 @@ impl Config {
             _ => ConfigError::Invalid(first_line(&e.to_string())),
         })?;
         let streams = parse_streams(&cli.source).map_err(ConfigError::Invalid)?;
+        let security = cli.security.resolve(env).map_err(ConfigError::Invalid)?;
+        let (mut listen, mut listen_unix) = (Vec::new(), Vec::new());
+        for addr in cli.listen {
+            match addr {
+                ListenAddr::Tcp(a) => listen.push(a),
+                ListenAddr::Unix(p) => listen_unix.push(p),
+            }
+        }
         Ok(Config {
-            listen: cli.listen,
+            listen,
             streams,
             quality: cli.quality,
             snapshot_timeout: cli.snapshot_timeout,
             header_timeout: cli.header_timeout,
             send_buffer: cli.send_buffer,
             shutdown_grace: Duration::from_millis(500),
+            listen_unix,
+            access: security.access,
+            tls: security.tls,
+            limits: security.limits,
+            send_timeout: security.send_timeout,
         })
     }
 }
 
 /// clap's message without its "error: " prefix and usage block, plus a hint.
 fn first_line(msg: &str) -> String {
-    let line = msg.lines().next().unwrap_or("invalid arguments");
-    let line = line.strip_prefix("error: ").unwrap_or(line);
+    let mut lines = msg.lines();
+    let line = lines.next().unwrap_or("invalid arguments");
+    let mut line = line.strip_prefix("error: ").unwrap_or(line).to_owned();
+    // "...were not provided:" lists the arguments on indented lines.
+    if line.ends_with(':') {
+        for item in lines.take_while(|l| l.starts_with("  ")) {
+            line.push(' ');
+            line.push_str(item.trim());
+        }
+    }
     format!("{line} (see --help)")
 }
 
@@ -156,18 +207,6 @@ fn unique_name(kind: &str, streams: &[StreamConfig]) -> String {
         .map(|i| format!("{kind}{i}"))
         .find(|n| !taken(n))
         .unwrap_or_else(|| kind.to_owned())
-}
-
-/// `HOST:PORT`, `[V6]:PORT`, `localhost:PORT` or a bare `PORT` (loopback).
-fn parse_listen(s: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = s.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let port = s.strip_prefix("localhost:").unwrap_or(s);
-    port.parse::<u16>()
-        .map(|p| SocketAddr::new(loopback, p))
-        .map_err(|_| format!("'{s}' is not HOST:PORT or PORT"))
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {

@@ -14,6 +14,8 @@ pub mod frame;
 pub mod http;
 pub mod hub;
 pub mod jpeg;
+pub mod listen;
 pub mod mjpeg;
 pub mod server;
 pub mod source;
+pub mod tls;

@@ -3,11 +3,13 @@
 
 use anyhow::Context;
 use mjpegd::config::{Config, ConfigError};
+use mjpegd::listen::Listener;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, UnixListener};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -16,6 +18,23 @@ use tracing_subscriber::EnvFilter;
 const LISTEN_BACKLOG: u32 = 4096;
 
 fn main() -> ExitCode {
+    // `mjpegd token ...` makes a signed URL token instead of serving.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "token") {
+        return match mjpegd::config::token_command(std::env::args_os()) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(ConfigError::Info(text)) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(ConfigError::Invalid(line)) => {
+                eprintln!("mjpegd token: {line}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let config = match Config::from_args(std::env::args_os()) {
         Ok(c) => c,
         Err(ConfigError::Info(text)) => {
@@ -48,16 +67,33 @@ fn run(config: Config) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let mut sockets = UnixSockets::default();
     let result = runtime.block_on(async {
-        let mut listeners = Vec::new();
+        let mut listeners: Vec<Listener> = Vec::new();
+        let scheme = if config.tls.is_some() { "https" } else { "http" };
         for addr in &config.listen {
             let listener = bind(*addr).with_context(|| format!("cannot listen on {addr}"))?;
             let local = listener.local_addr()?;
-            println!("listening on http://{local}");
+            println!("listening on {scheme}://{local}");
             if !local.ip().is_loopback() {
-                tracing::warn!("listening on {local}: the streams are reachable from the network");
+                if config.access.is_open() {
+                    tracing::warn!(
+                        "listening on {local} without --auth: the streams are reachable from the network"
+                    );
+                } else if config.tls.is_none() {
+                    tracing::warn!(
+                        "listening on {local} without --tls-cert: credentials cross the network in clear text"
+                    );
+                }
             }
-            listeners.push(listener);
+            listeners.push(listener.into());
+        }
+        for path in &config.listen_unix {
+            let listener = sockets
+                .bind(path)
+                .with_context(|| format!("cannot listen on unix:{}", path.display()))?;
+            println!("listening on unix:{}", path.display());
+            listeners.push(listener.into());
         }
         std::io::stdout().flush()?;
         let shutdown = CancellationToken::new();
@@ -65,6 +101,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         mjpegd::server::run(config, listeners, shutdown).await;
         anyhow::Ok(())
     });
+    drop(sockets);
     // Capture threads check for shutdown every few milliseconds; do not let
     // one stuck in a system call hold the exit.
     runtime.shutdown_timeout(Duration::from_millis(200));
@@ -80,6 +117,44 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
+}
+
+/// Unix socket files this process created; removed again when dropped (at
+/// exit), so that a restart finds no stale file.
+#[derive(Default)]
+struct UnixSockets(Vec<PathBuf>);
+
+impl UnixSockets {
+    /// Binds `path`, first removing a stale socket left by a previous run.
+    /// Anything at `path` that is not a socket is left alone (an error).
+    fn bind(&mut self, path: &Path) -> anyhow::Result<UnixListener> {
+        use std::os::unix::fs::FileTypeExt;
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            anyhow::ensure!(
+                meta.file_type().is_socket(),
+                "{} exists and is not a socket",
+                path.display()
+            );
+            // A live server on it would still accept: refuse to steal it.
+            anyhow::ensure!(
+                std::os::unix::net::UnixStream::connect(path).is_err(),
+                "another server is listening on {}",
+                path.display()
+            );
+            std::fs::remove_file(path)?;
+        }
+        let listener = UnixListener::bind(path)?;
+        self.0.push(path.to_owned());
+        Ok(listener)
+    }
+}
+
+impl Drop for UnixSockets {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// Cancels `token` on Ctrl-C (SIGINT) or SIGTERM.

@@ -4,17 +4,24 @@
 use crate::config::Config;
 use crate::http::{HttpContext, HttpOptions, serve_connection};
 use crate::hub::FrameHub;
+use crate::listen::{Accepted, Listener, UNIX_PEER};
 use crate::source::{SourceContext, supervise};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-/// Runs the server on `listeners` until `shutdown` is cancelled, then ends
-/// every source and connection, waiting at most the configured grace time.
-pub async fn run(config: Config, listeners: Vec<TcpListener>, shutdown: CancellationToken) {
+/// Runs the server on `listeners` (TCP or unix; HTTPS on TCP when the config
+/// has TLS) until `shutdown` is cancelled, then ends every source and
+/// connection, waiting at most the configured grace time.
+pub async fn run<L: Into<Listener>>(
+    config: Config,
+    listeners: Vec<L>,
+    shutdown: CancellationToken,
+) {
     let tasks = TaskTracker::new();
     let mut hubs = Vec::new();
     for stream in &config.streams {
@@ -34,12 +41,17 @@ pub async fn run(config: Config, listeners: Vec<TcpListener>, shutdown: Cancella
     let options = HttpOptions {
         header_timeout: config.header_timeout,
         snapshot_timeout: config.snapshot_timeout,
+        access: config.access.clone(),
+        limits: config.limits,
+        send_timeout: config.send_timeout,
         ..HttpOptions::default()
     };
     let ctx = Arc::new(HttpContext::new(hubs, options));
+    let tls = config.tls.as_ref().map(|t| t.acceptor.clone());
     for listener in listeners {
         tasks.spawn(accept_loop(
-            listener,
+            listener.into(),
+            tls.clone(),
             config.send_buffer,
             ctx.clone(),
             shutdown.clone(),
@@ -64,7 +76,8 @@ pub async fn run(config: Config, listeners: Vec<TcpListener>, shutdown: Cancella
 
 /// Accepts connections until shutdown; each one gets its own task.
 async fn accept_loop(
-    listener: TcpListener,
+    listener: Listener,
+    tls: Option<TlsAcceptor>,
     send_buffer: usize,
     ctx: Arc<HttpContext>,
     shutdown: CancellationToken,
@@ -76,7 +89,7 @@ async fn accept_loop(
             a = listener.accept() => a,
         };
         match accepted {
-            Ok((socket, peer)) => {
+            Ok(Accepted::Tcp(socket, peer)) => {
                 // Frames are written whole; sending them at once matters more
                 // than coalescing small writes.
                 let _ = socket.set_nodelay(true);
@@ -84,9 +97,31 @@ async fn accept_loop(
                     let _ = socket2::SockRef::from(&socket).set_send_buffer_size(send_buffer);
                 }
                 debug!(%peer, "connection");
+                match &tls {
+                    None => {
+                        tasks.spawn(serve_connection(
+                            socket,
+                            peer,
+                            ctx.clone(),
+                            shutdown.clone(),
+                        ));
+                    }
+                    Some(acceptor) => {
+                        tasks.spawn(serve_tls(
+                            acceptor.clone(),
+                            socket,
+                            peer,
+                            ctx.clone(),
+                            shutdown.clone(),
+                        ));
+                    }
+                }
+            }
+            Ok(Accepted::Unix(socket)) => {
+                debug!("connection on a unix socket");
                 tasks.spawn(serve_connection(
                     socket,
-                    peer,
+                    UNIX_PEER,
                     ctx.clone(),
                     shutdown.clone(),
                 ));
@@ -101,6 +136,27 @@ async fn accept_loop(
                 }
             }
         }
+    }
+}
+
+/// Completes the TLS handshake in the connection's own task (so a client
+/// that never finishes it holds up nobody else), within the request head
+/// deadline, then serves HTTP over it.
+async fn serve_tls(
+    acceptor: TlsAcceptor,
+    socket: TcpStream,
+    peer: std::net::SocketAddr,
+    ctx: Arc<HttpContext>,
+    shutdown: CancellationToken,
+) {
+    let handshake = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        h = tokio::time::timeout(ctx.options.header_timeout, acceptor.accept(socket)) => h,
+    };
+    match handshake {
+        Ok(Ok(stream)) => serve_connection(stream, peer, ctx, shutdown).await,
+        Ok(Err(e)) => debug!(%peer, "TLS handshake failed: {e}"),
+        Err(_) => debug!(%peer, "TLS handshake not completed in time"),
     }
 }
 

@@ -5,7 +5,9 @@
 //!
 //! This module sees streams only through their `FrameHub`s.
 
+pub mod auth;
 mod index;
+pub mod limits;
 pub mod request;
 pub mod response;
 mod router;
@@ -14,12 +16,14 @@ mod status;
 mod stream;
 
 use crate::hub::FrameHub;
+use auth::Access;
 use bytes::BytesMut;
+use limits::{Gate, Limits, StallGuard};
 use request::{ReadError, read_request};
 use response::Response;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -33,6 +37,12 @@ pub struct HttpOptions {
     pub max_head: usize,
     /// Longest wait for a fresh frame when serving `/snapshot`.
     pub snapshot_timeout: Duration,
+    /// Who may make requests (default: everyone).
+    pub access: Access,
+    /// Connection and stream client limits (default: none).
+    pub limits: Limits,
+    /// A client that takes no byte of a response for this long is dropped.
+    pub send_timeout: Duration,
 }
 
 impl Default for HttpOptions {
@@ -41,6 +51,9 @@ impl Default for HttpOptions {
             header_timeout: Duration::from_secs(5),
             max_head: 16 * 1024,
             snapshot_timeout: Duration::from_secs(1),
+            access: Access::default(),
+            limits: Limits::default(),
+            send_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -51,6 +64,8 @@ pub struct HttpContext {
     pub streams: Vec<Arc<FrameHub>>,
     pub options: HttpOptions,
     pub started: Instant,
+    /// Live connection and stream client counts for `options.limits`.
+    pub gate: Gate,
 }
 
 impl HttpContext {
@@ -59,6 +74,7 @@ impl HttpContext {
             streams,
             options,
             started: Instant::now(),
+            gate: Gate::default(),
         }
     }
 
@@ -70,13 +86,15 @@ impl HttpContext {
 
 /// Serves one connection until the client leaves, an error, or `cancel`.
 pub async fn serve_connection<S>(
-    mut io: S,
+    io: S,
     peer: SocketAddr,
     ctx: Arc<HttpContext>,
     cancel: CancellationToken,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    let mut io = StallGuard::new(io, ctx.options.send_timeout);
+    let (_connection, admitted) = ctx.gate.connection(&ctx.options.limits);
     let mut buf = BytesMut::with_capacity(1024);
     loop {
         let read = tokio::select! {
@@ -114,9 +132,46 @@ pub async fn serve_connection<S>(
             }
         };
         debug!(%peer, method = %request.method, path = %request.path, "request");
-        let keep_alive = router::handle(&mut io, &request, &ctx, &cancel).await;
+        // Refusals come before any work; the stream permit (if any) lives as
+        // long as the stream does.
+        let permit = admitted
+            .map_err(refuse_busy)
+            .and_then(|()| ctx.options.access.check(&request, SystemTime::now()))
+            .and_then(|()| stream_permit(&request, peer, &ctx));
+        let keep_alive = match permit {
+            Ok(_permit) => router::handle(&mut io, &request, &ctx, &cancel).await,
+            Err(response) => {
+                let keep_alive = admitted.is_ok() && request.keep_alive() && !request.has_body();
+                let head_only = request.method == "HEAD";
+                let written = response
+                    .write(&mut io, request.minor_version, keep_alive, head_only)
+                    .await;
+                keep_alive && written.is_ok()
+            }
+        };
         if !keep_alive {
             return;
         }
     }
+}
+
+/// A 503 for a client over a limit: it may come back soon.
+fn refuse_busy(why: limits::Refusal) -> Response {
+    Response::text(503, why).header("Retry-After", limits::RETRY_AFTER)
+}
+
+/// A stream slot for `req` when it asks for a stream (other requests need
+/// none); a 503 when the stream limits are reached.
+fn stream_permit<'a>(
+    req: &request::Request,
+    peer: SocketAddr,
+    ctx: &'a HttpContext,
+) -> Result<Option<limits::StreamPermit<'a>>, Response> {
+    if req.method != "GET" || !router::is_stream(req, ctx) {
+        return Ok(None);
+    }
+    ctx.gate
+        .stream(peer.ip(), &ctx.options.limits)
+        .map(Some)
+        .map_err(refuse_busy)
 }

@@ -54,6 +54,11 @@ fn resolve(req: &Request, ctx: &HttpContext) -> Endpoint {
     }
 }
 
+/// Whether `req` asks for a stream (which the client limits count).
+pub(super) fn is_stream(req: &Request, ctx: &HttpContext) -> bool {
+    matches!(resolve(req, ctx), Endpoint::Stream(_))
+}
+
 /// Answers one request; returns whether the connection may serve another.
 pub async fn handle<S>(
     io: &mut S,

@@ -1,0 +1,384 @@
+//! The security options: credentials, token secret, TLS files, client
+//! limits, and the `mjpegd token` subcommand that makes signed URLs.
+//!
+//! Secrets can come from a flag, a file, or an environment variable; the
+//! last two keep them out of `ps` output. Errors name where a secret came
+//! from, never its value.
+
+use super::{ConfigError, first_line, parse_secs};
+use crate::http::auth::{Access, Credentials, TokenKey, parse_ttl};
+use crate::http::limits::Limits;
+use crate::tls::TlsSettings;
+use clap::Parser;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+/// Environment variable holding `USER:PASSWORD`.
+pub const AUTH_ENV: &str = "MJPEGD_AUTH";
+/// Environment variable holding the token secret.
+pub const TOKEN_SECRET_ENV: &str = "MJPEGD_TOKEN_SECRET";
+
+#[derive(clap::Args, Debug)]
+pub(super) struct SecurityArgs {
+    /// Require HTTP Basic auth with USER:PASSWORD on every request. Shows in
+    /// `ps`: prefer --auth-file or the MJPEGD_AUTH environment variable.
+    #[arg(long, value_name = "USER:PASSWORD", conflicts_with = "auth_file")]
+    auth: Option<String>,
+
+    /// Read USER:PASSWORD for --auth from this file.
+    #[arg(long, value_name = "PATH")]
+    auth_file: Option<PathBuf>,
+
+    /// Secret (16+ characters) that signs ?token= URLs made by `mjpegd token`.
+    /// Also MJPEGD_TOKEN_SECRET or --token-secret-file.
+    #[arg(long, value_name = "SECRET", conflicts_with = "token_secret_file")]
+    token_secret: Option<String>,
+
+    /// Read the token secret from this file.
+    #[arg(long, value_name = "PATH")]
+    token_secret_file: Option<PathBuf>,
+
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// Most open connections (0: no limit); more get 503 with Retry-After.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    max_connections: usize,
+
+    /// Most stream clients over all streams (0: no limit); more get 503.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    max_clients: usize,
+
+    /// Most stream clients from one IP address (0: no limit); more get 503.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    max_streams_per_ip: usize,
+
+    /// Seconds a client may take no data before it is dropped.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    send_timeout: Duration,
+}
+
+/// The resolved security settings.
+pub(super) struct Security {
+    pub access: Access,
+    pub tls: Option<TlsSettings>,
+    pub limits: Limits,
+    pub send_timeout: Duration,
+}
+
+/// Looks up an environment variable (a parameter so tests need not touch the
+/// process environment).
+pub(super) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+pub(super) fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+impl SecurityArgs {
+    pub(super) fn resolve(self, env: Env<'_>) -> Result<Security, String> {
+        let basic = secret(self.auth, self.auth_file, "--auth", AUTH_ENV, env)?
+            .map(|(s, from)| Credentials::parse(&s).map_err(|e| format!("{from}: {e}")))
+            .transpose()?;
+        let tokens = token_key(self.token_secret, self.token_secret_file, env)?;
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsSettings::load(&cert, &key)?),
+            _ => None,
+        };
+        Ok(Security {
+            access: Access { basic, tokens },
+            tls,
+            limits: Limits {
+                max_connections: self.max_connections,
+                max_clients: self.max_clients,
+                max_streams_per_ip: self.max_streams_per_ip,
+            },
+            send_timeout: self.send_timeout,
+        })
+    }
+}
+
+fn token_key(
+    flag: Option<String>,
+    file: Option<PathBuf>,
+    env: Env<'_>,
+) -> Result<Option<TokenKey>, String> {
+    secret(flag, file, "--token-secret", TOKEN_SECRET_ENV, env)?
+        .map(|(s, from)| TokenKey::new(&s).map_err(|e| format!("{from}: {e}")))
+        .transpose()
+}
+
+/// A secret from its flag, its file, or its environment variable (in that
+/// order), with a description of where it came from for error messages.
+fn secret(
+    flag: Option<String>,
+    file: Option<PathBuf>,
+    flag_name: &str,
+    env_name: &str,
+    env: Env<'_>,
+) -> Result<Option<(String, String)>, String> {
+    if let Some(s) = flag {
+        return Ok(Some((s, flag_name.to_owned())));
+    }
+    if let Some(path) = file {
+        let s = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {flag_name}-file {}: {e}", path.display()))?;
+        return Ok(Some((s, format!("{flag_name}-file {}", path.display()))));
+    }
+    Ok(env(env_name)
+        .filter(|s| !s.is_empty())
+        .map(|s| (s, format!("${env_name}"))))
+}
+
+/// `mjpegd token --path PATH --ttl TTL`: prints a signed token for PATH.
+#[derive(Parser, Debug)]
+#[command(
+    name = "mjpegd token",
+    about = "Print a ?token= value that admits requests for one path until it expires",
+    long_about = None
+)]
+struct TokenCli {
+    /// Path the token is for, as in the URL (e.g. /stream or /streams/cam/snapshot).
+    #[arg(long, value_name = "PATH", default_value = "/stream")]
+    path: String,
+
+    /// How long the token is valid: 90s, 15m, 2h, 7d.
+    #[arg(long, value_name = "TTL", default_value = "1h", value_parser = parse_ttl)]
+    ttl: Duration,
+
+    /// The server's token secret (also MJPEGD_TOKEN_SECRET or --token-secret-file).
+    #[arg(long, value_name = "SECRET", conflicts_with = "token_secret_file")]
+    token_secret: Option<String>,
+
+    /// Read the token secret from this file.
+    #[arg(long, value_name = "PATH")]
+    token_secret_file: Option<PathBuf>,
+}
+
+/// Runs `mjpegd token ...`: `args` starts with the program name, then
+/// `token`. Returns the token line to print.
+pub fn token_command<I, T>(args: I) -> Result<String, ConfigError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    token_command_with_env(args, &process_env, SystemTime::now())
+}
+
+pub(super) fn token_command_with_env<I, T>(
+    args: I,
+    env: Env<'_>,
+    now: SystemTime,
+) -> Result<String, ConfigError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    // Drop the program name: clap sees `token` as its own name.
+    let cli = TokenCli::try_parse_from(args.into_iter().skip(1)).map_err(|e| match e.kind() {
+        clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+            ConfigError::Info(e.to_string())
+        }
+        _ => ConfigError::Invalid(first_line(&e.to_string())),
+    })?;
+    if !cli.path.starts_with('/') || cli.path.contains(['?', '#']) {
+        return Err(ConfigError::Invalid(format!(
+            "--path '{}' must be a URL path starting with '/', without query",
+            cli.path
+        )));
+    }
+    let key = token_key(cli.token_secret, cli.token_secret_file, env)
+        .map_err(ConfigError::Invalid)?
+        .ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "no token secret: give --token-secret-file, --token-secret or ${TOKEN_SECRET_ENV}"
+            ))
+        })?;
+    Ok(key.sign_for(&cli.path, cli.ttl, now))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const SECRET: &str = "a-long-enough-secret";
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn parse_with(args: &[&str], env: Env<'_>) -> Result<Config, ConfigError> {
+        Config::from_args_with_env(std::iter::once("mjpegd").chain(args.iter().copied()), env)
+    }
+
+    fn invalid(args: &[&str], env: Env<'_>) -> String {
+        match parse_with(args, env) {
+            Err(ConfigError::Invalid(m)) => m,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    fn temp_file(name: &str, content: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("mjpegd-{}-{name}", std::process::id()));
+        std::fs::write(&path, content).expect("write temp file");
+        path
+    }
+
+    #[test]
+    fn secrets_from_flag_file_or_environment() {
+        let c = parse_with(&[], &no_env).expect("valid");
+        assert!(c.access.is_open());
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.send_timeout, Duration::from_secs(10));
+
+        let c = parse_with(&["--auth", "u:p"], &no_env).expect("valid");
+        assert_eq!(c.access.basic, Some(Credentials::parse("u:p").expect("ok")));
+
+        let f = temp_file("auth", "file:pass\n");
+        let c = parse_with(&["--auth-file", f.to_str().expect("utf-8")], &no_env).expect("valid");
+        assert_eq!(
+            c.access.basic,
+            Some(Credentials::parse("file:pass").expect("ok"))
+        );
+        let _ = std::fs::remove_file(&f);
+
+        let env = |name: &str| match name {
+            AUTH_ENV => Some("env:pass".to_owned()),
+            TOKEN_SECRET_ENV => Some(SECRET.to_owned()),
+            _ => None,
+        };
+        let c = parse_with(&[], &env).expect("valid");
+        assert_eq!(
+            c.access.basic,
+            Some(Credentials::parse("env:pass").expect("ok"))
+        );
+        assert_eq!(c.access.tokens, Some(TokenKey::new(SECRET).expect("ok")));
+        // A flag wins over the environment.
+        let c = parse_with(&["--auth", "flag:pass"], &env).expect("valid");
+        assert_eq!(
+            c.access.basic,
+            Some(Credentials::parse("flag:pass").expect("ok"))
+        );
+    }
+
+    #[test]
+    fn bad_secrets_are_one_line_without_the_secret() {
+        let m = invalid(&["--auth", "nocolon-secretvalue"], &no_env);
+        assert!(m.contains("--auth") && !m.contains("secretvalue"), "{m}");
+        let m = invalid(&["--token-secret", "shortsecret"], &no_env);
+        assert!(m.contains("16") && !m.contains("shortsecret"), "{m}");
+        let m = invalid(&["--auth-file", "/nonexistent/auth"], &no_env);
+        assert!(m.contains("/nonexistent/auth"), "{m}");
+        let env = |_: &str| Some("x".to_owned());
+        let m = invalid(&[], &env);
+        assert!(m.contains(AUTH_ENV), "{m}");
+        let m = invalid(&["--auth", "a:b", "--auth-file", "/x"], &no_env);
+        assert!(!m.contains('\n'), "{m}");
+        let m = invalid(&["--tls-cert", "/x.pem"], &no_env);
+        assert!(m.contains("--tls-key"), "{m}");
+        let m = invalid(
+            &[
+                "--tls-cert",
+                "/nonexistent/c.pem",
+                "--tls-key",
+                "/nonexistent/k.pem",
+            ],
+            &no_env,
+        );
+        assert!(m.contains("/nonexistent/c.pem"), "{m}");
+        let m = invalid(&["--send-timeout", "0"], &no_env);
+        assert!(m.contains("'0'"), "{m}");
+    }
+
+    #[test]
+    fn limits_and_unix_listeners() {
+        let c = parse_with(
+            &[
+                "--max-clients",
+                "5",
+                "--max-connections",
+                "50",
+                "--max-streams-per-ip",
+                "2",
+                "--send-timeout",
+                "2.5",
+                "--listen",
+                "unix:/tmp/m.sock",
+                "--listen",
+                "9000",
+            ],
+            &no_env,
+        )
+        .expect("valid");
+        assert_eq!(
+            c.limits,
+            Limits {
+                max_connections: 50,
+                max_clients: 5,
+                max_streams_per_ip: 2
+            }
+        );
+        assert_eq!(c.send_timeout, Duration::from_millis(2500));
+        assert_eq!(c.listen, vec!["127.0.0.1:9000".parse().expect("addr")]);
+        assert_eq!(c.listen_unix, vec![PathBuf::from("/tmp/m.sock")]);
+        // Only a unix socket: no TCP listener by default.
+        let c = parse_with(&["--listen", "unix:/tmp/m.sock"], &no_env).expect("valid");
+        assert!(c.listen.is_empty());
+    }
+
+    #[test]
+    fn token_command_signs_for_the_path() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let run = |args: &[&str], env: Env<'_>| {
+            token_command_with_env(["mjpegd", "token"].iter().chain(args), env, now)
+        };
+        let t = run(
+            &[
+                "--path",
+                "/snapshot",
+                "--ttl",
+                "2m",
+                "--token-secret",
+                SECRET,
+            ],
+            &no_env,
+        )
+        .expect("token");
+        let key = TokenKey::new(SECRET).expect("ok");
+        assert!(t.starts_with("1120."), "{t}");
+        assert_eq!(key.verify("/snapshot", &t, now), Ok(()));
+        let env = |n: &str| (n == TOKEN_SECRET_ENV).then(|| SECRET.to_owned());
+        let t = run(&[], &env).expect("defaults: /stream for 1h");
+        assert_eq!(key.verify("/stream", &t, now), Ok(()));
+        assert!(t.starts_with("4600."), "{t}");
+        for bad in [
+            &["--path", "stream"][..],
+            &["--path", "/s?x=1"],
+            &["--ttl", "forever"],
+        ] {
+            let args: Vec<&str> = bad
+                .iter()
+                .copied()
+                .chain(["--token-secret", SECRET])
+                .collect();
+            assert!(
+                matches!(run(&args, &no_env), Err(ConfigError::Invalid(_))),
+                "{bad:?}"
+            );
+        }
+        match run(&[], &no_env) {
+            Err(ConfigError::Invalid(m)) => assert!(m.contains(TOKEN_SECRET_ENV), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            run(&["--help"], &no_env),
+            Err(ConfigError::Info(_))
+        ));
+    }
+}

@@ -1,0 +1,106 @@
+//! Listen addresses (TCP or unix socket) and the listeners the binary binds
+//! and hands to [`crate::server::run`]. The library never binds by itself.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+
+/// Where to listen: `HOST:PORT`, `PORT`, or `unix:/PATH`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::str::FromStr for ListenAddr {
+    type Err = String;
+
+    /// `HOST:PORT`, `[V6]:PORT`, `localhost:PORT`, a bare `PORT` (loopback),
+    /// or `unix:PATH`.
+    fn from_str(s: &str) -> Result<ListenAddr, String> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err("'unix:' needs a socket path, as in unix:/run/mjpegd.sock".into());
+            }
+            return Ok(ListenAddr::Unix(PathBuf::from(path)));
+        }
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Ok(ListenAddr::Tcp(addr));
+        }
+        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let port = s.strip_prefix("localhost:").unwrap_or(s);
+        port.parse::<u16>()
+            .map(|p| ListenAddr::Tcp(SocketAddr::new(loopback, p)))
+            .map_err(|_| format!("'{s}' is not HOST:PORT, PORT or unix:PATH"))
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => write!(f, "{a}"),
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// A bound listener of either kind.
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl From<TcpListener> for Listener {
+    fn from(l: TcpListener) -> Listener {
+        Listener::Tcp(l)
+    }
+}
+
+impl From<UnixListener> for Listener {
+    fn from(l: UnixListener) -> Listener {
+        Listener::Unix(l)
+    }
+}
+
+/// One accepted connection.
+pub enum Accepted {
+    Tcp(TcpStream, SocketAddr),
+    Unix(UnixStream),
+}
+
+impl Listener {
+    pub async fn accept(&self) -> std::io::Result<Accepted> {
+        match self {
+            Listener::Tcp(l) => l.accept().await.map(|(s, a)| Accepted::Tcp(s, a)),
+            Listener::Unix(l) => l.accept().await.map(|(s, _)| Accepted::Unix(s)),
+        }
+    }
+}
+
+/// The peer address reported for clients on a unix socket: they have no IP
+/// address, and per-address limits do not apply to them (they all come
+/// through the same reverse proxy).
+pub const UNIX_PEER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_form() {
+        let tcp = |s: &str| ListenAddr::Tcp(s.parse().expect("addr"));
+        assert_eq!("8080".parse(), Ok(tcp("127.0.0.1:8080")));
+        assert_eq!("localhost:81".parse(), Ok(tcp("127.0.0.1:81")));
+        assert_eq!("0.0.0.0:80".parse(), Ok(tcp("0.0.0.0:80")));
+        assert_eq!("[::1]:9000".parse(), Ok(tcp("[::1]:9000")));
+        assert_eq!(
+            "unix:/run/m.sock".parse(),
+            Ok(ListenAddr::Unix("/run/m.sock".into()))
+        );
+        for bad in ["", "unix:", "host", "1.2.3.4", "99999"] {
+            assert!(bad.parse::<ListenAddr>().is_err(), "{bad:?}");
+        }
+        assert_eq!(ListenAddr::Unix("/a b".into()).to_string(), "unix:/a b");
+    }
+}
