@@ -66,6 +66,8 @@ pub struct ClientResult {
     pub window: Duration,
     /// X-Timestamp to receipt, per frame, in milliseconds.
     pub latency_ms: Vec<f32>,
+    /// When the first complete frame arrived.
+    pub first_frame_at: Option<Instant>,
 }
 
 impl ClientResult {
@@ -77,15 +79,15 @@ impl ClientResult {
     }
 }
 
-/// Runs one client until `end`.
-pub async fn run(target: &Target, http10: bool, end: Instant) -> ClientResult {
+/// Runs one client until `end`, or until it has `limit` frames (0: no limit).
+pub async fn run(target: &Target, http10: bool, end: Instant, limit: u64) -> ClientResult {
     let started = Instant::now();
     let mut r = ClientResult {
         window: end.saturating_duration_since(started),
         ..ClientResult::default()
     };
-    match tokio::time::timeout_at(end, session(target, http10, started, &mut r)).await {
-        Ok(Ok(())) => r.dropped = r.connected,
+    match tokio::time::timeout_at(end, session(target, http10, started, limit, &mut r)).await {
+        Ok(Ok(())) => r.dropped = r.connected && (limit == 0 || r.frames < limit),
         Ok(Err(e)) => {
             if r.connected {
                 r.dropped = true;
@@ -105,6 +107,7 @@ async fn session(
     target: &Target,
     http10: bool,
     started: Instant,
+    limit: u64,
     r: &mut ClientResult,
 ) -> Result<(), String> {
     let mut io = TcpStream::connect((target.host.as_str(), target.port))
@@ -154,7 +157,7 @@ async fn session(
         .ok_or("response is not multipart")?;
     r.connected = true;
     let chunked = header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
-    let mut counter = Counter { started, r };
+    let mut counter = Counter { started, limit, r };
     if chunked {
         return slow_path(&mut io, buf, &boundary, true, &mut counter).await;
     }
@@ -164,10 +167,16 @@ async fn session(
 /// Counts frames into the result.
 struct Counter<'a> {
     started: Instant,
+    limit: u64,
     r: &'a mut ClientResult,
 }
 
 impl Counter<'_> {
+    /// Whether the client has all the frames it wanted.
+    fn done(&self) -> bool {
+        self.limit > 0 && self.r.frames >= self.limit
+    }
+
     fn frame(&mut self, len: usize, ok: bool, timestamp: Option<&str>) {
         let r = &mut *self.r;
         r.frames += 1;
@@ -177,6 +186,7 @@ impl Counter<'_> {
         }
         if r.ttff_ms.is_none() {
             r.ttff_ms = Some(ms(self.started.elapsed()));
+            r.first_frame_at = Some(Instant::now());
         }
         if let Some(ts) = timestamp.and_then(|t| t.trim().parse::<f64>().ok()) {
             let now = SystemTime::now()
@@ -250,6 +260,9 @@ async fn fast_path(
         }
         let ok = first == [0xff, 0xd8] && last == [0xff, 0xd9];
         counter.frame(len, ok, timestamp.as_deref());
+        if counter.done() {
+            return Ok(());
+        }
     }
 }
 
@@ -295,6 +308,9 @@ async fn slow_path(
                     counter.frame(b.len(), ok, p.header("x-timestamp"));
                 }
                 Err(_) => counter.r.corrupt += 1,
+            }
+            if counter.done() {
+                return Ok(());
             }
         }
         read_more(io, &mut raw).await?;

@@ -10,6 +10,7 @@
 mod client;
 mod procmon;
 mod report;
+mod startup;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -25,10 +26,14 @@ pub struct Args {
     pub json: bool,
     pub threads: usize,
     pub http10: bool,
+    /// `--startup CMD`: measure process start to first frame instead.
+    pub startup: Option<String>,
+    pub runs: usize,
 }
 
 const USAGE: &str = "usage: mjpeg-bench URL [-c CLIENTS] [-d SECONDS] [--ramp SECONDS] \
-[--pid SERVER_PID] [--threads N] [--http10] [--json]";
+[--pid SERVER_PID] [--threads N] [--http10] [--json]
+       mjpeg-bench URL --startup 'SERVER COMMAND' [--runs N]   (process start to first frame)";
 
 fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut args = Args {
@@ -40,6 +45,8 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
         json: false,
         threads: 1,
         http10: false,
+        startup: None,
+        runs: 10,
     };
     let secs = |v: Option<String>, flag: &str| -> Result<Duration, String> {
         let v = v.ok_or(format!("{flag} needs a value"))?;
@@ -63,6 +70,8 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
             "--threads" => args.threads = num(argv.next(), "--threads")?.max(1),
             "--json" => args.json = true,
             "--http10" => args.http10 = true,
+            "--startup" => args.startup = Some(argv.next().ok_or("--startup needs a command")?),
+            "--runs" => args.runs = num(argv.next(), "--runs")?.max(1),
             "-h" | "--help" => return Err(String::new()),
             s if !s.starts_with('-') && args.url.is_empty() => args.url = s.to_owned(),
             s => return Err(format!("unknown argument '{s}'")),
@@ -111,6 +120,36 @@ fn main() -> ExitCode {
         }
     };
     raise_fd_limit();
+    if let Some(cmd) = &args.startup {
+        return match runtime.block_on(startup::measure(cmd, &target, args.runs)) {
+            // `measure` returns one figure per run and runs >= 1, so `ms`
+            // is never empty.
+            Ok(mut ms) => {
+                ms.sort_by(f64::total_cmp);
+                let median = ms[ms.len() / 2];
+                if args.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"startup_ms_min": ms[0], "startup_ms_median": median,
+                            "startup_ms_max": ms[ms.len() - 1], "runs": ms.len()})
+                    );
+                } else {
+                    println!(
+                        "process start → first frame over {} runs: min {:.1} ms, median {:.1} ms, max {:.1} ms",
+                        ms.len(),
+                        ms[0],
+                        median,
+                        ms[ms.len() - 1]
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("mjpeg-bench: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let report = runtime.block_on(run(args.clone(), target));
     if args.json {
         println!("{}", report.to_json());
@@ -137,7 +176,7 @@ async fn run(args: Args, target: client::Target) -> report::Report {
         let http10 = args.http10;
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            client::run(&target, http10, end.into()).await
+            client::run(&target, http10, end.into(), 0).await
         }));
     }
     let mut results = Vec::with_capacity(tasks.len());
