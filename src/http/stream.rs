@@ -103,10 +103,8 @@ fn rate_cap(req: &Request) -> Option<Duration> {
 /// Writes one frame's part whole: by `sendfile` from the frame's memory file
 /// on plain TCP, else by writing the shared bytes.
 async fn send_part<S: Transport>(io: &mut S, frame: &Frame, zero_copy: bool) -> io::Result<()> {
-    if zero_copy {
-        if let (Some(tcp), Some(file)) = (io.tcp(), frame.part_file()) {
-            return sendfile_all(tcp, file).await;
-        }
+    if zero_copy && let (Some(tcp), Some(file)) = (io.tcp(), frame.part_file()) {
+        return sendfile_all(tcp, file).await;
     }
     io.write_all(frame.part()).await
 }
