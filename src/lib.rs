@@ -15,6 +15,7 @@ pub mod http;
 pub mod hub;
 pub mod jpeg;
 pub mod listen;
+pub mod memfd;
 pub mod mjpeg;
 pub mod server;
 pub mod source;

@@ -63,6 +63,8 @@ impl From<UnixListener> for Listener {
     }
 }
 
+impl crate::http::Transport for UnixStream {}
+
 /// One accepted connection.
 pub enum Accepted {
     Tcp(TcpStream, SocketAddr),

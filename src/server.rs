@@ -44,6 +44,7 @@ pub async fn run<L: Into<Listener>>(
         access: config.access.clone(),
         limits: config.limits,
         send_timeout: config.send_timeout,
+        zero_copy: config.zero_copy,
         ..HttpOptions::default()
     };
     let ctx = Arc::new(HttpContext::new(hubs, options));

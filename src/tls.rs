@@ -13,6 +13,10 @@ use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::{self, ServerConfig};
 
+/// TLS connections write their bytes (the kernel cannot encrypt a
+/// `sendfile`).
+impl crate::http::Transport for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {}
+
 /// A loaded certificate and key, ready to accept connections.
 #[derive(Clone)]
 pub struct TlsSettings {

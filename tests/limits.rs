@@ -23,11 +23,16 @@ async fn wait_for_clients(addr: std::net::SocketAddr, want: u64) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let st = status(addr).await;
-        let clients = st["streams"][0]["clients"].as_u64().unwrap_or_else(|| panic!("{st}"));
+        let clients = st["streams"][0]["clients"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{st}"));
         if clients == want {
             return;
         }
-        assert!(Instant::now() < deadline, "clients stayed {clients}, want {want}");
+        assert!(
+            Instant::now() < deadline,
+            "clients stayed {clients}, want {want}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -55,7 +60,13 @@ async fn max_clients_refuses_extra_streams_with_503() {
 
 #[tokio::test]
 async fn streams_per_address_are_limited() {
-    let s = TestServer::start(&["--source", "pattern:160x120@30", "--max-streams-per-ip", "1"]).await;
+    let s = TestServer::start(&[
+        "--source",
+        "pattern:160x120@30",
+        "--max-streams-per-ip",
+        "1",
+    ])
+    .await;
     let (h1, _c1, _) = open_stream(s.addr, "/stream").await;
     assert!(h1.starts_with("HTTP/1.1 200 "), "{h1}");
     let (h2, mut c2, mut body) = open_stream(s.addr, "/stream").await;
@@ -77,7 +88,10 @@ async fn max_connections_answers_503_and_closes() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let (code, head, _) = get(s.addr, "/status").await;
     assert_eq!(code, 503, "{head}");
-    assert!(head.contains("Retry-After") && head.contains("Connection: close"), "{head}");
+    assert!(
+        head.contains("Retry-After") && head.contains("Connection: close"),
+        "{head}"
+    );
     drop(idle);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(get(s.addr, "/status").await.0, 200);
@@ -90,7 +104,8 @@ async fn max_connections_answers_503_and_closes() {
 async fn a_slowly_trickled_head_is_cut_at_the_header_timeout() {
     let s = TestServer::start(&["--source", "pattern:160x120@30", "--header-timeout", "1"]).await;
     let mut io = TcpStream::connect(s.addr).await.expect("connect");
-    let req = b"GET /snapshot HTTP/1.1\r\nHost: slowloris\r\nX-Padding: aaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let req =
+        b"GET /snapshot HTTP/1.1\r\nHost: slowloris\r\nX-Padding: aaaaaaaaaaaaaaaaaaaa\r\n\r\n";
     let started = Instant::now();
     let mut cut = None;
     for &b in req.iter() {
@@ -125,7 +140,16 @@ fn unix_socket_listener_serves_and_cleans_up() {
     assert!(path.exists());
     let spec = format!("unix:{}", path.display());
     let mut d = Daemon::start(
-        &["--listen", &spec, "--listen", "127.0.0.1:0", "--source", "pattern:160x120@30", "--max-streams-per-ip", "1"],
+        &[
+            "--listen",
+            &spec,
+            "--listen",
+            "127.0.0.1:0",
+            "--source",
+            "pattern:160x120@30",
+            "--max-streams-per-ip",
+            "1",
+        ],
         &[],
         2,
     );
@@ -137,17 +161,26 @@ fn unix_socket_listener_serves_and_cleans_up() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let io = tokio::net::UnixStream::connect(&path).await.expect("connect");
-        let (code, _, body) =
-            exchange(io, b"GET /snapshot HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n").await;
+        let io = tokio::net::UnixStream::connect(&path)
+            .await
+            .expect("connect");
+        let (code, _, body) = exchange(
+            io,
+            b"GET /snapshot HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n",
+        )
+        .await;
         assert_eq!(code, 200);
         assert_eq!(decode(&body), (160, 120));
         // Everything behind the proxy shares one address: no per-address
         // limit applies.
         let mut streams = Vec::new();
         for _ in 0..2 {
-            let mut io = tokio::net::UnixStream::connect(&path).await.expect("connect");
-            io.write_all(b"GET /stream HTTP/1.1\r\n\r\n").await.expect("send");
+            let mut io = tokio::net::UnixStream::connect(&path)
+                .await
+                .expect("connect");
+            io.write_all(b"GET /stream HTTP/1.1\r\n\r\n")
+                .await
+                .expect("send");
             let (head, rest) = read_head(&mut io).await;
             assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
             assert_eq!(read_frames(&mut io, rest, 1).await.len(), 1);
@@ -166,7 +199,10 @@ fn unix_socket_listener_serves_and_cleans_up() {
     assert_ne!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a socket"), "{err}");
-    assert_eq!(std::fs::read_to_string(&path).expect("still there"), "precious");
+    assert_eq!(
+        std::fs::read_to_string(&path).expect("still there"),
+        "precious"
+    );
     let _ = std::fs::remove_file(&path);
 }
 

@@ -83,8 +83,16 @@ async fn rustls_client_reads_the_stream() {
     let s = tls_server(&cert, &[]).await;
     let tcp = TcpStream::connect(s.addr).await.expect("connect");
     let name = ServerName::try_from("localhost").expect("name");
-    let mut tls = cert.connector().connect(name, tcp).await.expect("handshake");
-    assert_eq!(tls.get_ref().1.alpn_protocol(), None, "client offered no ALPN");
+    let mut tls = cert
+        .connector()
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    assert_eq!(
+        tls.get_ref().1.alpn_protocol(),
+        None,
+        "client offered no ALPN"
+    );
     tls.write_all(b"GET /stream HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .expect("send");
@@ -120,19 +128,29 @@ async fn stalled_handshakes_block_nobody_and_time_out() {
     }
     // One that starts a handshake with garbage and then stalls.
     let mut partial = TcpStream::connect(s.addr).await.expect("connect");
-    partial.write_all(&[0x16, 0x03, 0x01, 0x02]).await.expect("send");
+    partial
+        .write_all(&[0x16, 0x03, 0x01, 0x02])
+        .await
+        .expect("send");
     silent.push(partial);
 
     let started = Instant::now();
     let tcp = TcpStream::connect(s.addr).await.expect("connect");
     let name = ServerName::try_from("127.0.0.1").expect("name");
-    let mut tls = cert.connector().connect(name, tcp).await.expect("handshake");
+    let mut tls = cert
+        .connector()
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
     tls.write_all(b"GET /snapshot HTTP/1.1\r\nConnection: close\r\n\r\n")
         .await
         .expect("send");
     let (head, _) = read_head(&mut tls).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(started.elapsed() < Duration::from_millis(900), "served at once");
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "served at once"
+    );
 
     for mut io in silent {
         let mut buf = [0u8; 64];
@@ -161,13 +179,25 @@ fn curl_fetches_snapshot_and_stream_over_https() {
     args.extend(cert.args());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut d = Daemon::start(&args, &[("MJPEGD_AUTH", "cam:era-pass")], 1);
-    assert!(d.listening[0].starts_with("https://127.0.0.1:"), "{:?}", d.listening);
+    assert!(
+        d.listening[0].starts_with("https://127.0.0.1:"),
+        "{:?}",
+        d.listening
+    );
     let port = d.addr(0).port();
     let cacert = cert.cert.display().to_string();
     let resolve = format!("localhost:{port}:127.0.0.1");
     let curl = |path: &str, extra: &[&str]| {
         Command::new("curl")
-            .args(["-sS", "--cacert", &cacert, "--resolve", &resolve, "-u", "cam:era-pass"])
+            .args([
+                "-sS",
+                "--cacert",
+                &cacert,
+                "--resolve",
+                &resolve,
+                "-u",
+                "cam:era-pass",
+            ])
             .args(extra)
             .arg(format!("https://localhost:{port}{path}"))
             .output()
@@ -175,13 +205,23 @@ fn curl_fetches_snapshot_and_stream_over_https() {
     };
 
     let out = curl("/snapshot", &["--fail"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(decode(&out.stdout), (320, 240));
 
     // The stream never ends: curl stops after its time limit (exit 28)
     // with the start of the stream.
     let out = curl("/stream", &["--max-time", "2"]);
-    assert_eq!(out.status.code(), Some(28), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(28),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -205,7 +245,10 @@ fn curl_fetches_snapshot_and_stream_over_https() {
         .expect("run curl");
     assert_ne!(out.status.code(), Some(0));
     // Wrong credentials over TLS: 401.
-    let out = curl("/snapshot", &["-o", "/dev/null", "-w", "%{http_code}", "-u", "cam:wrong"]);
+    let out = curl(
+        "/snapshot",
+        &["-o", "/dev/null", "-w", "%{http_code}", "-u", "cam:wrong"],
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "401");
     assert_eq!(d.terminate(), Some(0));
 }

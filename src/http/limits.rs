@@ -195,6 +195,14 @@ impl<S> StallGuard<S> {
     }
 }
 
+/// `sendfile` on the socket bypasses the guard's writes; the stream's send
+/// loop applies the same timeout to its waits for the socket.
+impl<S: super::Transport> super::Transport for StallGuard<S> {
+    fn tcp(&self) -> Option<&tokio::net::TcpStream> {
+        self.io.tcp()
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for StallGuard<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,

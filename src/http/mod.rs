@@ -25,6 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -43,6 +44,9 @@ pub struct HttpOptions {
     pub limits: Limits,
     /// A client that takes no byte of a response for this long is dropped.
     pub send_timeout: Duration,
+    /// Send stream parts to plain TCP clients with `sendfile` from the
+    /// frame's memory file (else with `write` from the shared buffer).
+    pub zero_copy: bool,
 }
 
 impl Default for HttpOptions {
@@ -54,6 +58,7 @@ impl Default for HttpOptions {
             access: Access::default(),
             limits: Limits::default(),
             send_timeout: Duration::from_secs(10),
+            zero_copy: true,
         }
     }
 }
@@ -84,6 +89,21 @@ impl HttpContext {
     }
 }
 
+/// A connection's byte stream. Plain TCP connections expose their socket so
+/// that stream parts can be handed to the kernel with `sendfile`; other
+/// transports (TLS, unix sockets) write the bytes.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send {
+    fn tcp(&self) -> Option<&TcpStream> {
+        None
+    }
+}
+
+impl Transport for TcpStream {
+    fn tcp(&self) -> Option<&TcpStream> {
+        Some(self)
+    }
+}
+
 /// Serves one connection until the client leaves, an error, or `cancel`.
 pub async fn serve_connection<S>(
     io: S,
@@ -91,7 +111,7 @@ pub async fn serve_connection<S>(
     ctx: Arc<HttpContext>,
     cancel: CancellationToken,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: Transport,
 {
     let mut io = StallGuard::new(io, ctx.options.send_timeout);
     let (_connection, admitted) = ctx.gate.connection(&ctx.options.limits);

@@ -169,7 +169,11 @@ pub async fn read_frames<R: AsyncRead + Unpin>(
             read_some(io, &mut buf).await;
             continue;
         };
-        assert!(buf.starts_with(delimiter), "{:?}", String::from_utf8_lossy(&buf[..head_end]));
+        assert!(
+            buf.starts_with(delimiter),
+            "{:?}",
+            String::from_utf8_lossy(&buf[..head_end])
+        );
         let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
         let len: usize = head
             .lines()
