@@ -133,14 +133,17 @@ pub async fn serve_connection<S>(
             }
             Ok(Err(ReadError::TooLarge)) => {
                 let resp = Response::text(431, "request head too large");
-                let _ = resp.write(&mut io, 1, false, false).await;
+                if resp.write(&mut io, 1, false, false).await.is_ok() {
+                    linger_close(&mut io, &cancel).await;
+                }
                 return;
             }
             Ok(Err(ReadError::Malformed(why))) => {
                 debug!(%peer, "{why}");
-                let _ = Response::text(400, &why)
-                    .write(&mut io, 1, false, false)
-                    .await;
+                let resp = Response::text(400, &why);
+                if resp.write(&mut io, 1, false, false).await.is_ok() {
+                    linger_close(&mut io, &cancel).await;
+                }
                 return;
             }
             Err(_elapsed) => {
@@ -166,12 +169,44 @@ pub async fn serve_connection<S>(
                 let written = response
                     .write(&mut io, request.minor_version, keep_alive, head_only)
                     .await;
+                if written.is_ok() && !keep_alive {
+                    linger_close(&mut io, &cancel).await;
+                }
                 keep_alive && written.is_ok()
             }
         };
         if !keep_alive {
             return;
         }
+    }
+}
+
+/// Most time and input a refused connection may take after its answer.
+const LINGER_TIME: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// Closes after an error answer without losing it: closing a socket with
+/// unread input makes the kernel send a reset, which can destroy the answer
+/// before the client reads it. So: end our side, then read and discard what
+/// the client still sends, for a bounded time and amount.
+/// Shutdown does not wait for it.
+async fn linger_close<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S, cancel: &CancellationToken) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let drain = async {
+        io.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut total = 0;
+        while total < LINGER_BYTES {
+            match io.read(&mut sink).await? {
+                0 => break,
+                n => total += n,
+            }
+        }
+        std::io::Result::Ok(())
+    };
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        _ = tokio::time::timeout(LINGER_TIME, drain) => {}
     }
 }
 
