@@ -137,16 +137,23 @@ async fn clients_that_reset_mid_stream_leak_nothing() {
             t.await.expect("client task");
         }
     }
-    eventually(Duration::from_secs(10), "stream clients back to 0", || async {
-        stream_clients(a).await == 0
-    })
+    eventually(
+        Duration::from_secs(10),
+        "stream clients back to 0",
+        || async { stream_clients(a).await == 0 },
+    )
     .await;
-    eventually(Duration::from_secs(5), "descriptors back to baseline", || {
-        std::future::ready(d.open_fds() <= base_fds + 5)
-    })
+    eventually(
+        Duration::from_secs(5),
+        "descriptors back to baseline",
+        || std::future::ready(d.open_fds() <= base_fds + 5),
+    )
     .await;
     let st = status(a).await;
-    assert!(st["streams"][0]["frames_delivered"].as_u64().unwrap_or(0) >= 1000, "{st}");
+    assert!(
+        st["streams"][0]["frames_delivered"].as_u64().unwrap_or(0) >= 1000,
+        "{st}"
+    );
     let grown = d.rss_kib().saturating_sub(base_rss);
     assert!(grown < 32 * 1024, "RSS grew {grown} KiB");
     // Still serving.
@@ -197,13 +204,19 @@ async fn clients_that_never_read_are_dropped_and_memory_stays_bounded() {
         );
     }
     let dropped_after = started.elapsed();
-    assert!(most >= 40, "the stalled clients were streaming: most {most}");
+    assert!(
+        most >= 40,
+        "the stalled clients were streaming: most {most}"
+    );
     assert!(
         dropped_after >= Duration::from_millis(800),
         "dropped after {dropped_after:?}, before the send timeout"
     );
     let grown = peak_rss.saturating_sub(base_rss);
-    assert!(grown < 32 * 1024, "RSS grew {grown} KiB with 50 stalled clients");
+    assert!(
+        grown < 32 * 1024,
+        "RSS grew {grown} KiB with 50 stalled clients"
+    );
     // The server closed them: what the kernel buffered, then the end.
     for mut io in stalled {
         let mut rest = Vec::new();
@@ -251,16 +264,44 @@ async fn malformed_requests_get_4xx_and_never_a_panic() {
     big.extend(std::iter::repeat_n(b'a', 64 * 1024));
     big.extend_from_slice(b"\r\n\r\n");
     let cases: Vec<(&str, Vec<u8>, &[u16])> = vec![
-        ("unknown method", b"BREW /stream HTTP/1.1\r\n\r\n".to_vec(), &[405]),
+        (
+            "unknown method",
+            b"BREW /stream HTTP/1.1\r\n\r\n".to_vec(),
+            &[405],
+        ),
         ("64 KiB header", big, &[431]),
-        ("raw invalid UTF-8 path", b"GET /\xff\xfe/stream HTTP/1.1\r\n\r\n".to_vec(), &[400]),
-        ("escaped invalid UTF-8 path", b"GET /%C3%28 HTTP/1.1\r\n\r\n".to_vec(), &[400]),
+        (
+            "raw invalid UTF-8 path",
+            b"GET /\xff\xfe/stream HTTP/1.1\r\n\r\n".to_vec(),
+            &[400],
+        ),
+        (
+            "escaped invalid UTF-8 path",
+            b"GET /%C3%28 HTTP/1.1\r\n\r\n".to_vec(),
+            &[400],
+        ),
         ("HTTP/0.9", b"GET /\r\n".to_vec(), &[400, 408]),
-        ("HTTP/2 preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(), &[400, 405, 404]),
-        ("NUL in header", b"GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n".to_vec(), &[400]),
+        (
+            "HTTP/2 preface",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(),
+            &[400, 405, 404],
+        ),
+        (
+            "NUL in header",
+            b"GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n".to_vec(),
+            &[400],
+        ),
         ("no space", b"GET/HTTP/1.1\r\n\r\n".to_vec(), &[400]),
-        ("bare LF lines", b"GET /nope HTTP/1.1\nHost: x\n\n".to_vec(), &[404]),
-        ("huge version", b"GET / HTTP/1.99999\r\n\r\n".to_vec(), &[400]),
+        (
+            "bare LF lines",
+            b"GET /nope HTTP/1.1\nHost: x\n\n".to_vec(),
+            &[404],
+        ),
+        (
+            "huge version",
+            b"GET / HTTP/1.99999\r\n\r\n".to_vec(),
+            &[400],
+        ),
         (
             "too many headers",
             (0..100)
@@ -276,7 +317,10 @@ async fn malformed_requests_get_4xx_and_never_a_panic() {
     ];
     for (what, raw, want) in cases {
         let got = status_of(a, raw).await;
-        assert!(got.is_some_and(|c| want.contains(&c)), "{what}: got {got:?}, want {want:?}");
+        assert!(
+            got.is_some_and(|c| want.contains(&c)),
+            "{what}: got {got:?}, want {want:?}"
+        );
     }
     // Random garbage, all at once.
     let tasks: Vec<_> = (0..200u64)

@@ -381,4 +381,75 @@ mod tests {
             Err(ConfigError::Info(_))
         ));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Flags and values that make up plausible and implausible command
+        /// lines.
+        fn word() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::sample::select(vec![
+                    "--listen",
+                    "--source",
+                    "--quality",
+                    "--snapshot-timeout",
+                    "--header-timeout",
+                    "--send-buffer",
+                    "--auth",
+                    "--auth-file",
+                    "--token-secret",
+                    "--token-secret-file",
+                    "--tls-cert",
+                    "--tls-key",
+                    "--max-connections",
+                    "--max-clients",
+                    "--max-streams-per-ip",
+                    "--send-timeout",
+                    "--help",
+                    "--version",
+                    "--",
+                    "-",
+                    "token",
+                    "unix:",
+                    "unix:/tmp/x",
+                    "0",
+                    "8080",
+                    "[::1]:0",
+                    "pattern",
+                    "pattern:1x1@1",
+                    "a=pattern",
+                    "u:p",
+                    "-1",
+                    "1e9",
+                    "NaN",
+                    "inf",
+                    "",
+                ])
+                .prop_map(str::to_owned),
+                "\\PC{0,20}",
+                "--[a-z-]{1,20}(=\\PC{0,10})?",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn random_argv_never_panics(args in proptest::collection::vec(word(), 0..8)) {
+                let argv = std::iter::once("mjpegd".to_owned()).chain(args.iter().cloned());
+                match Config::from_args_with_env(argv, &no_env) {
+                    Ok(c) => prop_assert!(!c.streams.is_empty()),
+                    Err(ConfigError::Invalid(m)) => {
+                        prop_assert!(!m.contains('\n'), "{}", m);
+                        prop_assert!(!m.is_empty());
+                    }
+                    Err(ConfigError::Info(_)) => {}
+                }
+                let argv = ["mjpegd".to_owned(), "token".to_owned()].into_iter().chain(args);
+                let _ = token_command_with_env(argv, &no_env, SystemTime::UNIX_EPOCH);
+            }
+        }
+    }
 }

@@ -261,4 +261,105 @@ mod tests {
         );
         assert_eq!(percent_decode("100%", false).as_deref(), Some("100%"));
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Percent-encodes everything but unreserved characters.
+        fn encode(s: &str) -> String {
+            s.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect()
+        }
+
+        fn method() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("GET".to_owned()),
+                Just("HEAD".to_owned()),
+                Just("OPTIONS".to_owned()),
+                "[A-Z]{1,10}",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..2000)) {
+                let _ = parse(&data);
+                let mut prefixed = b"GET /".to_vec();
+                prefixed.extend_from_slice(&data);
+                let _ = parse(&prefixed);
+            }
+
+            #[test]
+            fn any_query_never_panics(q in "\\PC{0,200}", raw in proptest::collection::vec(any::<u8>(), 0..200)) {
+                let _ = parse_query(&q);
+                let _ = parse_query(&String::from_utf8_lossy(&raw));
+            }
+
+            #[test]
+            fn query_pairs_round_trip(pairs in proptest::collection::vec(("\\PC{1,12}", "\\PC{0,12}"), 0..6)) {
+                let q: Vec<String> = pairs
+                    .iter()
+                    .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+                    .collect();
+                let parsed = parse_query(&q.join("&"));
+                prop_assert_eq!(parsed, pairs);
+            }
+
+            #[test]
+            fn valid_requests_round_trip(
+                method in method(),
+                segments in proptest::collection::vec("\\PC{1,8}", 0..4),
+                query in proptest::collection::vec(("[a-z_]{1,8}", "\\PC{0,8}"), 0..4),
+                minor in 0u8..2,
+                headers in proptest::collection::vec(("[A-Za-z][A-Za-z0-9-]{0,15}", "[ -~]{0,30}"), 0..10),
+                pipelined in proptest::collection::vec(any::<u8>(), 0..20),
+            ) {
+                let path = format!("/{}", segments.join("/"));
+                let target = format!(
+                    "/{}{}{}",
+                    segments.iter().map(|s| encode(s)).collect::<Vec<_>>().join("/"),
+                    if query.is_empty() { "" } else { "?" },
+                    query
+                        .iter()
+                        .map(|(k, v)| format!("{k}={}", encode(v)))
+                        .collect::<Vec<_>>()
+                        .join("&"),
+                );
+                let mut raw = format!("{method} {target} HTTP/1.{minor}\r\n");
+                for (n, v) in &headers {
+                    raw.push_str(&format!("{n}: {v}\r\n"));
+                }
+                raw.push_str("\r\n");
+                let head_len = raw.len();
+                let mut bytes = raw.into_bytes();
+                bytes.extend_from_slice(&pipelined);
+                let (req, len) = parse(&bytes)
+                    .map_err(|e| TestCaseError::fail(format!("{e:?}")))?
+                    .ok_or_else(|| TestCaseError::fail("incomplete"))?;
+                prop_assert_eq!(len, head_len);
+                prop_assert_eq!(req.method, method);
+                prop_assert_eq!(req.path, path);
+                prop_assert_eq!(req.query, query);
+                prop_assert_eq!(req.minor_version, minor);
+                let want: Vec<(String, String)> = headers
+                    .iter()
+                    .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_owned()))
+                    .collect();
+                prop_assert_eq!(req.headers, want);
+                // Any prefix of the head is incomplete, never an error.
+                for cut in [0, head_len / 2, head_len - 1] {
+                    prop_assert!(matches!(parse(&bytes[..cut]), Ok(None)), "cut {}", cut);
+                }
+            }
+        }
+    }
 }
