@@ -1,5 +1,7 @@
 //! Source specifications as written on the command line (`pattern:640x480@30`).
 
+use super::relay::{RelaySpec, SnapshotSpec};
+use super::v4l2::V4l2Spec;
 use std::fmt;
 use std::str::FromStr;
 
@@ -8,6 +10,12 @@ use std::str::FromStr;
 pub enum SourceSpec {
     /// The built-in animated test pattern.
     Pattern(PatternSpec),
+    /// Another server's MJPEG stream (`http://...`, `https://...`).
+    Relay(RelaySpec),
+    /// A still image polled at a fixed rate (`snapshot:URL[@FPS]`).
+    Snapshot(SnapshotSpec),
+    /// A V4L2 camera (`v4l2:/dev/videoN[:WxH][@FPS]`).
+    V4l2(V4l2Spec),
 }
 
 impl SourceSpec {
@@ -15,6 +23,9 @@ impl SourceSpec {
     pub fn kind(&self) -> &'static str {
         match self {
             SourceSpec::Pattern(_) => "pattern",
+            SourceSpec::Relay(_) => "relay",
+            SourceSpec::Snapshot(_) => "snapshot",
+            SourceSpec::V4l2(_) => "v4l2",
         }
     }
 }
@@ -75,6 +86,9 @@ impl FromStr for SourceSpec {
                 let tail = rest.unwrap_or(s.strip_prefix("pattern").unwrap_or(""));
                 parse_pattern(tail).map(SourceSpec::Pattern)
             }
+            "http" | "https" => RelaySpec::parse(s).map(SourceSpec::Relay),
+            "snapshot" => SnapshotSpec::parse(rest.unwrap_or("")).map(SourceSpec::Snapshot),
+            "v4l2" => V4l2Spec::parse(rest.unwrap_or("")).map(SourceSpec::V4l2),
             _ => Err(err(format!(
                 "unknown source '{s}' (expected pattern[:WxH][@FPS])"
             ))),
@@ -126,6 +140,9 @@ impl fmt::Display for SourceSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SourceSpec::Pattern(p) => write!(f, "pattern:{}x{}@{}", p.width, p.height, p.fps),
+            SourceSpec::Relay(r) => r.fmt(f),
+            SourceSpec::Snapshot(r) => r.fmt(f),
+            SourceSpec::V4l2(v) => v.fmt(f),
         }
     }
 }
