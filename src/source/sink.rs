@@ -97,13 +97,24 @@ fn meta(width: u16, height: u16, captured: Option<SystemTime>) -> FrameMeta {
     meta
 }
 
-/// Parses an `X-Timestamp` value (`seconds.fraction` since the epoch).
+/// Parses an `X-Timestamp` value (`seconds.fraction` since the epoch),
+/// exactly: through a float, microseconds would not survive a relay.
 pub fn parse_timestamp(value: &str) -> Option<SystemTime> {
-    let secs: f64 = value.trim().parse().ok()?;
-    if !secs.is_finite() || secs <= 0.0 || secs > 1e11 {
+    let (secs, frac) = value.trim().split_once('.').unwrap_or((value.trim(), ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if secs.is_empty() || secs.len() > 11 || !digits(secs) || frac.len() > 9 || !digits(frac) {
         return None;
     }
-    Some(UNIX_EPOCH + Duration::from_secs_f64(secs))
+    let secs: u64 = secs.parse().ok()?;
+    let nanos: u32 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse::<u32>().ok()? * 10u32.pow(9 - frac.len() as u32)
+    };
+    if secs == 0 {
+        return None;
+    }
+    Some(UNIX_EPOCH + Duration::new(secs, nanos))
 }
 
 #[cfg(test)]
@@ -138,5 +149,12 @@ mod tests {
         assert_eq!(d.as_micros(), 1_700_000_000_123_456);
         assert!(parse_timestamp("soon").is_none());
         assert!(parse_timestamp("-1").is_none());
+        assert!(parse_timestamp("1.2.3").is_none());
+        assert!(parse_timestamp("1e9").is_none());
+        let d = parse_timestamp("1700000000").expect("whole seconds");
+        assert_eq!(
+            d.duration_since(UNIX_EPOCH).expect("ok").as_secs(),
+            1_700_000_000
+        );
     }
 }
