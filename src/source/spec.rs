@@ -90,7 +90,7 @@ impl FromStr for SourceSpec {
             "snapshot" => SnapshotSpec::parse(rest.unwrap_or("")).map(SourceSpec::Snapshot),
             "v4l2" => V4l2Spec::parse(rest.unwrap_or("")).map(SourceSpec::V4l2),
             _ => Err(err(format!(
-                "unknown source '{s}' (expected pattern[:WxH][@FPS])"
+                "unknown source '{s}' (expected pattern[:WxH][@FPS], http://..., snapshot:URL[@FPS] or v4l2:/dev/videoN)"
             ))),
         }
     }
@@ -182,6 +182,35 @@ mod tests {
         ] {
             let e = bad.parse::<SourceSpec>().expect_err(bad);
             assert!(!e.0.is_empty());
+        }
+    }
+
+    #[test]
+    fn relay_snapshot_and_camera_specs() {
+        let s: SourceSpec = "http://u:pw@cam:8080/?action=stream"
+            .parse()
+            .expect("valid");
+        assert_eq!(s.kind(), "relay");
+        assert_eq!(s.to_string(), "http://u:***@cam:8080/?action=stream");
+        assert!(!format!("{s:?}").contains("pw"));
+        let s: SourceSpec = "snapshot:https://cam/jpg@2".parse().expect("valid");
+        assert_eq!(
+            (s.kind(), s.to_string().as_str()),
+            ("snapshot", "snapshot:https://cam/jpg@2")
+        );
+        let s: SourceSpec = "v4l2:/dev/video0:1280x720@30".parse().expect("valid");
+        assert_eq!(
+            (s.kind(), s.to_string().as_str()),
+            ("v4l2", "v4l2:/dev/video0:1280x720@30")
+        );
+        for bad in [
+            "http://",
+            "snapshot:",
+            "snapshot:ftp://x",
+            "v4l2:",
+            "https://h:0/",
+        ] {
+            assert!(bad.parse::<SourceSpec>().is_err(), "{bad}");
         }
     }
 
