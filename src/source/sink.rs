@@ -82,11 +82,8 @@ impl JpegSink {
 fn meta(width: u16, height: u16, captured: Option<SystemTime>) -> FrameMeta {
     let mut meta = FrameMeta::now(width, height);
     if let Some(t) = captured {
-        let skew = match meta.captured.duration_since(t) {
-            Ok(behind) => Some(behind),
-            // A little in the future: clocks differ slightly; use ours.
-            Err(_) => None,
-        };
+        // A time in the future means the clocks differ: use ours.
+        let skew = meta.captured.duration_since(t).ok();
         if let Some(behind) = skew.filter(|b| *b <= MAX_CLOCK_SKEW) {
             meta.captured = t;
             meta.captured_at = Instant::now()
