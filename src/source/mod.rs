@@ -7,9 +7,14 @@
 //! with capped exponential backoff, and resumes by itself: a source never
 //! takes the server down or disconnects viewers.
 
+pub mod http_client;
 pub mod pattern;
 mod placeholder;
+pub mod relay;
+mod sink;
 mod spec;
+pub mod v4l2;
+pub mod yuv;
 
 pub use spec::{PatternSpec, SourceSpec, SpecError};
 
@@ -88,6 +93,9 @@ pub async fn supervise(spec: SourceSpec, ctx: SourceContext) {
 async fn run_once(spec: &SourceSpec, ctx: &SourceContext) -> Result<(), SourceError> {
     match spec {
         SourceSpec::Pattern(p) => pattern::run(p.clone(), ctx).await,
+        SourceSpec::Relay(r) => relay::run(r, ctx).await,
+        SourceSpec::Snapshot(s) => relay::run_snapshot(s, ctx).await,
+        SourceSpec::V4l2(v) => v4l2::run(v.clone(), ctx).await,
     }
 }
 
