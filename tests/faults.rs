@@ -347,3 +347,84 @@ async fn malformed_requests_get_4xx_and_never_a_panic() {
     let log = d.stderr_text();
     assert!(!log.contains("panicked"), "{log}");
 }
+
+/// An upstream mjpegd inside the test process on a fixed address, so it can
+/// be stopped and started again on the same port.
+async fn upstream(
+    addr: SocketAddr,
+) -> (
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    let config = mjpegd::config::Config::from_args(["mjpegd", "--source", "pattern:160x120@10"])
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.set_reuseaddr(true).expect("reuseaddr");
+    socket.bind(addr).expect("bind upstream");
+    let listener = socket.listen(1024).expect("listen");
+    let token = tokio_util::sync::CancellationToken::new();
+    let done = tokio::spawn(mjpegd::server::run(config, vec![listener], token.clone()));
+    (token, done)
+}
+
+/// A relayed source that goes down and comes back while 100 clients watch:
+/// they see the placeholder meanwhile and live frames again after, and not
+/// one of them is disconnected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_and_recovering_source_disconnects_no_client() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let up_addr = free.local_addr().expect("addr");
+    drop(free);
+    let (stop_up, up_done) = upstream(up_addr).await;
+    let relay = common::TestServer::start(&["--source", &format!("http://{up_addr}/stream")]).await;
+    let a = relay.addr;
+    let online = |want: bool| async move {
+        let st = status(a).await;
+        st["streams"][0]["online"].as_bool() == Some(want)
+    };
+    eventually(Duration::from_secs(10), "relay online", || online(true)).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..100 {
+        let mut c = StreamClient::connect(a, "/stream").await;
+        c.next_frame().await;
+        let stop = stop.clone();
+        // Each client reads until told to stop; `next_frame` panics (failing
+        // the task) if the server closes the connection.
+        clients.push(tokio::spawn(async move {
+            let mut last = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                c.next_frame().await;
+                last = Instant::now();
+            }
+            last
+        }));
+    }
+    assert_eq!(stream_clients(a).await, 100);
+
+    // The upstream goes away: the relay goes offline.
+    stop_up.cancel();
+    up_done.await.expect("upstream stopped");
+    eventually(Duration::from_secs(10), "relay offline", || online(false)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // It comes back on the same address; the relay reconnects by itself.
+    let (stop_up, up_done) = upstream(up_addr).await;
+    eventually(Duration::from_secs(15), "relay online again", || {
+        online(true)
+    })
+    .await;
+    let recovered = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        let last = c.await.expect("client stayed connected throughout");
+        assert!(last >= recovered, "client got frames after the recovery");
+    }
+    relay.stop().await;
+    stop_up.cancel();
+    let _ = up_done.await;
+}
