@@ -121,7 +121,7 @@ async fn rustls_client_reads_the_stream() {
 #[tokio::test]
 async fn stalled_handshakes_block_nobody_and_time_out() {
     let cert = Cert::new();
-    let s = tls_server(&cert, &["--header-timeout", "1"]).await;
+    let s = tls_server(&cert, &["--header-timeout", "2"]).await;
     let mut silent = Vec::new();
     for _ in 0..50 {
         silent.push(TcpStream::connect(s.addr).await.expect("connect"));
@@ -147,9 +147,11 @@ async fn stalled_handshakes_block_nobody_and_time_out() {
         .expect("send");
     let (head, _) = read_head(&mut tls).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // Well before the stalled handshakes time out.
     assert!(
-        started.elapsed() < Duration::from_millis(900),
-        "served at once"
+        started.elapsed() < Duration::from_millis(1500),
+        "served after {:?}",
+        started.elapsed()
     );
 
     for mut io in silent {
@@ -159,7 +161,7 @@ async fn stalled_handshakes_block_nobody_and_time_out() {
             .expect("closed by the server within 5 s");
         assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
     }
-    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert!(started.elapsed() >= Duration::from_millis(1800));
     s.stop().await;
 }
 
