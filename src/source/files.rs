@@ -163,10 +163,7 @@ impl Folder {
         let cannot = |e: io::Error| SourceError::new(format!("{}: {e}", self.label));
         // Taken before listing, so a change during the listing is seen next
         // time rather than lost.
-        self.listed_mtime = fs::metadata(&self.path)
-            .map_err(cannot)?
-            .modified()
-            .ok();
+        self.listed_mtime = fs::metadata(&self.path).map_err(cannot)?.modified().ok();
         let mut files = Vec::new();
         for entry in fs::read_dir(&self.path).map_err(cannot)? {
             let Ok(entry) = entry else { continue };
@@ -228,9 +225,10 @@ impl Folder {
     /// The contents of `path` if it is a good JPEG, from the cache when the
     /// file is unchanged.
     fn load(&mut self, path: &Path, bad: &mut BadFrames) -> Option<Jpeg> {
-        let file = path
-            .file_name()
-            .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into());
+        let file = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into(),
+        );
         // Gone since the listing: skip it; the folder's new mtime makes the
         // next frame list it again.
         let meta = fs::metadata(path).ok()?;

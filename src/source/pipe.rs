@@ -109,12 +109,12 @@ pub async fn run_exec(command: &str, ctx: &SourceContext) -> Result<(), SourceEr
         .map(ProcessGroup)
         .ok_or_else(|| SourceError::new(format!("{label}: exited at once")))?;
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        return Err(SourceError::new(format!("{label}: no pipes to the command")));
+        return Err(SourceError::new(format!(
+            "{label}: no pipes to the command"
+        )));
     };
-    let stderr_log = AbortOnDropHandle::new(tokio::spawn(log_stderr(
-        stderr,
-        ctx.hub.name().to_owned(),
-    )));
+    let stderr_log =
+        AbortOnDropHandle::new(tokio::spawn(log_stderr(stderr, ctx.hub.name().to_owned())));
 
     let ended = read_mjpeg(stdout, ctx, &label).await?;
     if ended == Ended::Cancelled {
@@ -231,8 +231,12 @@ mod tests {
 
     #[tokio::test]
     async fn splits_frames_and_drops_bad_ones() {
-        let a = Canvas::new(32, 16, Rgb(1, 2, 3)).encode_jpeg(80).expect("jpeg");
-        let b = Canvas::new(48, 16, Rgb(1, 2, 3)).encode_jpeg(80).expect("jpeg");
+        let a = Canvas::new(32, 16, Rgb(1, 2, 3))
+            .encode_jpeg(80)
+            .expect("jpeg");
+        let b = Canvas::new(48, 16, Rgb(1, 2, 3))
+            .encode_jpeg(80)
+            .expect("jpeg");
         let mut input = Vec::new();
         input.extend_from_slice(&a);
         input.extend_from_slice(&a[..a.len() - 2]); // no EOI: cut short by the next frame

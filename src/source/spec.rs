@@ -69,7 +69,8 @@ pub struct DirSpec {
 pub const DEFAULT_DIR_FPS: f64 = 30.0;
 
 /// What `--source` accepts, for error messages.
-const EXPECTED: &str = "expected pattern[:WxH][@FPS], dir:PATH[@FPS], file:PATH, stdin or exec:COMMAND";
+const EXPECTED: &str =
+    "expected pattern[:WxH][@FPS], dir:PATH[@FPS], file:PATH, stdin or exec:COMMAND";
 
 /// A source spec that cannot be used, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]

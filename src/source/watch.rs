@@ -144,9 +144,7 @@ fn read_version(path: &Path) -> io::Result<Option<(Vec<u8>, Version)>> {
     }
     let mut data = Vec::with_capacity(before.len as usize + 1);
     // One byte past the expected length shows a file that grew meanwhile.
-    file.by_ref()
-        .take(before.len + 1)
-        .read_to_end(&mut data)?;
+    file.by_ref().take(before.len + 1).read_to_end(&mut data)?;
     let after = Version::of(&file.metadata()?);
     Ok((before == after && data.len() as u64 == before.len).then_some((data, before)))
 }
