@@ -22,6 +22,8 @@ pub struct Config {
     pub quality: u8,
     pub snapshot_timeout: Duration,
     pub header_timeout: Duration,
+    /// Send stream parts with `sendfile` (zero-copy) rather than `write`.
+    pub zero_copy: bool,
     /// SO_SNDBUF of client sockets in bytes (0: the kernel's autotuning).
     pub send_buffer: usize,
     /// How long shutdown waits for open connections and sources to finish.
@@ -59,11 +61,13 @@ struct Cli {
 
     /// Frame source, [NAME=]SPEC. Repeat for several streams; the first is
     /// served at /stream, each one at /streams/NAME/stream.
-    /// SPEC: pattern[:WxH][@FPS] (animated test pattern),
-    /// dir:PATH[@FPS] (the JPEG files of a folder, looped),
-    /// file:PATH (a file another program keeps replacing),
-    /// stdin (MJPEG on standard input),
-    /// exec:COMMAND (MJPEG on the standard output of `sh -c COMMAND`)
+    /// SPEC: pattern[:WxH][@FPS] (animated test pattern)
+    /// | dir:PATH[@FPS] (the JPEG files of a folder, looped)
+    /// | file:PATH (a file another program keeps replacing)
+    /// | stdin (MJPEG on standard input)
+    /// | exec:COMMAND (MJPEG on the standard output of `sh -c COMMAND`)
+    /// | http[s]://[USER:PASS@]HOST/PATH (relay another MJPEG server)
+    /// | snapshot:URL[@FPS] (poll a still image) | v4l2:/dev/videoN[:WxH][@FPS]
     #[arg(long, value_name = "SPEC", default_value = "pattern")]
     source: Vec<String>,
 
@@ -91,6 +95,13 @@ struct Cli {
     /// receiving seconds-old ones queued in the kernel.
     #[arg(long, value_name = "BYTES", default_value_t = 131_072)]
     send_buffer: usize,
+
+    /// How stream parts reach plain TCP clients: `sendfile` hands the kernel
+    /// references to the frame's pages (no copy per client); `write` copies
+    /// the shared bytes into each socket.
+    #[arg(long, value_name = "METHOD", default_value = "sendfile",
+          value_parser = ["sendfile", "write"])]
+    send_method: String,
 }
 
 impl Config {
@@ -112,6 +123,7 @@ impl Config {
             snapshot_timeout: cli.snapshot_timeout,
             header_timeout: cli.header_timeout,
             send_buffer: cli.send_buffer,
+            zero_copy: cli.send_method == "sendfile",
             shutdown_grace: Duration::from_millis(500),
         };
         let mut file_streams = Vec::new();
@@ -150,6 +162,7 @@ struct FileSettings {
     snapshot_timeout: Option<Spanned<f64>>,
     header_timeout: Option<Spanned<f64>>,
     send_buffer: Option<Spanned<i64>>,
+    send_method: Option<Spanned<String>>,
     #[serde(default)]
     stream: Vec<FileStream>,
 }
@@ -238,6 +251,22 @@ impl ConfigFile {
                 }
             };
         }
+        if let Some(v) = &s.send_method
+            && !given("send_method")
+        {
+            config.zero_copy = match v.get_ref().as_str() {
+                "sendfile" => true,
+                "write" => false,
+                other => {
+                    return self.error(
+                        v.span(),
+                        format_args!(
+                            "bad value for 'send_method': '{other}' (expected sendfile or write)"
+                        ),
+                    );
+                }
+            };
+        }
         let mut streams = Vec::new();
         for entry in &s.stream {
             let src = &entry.source;
@@ -260,6 +289,8 @@ impl ConfigFile {
                 match &mut source {
                     SourceSpec::Pattern(p) => p.fps = rate,
                     SourceSpec::Dir(d) => d.fps = rate,
+                    SourceSpec::Snapshot(snap) => snap.fps = rate,
+                    SourceSpec::V4l2(v) => v.fps = Some(rate),
                     other => {
                         return self.error(
                             fps.span(),
@@ -599,6 +630,7 @@ quality = 55
 snapshot_timeout = 2
 header_timeout = 2.5
 send_buffer = 0
+send_method = "write"
 
 [[stream]]
 source = "dir:/srv/a"
@@ -616,6 +648,7 @@ quality = 90
         assert_eq!(c.snapshot_timeout, Duration::from_secs(2));
         assert_eq!(c.header_timeout, Duration::from_millis(2500));
         assert_eq!(c.send_buffer, 0);
+        assert!(!c.zero_copy);
         assert_eq!(c.streams[0].name, "dir");
         assert_eq!(c.streams[0].source.to_string(), "dir:/srv/a@4");
         assert_eq!(c.streams[1].quality, Some(90));

@@ -14,6 +14,7 @@ pub mod frame;
 pub mod http;
 pub mod hub;
 pub mod jpeg;
+pub mod memfd;
 pub mod mjpeg;
 pub mod server;
 pub mod source;

@@ -34,6 +34,7 @@ pub async fn run(config: Config, listeners: Vec<TcpListener>, shutdown: Cancella
     let options = HttpOptions {
         header_timeout: config.header_timeout,
         snapshot_timeout: config.snapshot_timeout,
+        zero_copy: config.zero_copy,
         ..HttpOptions::default()
     };
     let ctx = Arc::new(HttpContext::new(hubs, options));

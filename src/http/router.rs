@@ -1,10 +1,9 @@
 //! Maps a request to its endpoint and enforces the method rules.
 
 use super::response::Response;
-use super::{HttpContext, index, request::Request, snapshot, status, stream};
+use super::{HttpContext, Transport, index, request::Request, snapshot, status, stream};
 use crate::hub::FrameHub;
 use std::sync::Arc;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -62,7 +61,7 @@ pub async fn handle<S>(
     cancel: &CancellationToken,
 ) -> bool
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: Transport,
 {
     // A body would have to be read and skipped; no endpoint takes one, so
     // answer and close instead.
@@ -74,7 +73,8 @@ where
         (_, Endpoint::NoStream(path)) => Response::text(404, &format!("no stream at {path}")),
         ("OPTIONS", _) => Response::empty(204).header("Allow", ALLOW),
         ("GET" | "HEAD", Endpoint::Stream(hub)) => {
-            return stream::serve(io, req, &hub, cancel, head_only).await && keep_alive;
+            return stream::serve(io, req, &hub, &ctx.options, cancel, head_only).await
+                && keep_alive;
         }
         ("GET" | "HEAD", Endpoint::Snapshot(hub)) => {
             snapshot::respond(req, &hub, &ctx.options, cancel).await

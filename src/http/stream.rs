@@ -7,11 +7,18 @@
 
 use super::request::Request;
 use super::response::{NO_CACHE, push_header, status_line};
+use super::{HttpOptions, Transport};
+use crate::frame::Frame;
 use crate::frame::{BOUNDARY, stream_preamble};
 use crate::hub::FrameHub;
+use crate::memfd::PartFile;
+use std::io;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
+use tokio::io::Interest;
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -22,11 +29,12 @@ pub async fn serve<S>(
     io: &mut S,
     req: &Request,
     hub: &Arc<FrameHub>,
+    options: &HttpOptions,
     cancel: &CancellationToken,
     head_only: bool,
 ) -> bool
 where
-    S: AsyncWrite + Unpin,
+    S: Transport,
 {
     let mut head = status_line(req.minor_version, 200);
     push_header(
@@ -76,7 +84,7 @@ where
         };
         let written = tokio::select! {
             _ = cancel.cancelled() => return false,
-            r = io.write_all(frame.part()) => r,
+            r = send_part(io, &frame, options.zero_copy) => r,
         };
         if let Err(e) = written {
             debug!(stream = hub.name(), "client left: {e}");
@@ -90,4 +98,30 @@ where
 fn rate_cap(req: &Request) -> Option<Duration> {
     let fps: f64 = req.query("fps")?.parse().ok()?;
     (fps > 0.0 && fps.is_finite()).then(|| Duration::from_secs_f64(1.0 / fps.min(1000.0)))
+}
+
+/// Writes one frame's part whole: by `sendfile` from the frame's memory file
+/// on plain TCP, else by writing the shared bytes.
+async fn send_part<S: Transport>(io: &mut S, frame: &Frame, zero_copy: bool) -> io::Result<()> {
+    if zero_copy && let (Some(tcp), Some(file)) = (io.tcp(), frame.part_file()) {
+        return sendfile_all(tcp, file).await;
+    }
+    io.write_all(frame.part()).await
+}
+
+/// `sendfile` until the socket has taken the whole file, waiting for the
+/// socket to become writable whenever it is full.
+async fn sendfile_all(tcp: &TcpStream, file: &PartFile) -> io::Result<()> {
+    let mut offset = 0;
+    while offset < file.len() {
+        tcp.writable().await?;
+        match tcp.try_io(Interest::WRITABLE, || file.send_to(tcp.as_raw_fd(), offset)) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => offset += n,
+            // Readiness was stale; `try_io` cleared it, so wait again.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

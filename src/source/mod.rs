@@ -8,11 +8,16 @@
 //! takes the server down or disconnects viewers.
 
 mod files;
+pub mod http_client;
 pub mod pattern;
 mod pipe;
 mod placeholder;
+pub mod relay;
+mod sink;
 mod spec;
+pub mod v4l2;
 mod watch;
+pub mod yuv;
 
 pub use spec::{DEFAULT_DIR_FPS, DirSpec, PatternSpec, SourceSpec, SpecError};
 
@@ -95,6 +100,9 @@ async fn run_once(spec: &SourceSpec, ctx: &SourceContext) -> Result<(), SourceEr
         SourceSpec::File(path) => watch::run(path.clone(), ctx).await,
         SourceSpec::Stdin => pipe::run_stdin(ctx).await,
         SourceSpec::Exec(cmd) => pipe::run_exec(cmd, ctx).await,
+        SourceSpec::Relay(r) => relay::run(r, ctx).await,
+        SourceSpec::Snapshot(s) => relay::run_snapshot(s, ctx).await,
+        SourceSpec::V4l2(v) => v4l2::run(v.clone(), ctx).await,
     }
 }
 
@@ -161,6 +169,11 @@ impl BadFrames {
         if let Some(msg) = self.burst.bad(&reason.to_string(), Instant::now()) {
             warn!(stream = self.hub.name(), source = %self.source, "{msg}");
         }
+    }
+
+    /// Whether bad frames came in since the last good one.
+    pub fn in_burst(&self) -> bool {
+        self.burst.logged_at.is_some()
     }
 
     /// A good frame arrived: ends the burst, if any.
@@ -275,7 +288,9 @@ mod tests {
         let mut bad = BadFrames::new(hub.clone(), "stdin");
         bad.drop_frame("truncated");
         bad.drop_frame("truncated");
+        assert!(bad.in_burst());
         bad.good();
+        assert!(!bad.in_burst());
         assert_eq!(hub.status().frames_dropped, 2);
     }
 }

@@ -1,6 +1,8 @@
 //! Source specifications as written on the command line (`pattern:640x480@30`,
 //! `dir:/srv/frames@10`, `file:/run/cam.jpg`, `stdin`, `exec:COMMAND`).
 
+use super::relay::{RelaySpec, SnapshotSpec};
+use super::v4l2::V4l2Spec;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -19,6 +21,12 @@ pub enum SourceSpec {
     Stdin,
     /// A shell command writing a concatenated MJPEG byte stream to stdout.
     Exec(String),
+    /// Another server's MJPEG stream (`http://...`, `https://...`).
+    Relay(RelaySpec),
+    /// A still image polled at a fixed rate (`snapshot:URL[@FPS]`).
+    Snapshot(SnapshotSpec),
+    /// A V4L2 camera (`v4l2:/dev/videoN[:WxH][@FPS]`).
+    V4l2(V4l2Spec),
 }
 
 impl SourceSpec {
@@ -30,6 +38,9 @@ impl SourceSpec {
             SourceSpec::File(_) => "file",
             SourceSpec::Stdin => "stdin",
             SourceSpec::Exec(_) => "exec",
+            SourceSpec::Relay(_) => "relay",
+            SourceSpec::Snapshot(_) => "snapshot",
+            SourceSpec::V4l2(_) => "v4l2",
         }
     }
 }
@@ -69,8 +80,8 @@ pub struct DirSpec {
 pub const DEFAULT_DIR_FPS: f64 = 30.0;
 
 /// What `--source` accepts, for error messages.
-const EXPECTED: &str =
-    "expected pattern[:WxH][@FPS], dir:PATH[@FPS], file:PATH, stdin or exec:COMMAND";
+const EXPECTED: &str = "expected pattern[:WxH][@FPS], dir:PATH[@FPS], file:PATH, stdin, \
+exec:COMMAND, http://..., snapshot:URL[@FPS] or v4l2:/dev/videoN";
 
 /// A source spec that cannot be used, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +126,9 @@ impl FromStr for SourceSpec {
                 "" => Err(err("exec: needs a command (exec:COMMAND)")),
                 cmd => Ok(SourceSpec::Exec(cmd.to_owned())),
             },
+            "http" | "https" => RelaySpec::parse(s).map(SourceSpec::Relay),
+            "snapshot" => SnapshotSpec::parse(rest.unwrap_or("")).map(SourceSpec::Snapshot),
+            "v4l2" => V4l2Spec::parse(rest.unwrap_or("")).map(SourceSpec::V4l2),
             _ => Err(err(format!("unknown source '{s}' ({EXPECTED})"))),
         }
     }
@@ -188,6 +202,9 @@ impl fmt::Display for SourceSpec {
             SourceSpec::File(path) => write!(f, "file:{}", path.display()),
             SourceSpec::Stdin => f.write_str("stdin"),
             SourceSpec::Exec(cmd) => write!(f, "exec:{cmd}"),
+            SourceSpec::Relay(r) => r.fmt(f),
+            SourceSpec::Snapshot(r) => r.fmt(f),
+            SourceSpec::V4l2(v) => v.fmt(f),
         }
     }
 }
@@ -278,6 +295,35 @@ mod tests {
         assert_eq!(parse("file:/x").kind(), "file");
         assert_eq!(parse("stdin").kind(), "stdin");
         assert_eq!(parse("exec:true").kind(), "exec");
+    }
+
+    #[test]
+    fn relay_snapshot_and_camera_specs() {
+        let s: SourceSpec = "http://u:pw@cam:8080/?action=stream"
+            .parse()
+            .expect("valid");
+        assert_eq!(s.kind(), "relay");
+        assert_eq!(s.to_string(), "http://u:***@cam:8080/?action=stream");
+        assert!(!format!("{s:?}").contains("pw"));
+        let s: SourceSpec = "snapshot:https://cam/jpg@2".parse().expect("valid");
+        assert_eq!(
+            (s.kind(), s.to_string().as_str()),
+            ("snapshot", "snapshot:https://cam/jpg@2")
+        );
+        let s: SourceSpec = "v4l2:/dev/video0:1280x720@30".parse().expect("valid");
+        assert_eq!(
+            (s.kind(), s.to_string().as_str()),
+            ("v4l2", "v4l2:/dev/video0:1280x720@30")
+        );
+        for bad in [
+            "http://",
+            "snapshot:",
+            "snapshot:ftp://x",
+            "v4l2:",
+            "https://h:0/",
+        ] {
+            assert!(bad.parse::<SourceSpec>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -24,12 +24,22 @@ pub struct TestServer {
 impl TestServer {
     /// Starts the server with command-line `args` on 127.0.0.1:0.
     pub async fn start(args: &[&str]) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        TestServer::start_with(listener, args)
+    }
+
+    /// Starts the server on `addr` (to restart one on the same port).
+    pub async fn start_at(addr: SocketAddr, args: &[&str]) -> TestServer {
+        let listener = TcpListener::bind(addr).await.expect("bind again");
+        TestServer::start_with(listener, args)
+    }
+
+    fn start_with(listener: TcpListener, args: &[&str]) -> TestServer {
         let config = match Config::from_args(std::iter::once("mjpegd").chain(args.iter().copied()))
         {
             Ok(c) => c,
             Err(e) => panic!("bad test config {args:?}: {e:?}"),
         };
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let shutdown = CancellationToken::new();
         let done = tokio::spawn(mjpegd::server::run(
@@ -179,6 +189,23 @@ impl StreamClient {
     /// Reads the next part; checks its exact header lines, the JPEG, and the
     /// delimiter after it; decodes the JPEG.
     pub async fn next_frame(&mut self) -> Received {
+        let f = self.next_part().await;
+        decode(&f.jpeg);
+        f
+    }
+
+    /// Like `next_frame`, but checks the JPEG's structure (every segment,
+    /// through EOI) instead of decoding it: cheaper, for tests with many
+    /// clients where the test's own CPU use would otherwise dominate.
+    pub async fn next_frame_checked(&mut self) -> Received {
+        let f = self.next_part().await;
+        if let Err(e) = mjpegd::jpeg::check(&f.jpeg) {
+            panic!("invalid JPEG in stream: {e}");
+        }
+        f
+    }
+
+    async fn next_part(&mut self) -> Received {
         let end = self.fill_until(b"\r\n\r\n").await;
         let head = self.buf.split_to(end + 4);
         let head = std::str::from_utf8(&head).expect("part head is UTF-8");
@@ -200,7 +227,6 @@ impl StreamClient {
         let at = Instant::now();
         self.expect_bytes(format!("\r\n--{BOUNDARY}\r\n").as_bytes())
             .await;
-        decode(&jpeg);
         Received {
             jpeg,
             timestamp,
