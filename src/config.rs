@@ -2,7 +2,7 @@
 //! into a validated `Config`. Flags given on the command line override the
 //! file's settings; `--source` flags replace the file's streams.
 
-use crate::source::SourceSpec;
+use crate::source::{SourceSpec, redact_credentials};
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use serde::Deserialize;
@@ -273,7 +273,13 @@ impl ConfigFile {
             let mut source: SourceSpec = match src.get_ref().parse() {
                 Ok(spec) => spec,
                 Err(e) => {
-                    return self.error(src.span(), format_args!("bad value for 'source': {e}"));
+                    return self.error(
+                        src.span(),
+                        format_args!(
+                            "bad value for 'source': {}",
+                            redact_credentials(&e.to_string())
+                        ),
+                    );
                 }
             };
             if let Some(fps) = &entry.fps {
@@ -435,7 +441,7 @@ fn parse_streams(items: &[String]) -> Result<Vec<StreamConfig>, String> {
         };
         let source: SourceSpec = spec
             .parse()
-            .map_err(|e| format!("invalid --source '{item}': {e}"))?;
+            .map_err(|e| redact_credentials(&format!("invalid --source '{item}': {e}")))?;
         add_stream(&mut streams, name, source, None)?;
     }
     Ok(streams)
