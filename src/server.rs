@@ -31,7 +31,7 @@ pub async fn run<L: Into<Listener>>(
         let ctx = SourceContext {
             hub: hub.clone(),
             cancel: shutdown.clone(),
-            quality: config.quality,
+            quality: stream.quality.unwrap_or(config.quality),
         };
         tasks.spawn(supervise(spec, ctx));
         hubs.push(hub);

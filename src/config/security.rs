@@ -327,6 +327,12 @@ mod tests {
         assert_eq!(c.send_timeout, Duration::from_millis(2500));
         assert_eq!(c.listen, vec!["127.0.0.1:9000".parse().expect("addr")]);
         assert_eq!(c.listen_unix, vec![PathBuf::from("/tmp/m.sock")]);
+        // The config file takes unix sockets too.
+        let file = temp_file("listen.toml", "listen = [\"unix:/tmp/f.sock\", 9001]\n");
+        let c = parse_with(&["--config", file.to_str().expect("utf-8")], &no_env).expect("valid");
+        assert_eq!(c.listen, vec!["127.0.0.1:9001".parse().expect("addr")]);
+        assert_eq!(c.listen_unix, vec![PathBuf::from("/tmp/f.sock")]);
+        let _ = std::fs::remove_file(&file);
         // Only a unix socket: no TCP listener by default.
         let c = parse_with(&["--listen", "unix:/tmp/m.sock"], &no_env).expect("valid");
         assert!(c.listen.is_empty());
