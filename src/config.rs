@@ -26,6 +26,8 @@ pub struct Config {
     pub zero_copy: bool,
     /// SO_SNDBUF of client sockets in bytes (0: the kernel's autotuning).
     pub send_buffer: usize,
+    /// Threads that serve HTTP clients (0: one per core).
+    pub workers: usize,
     /// How long shutdown waits for open connections and sources to finish.
     pub shutdown_grace: Duration,
 }
@@ -102,6 +104,12 @@ struct Cli {
     #[arg(long, value_name = "METHOD", default_value = "sendfile",
           value_parser = ["sendfile", "write"])]
     send_method: String,
+
+    /// Threads serving HTTP clients (0: one per CPU core). Capture and
+    /// encoding run on threads of their own.
+    #[arg(long, value_name = "N", default_value_t = 0,
+          value_parser = clap::value_parser!(u16).range(0..=1024))]
+    workers: u16,
 }
 
 impl Config {
@@ -124,6 +132,7 @@ impl Config {
             header_timeout: cli.header_timeout,
             send_buffer: cli.send_buffer,
             zero_copy: cli.send_method == "sendfile",
+            workers: usize::from(cli.workers),
             shutdown_grace: Duration::from_millis(500),
         };
         let mut file_streams = Vec::new();
