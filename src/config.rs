@@ -34,6 +34,8 @@ pub struct Config {
     pub zero_copy: bool,
     /// SO_SNDBUF of client sockets in bytes (0: the kernel's autotuning).
     pub send_buffer: usize,
+    /// Threads that serve HTTP clients (0: one per core).
+    pub workers: usize,
     /// How long shutdown waits for open connections and sources to finish.
     pub shutdown_grace: Duration,
     /// Unix socket paths to listen on (besides `listen`).
@@ -120,6 +122,12 @@ struct Cli {
           value_parser = ["sendfile", "write"])]
     send_method: String,
 
+    /// Threads serving HTTP clients (0: one per CPU core). Capture and
+    /// encoding run on threads of their own.
+    #[arg(long, value_name = "N", default_value_t = 0,
+          value_parser = clap::value_parser!(u16).range(0..=1024))]
+    workers: u16,
+
     #[command(flatten)]
     security: security::SecurityArgs,
 }
@@ -155,6 +163,7 @@ impl Config {
             header_timeout: cli.header_timeout,
             send_buffer: cli.send_buffer,
             zero_copy: cli.send_method == "sendfile",
+            workers: usize::from(cli.workers),
             shutdown_grace: Duration::from_millis(500),
             listen_unix,
             access: security.access,
