@@ -79,6 +79,10 @@ async fn idle_connections_neither_block_streaming_nor_stay_open() {
         assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
     }
     assert!(started.elapsed() >= Duration::from_millis(900));
+    println!(
+        "2000 idle connections: peak fds {most} (base {base}), all closed after {:?}",
+        started.elapsed()
+    );
     // The stream client is unaffected.
     c.next_frame().await;
     drop(c);
@@ -155,6 +159,10 @@ async fn clients_that_reset_mid_stream_leak_nothing() {
         "{st}"
     );
     let grown = d.rss_kib().saturating_sub(base_rss);
+    println!(
+        "1000 reset clients: fds {base_fds} -> {}, RSS +{grown} KiB",
+        d.open_fds()
+    );
     assert!(grown < 32 * 1024, "RSS grew {grown} KiB");
     // Still serving.
     let mut c = StreamClient::connect(a, "/stream").await;
@@ -213,6 +221,9 @@ async fn clients_that_never_read_are_dropped_and_memory_stays_bounded() {
         "dropped after {dropped_after:?}, before the send timeout"
     );
     let grown = peak_rss.saturating_sub(base_rss);
+    println!(
+        "50 stalled clients: dropped after {dropped_after:?}, peak RSS +{grown} KiB, most {most}"
+    );
     assert!(
         grown < 32 * 1024,
         "RSS grew {grown} KiB with 50 stalled clients"
