@@ -1,5 +1,6 @@
 //! The command line, parsed once into a validated `Config`.
 
+use crate::logging::LogFormat;
 use crate::source::SourceSpec;
 use clap::Parser;
 use std::ffi::OsString;
@@ -20,6 +21,13 @@ pub struct Config {
     pub send_buffer: usize,
     /// How long shutdown waits for open connections and sources to finish.
     pub shutdown_grace: Duration,
+    /// Skip frames identical to the previous one (still one a second).
+    pub drop_same_frames: bool,
+    /// `Access-Control-Allow-Origin` value for every response.
+    pub allow_origin: Option<String>,
+    /// Pause sources after this long without viewers.
+    pub capture_on_demand: Option<Duration>,
+    pub log_format: LogFormat,
 }
 
 /// One named stream.
@@ -73,6 +81,27 @@ struct Cli {
     /// receiving seconds-old ones queued in the kernel.
     #[arg(long, value_name = "BYTES", default_value_t = 131_072)]
     send_buffer: usize,
+
+    /// Do not send a frame identical to the previous one (a still camera, an
+    /// unchanged file); the picture is still repeated once a second so
+    /// clients keep the connection.
+    #[arg(long)]
+    drop_same_frames: bool,
+
+    /// Send `Access-Control-Allow-Origin: ORIGIN` (e.g. `*` or
+    /// `https://example.com`) with every response and answer CORS preflight
+    /// requests, so pages on other origins can fetch snapshots and status.
+    #[arg(long, value_name = "ORIGIN", value_parser = parse_origin)]
+    allow_origin: Option<String>,
+
+    /// Pause capture when nobody has watched a stream for SECS seconds;
+    /// resume when a client connects or asks for a snapshot.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    capture_on_demand: Option<Duration>,
+
+    /// Log line format on stderr (filters: RUST_LOG, e.g. `mjpegd=debug`).
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 impl Config {
@@ -99,6 +128,10 @@ impl Config {
             header_timeout: cli.header_timeout,
             send_buffer: cli.send_buffer,
             shutdown_grace: Duration::from_millis(500),
+            drop_same_frames: cli.drop_same_frames,
+            allow_origin: cli.allow_origin,
+            capture_on_demand: cli.capture_on_demand,
+            log_format: cli.log_format,
         })
     }
 }
@@ -170,6 +203,16 @@ fn parse_listen(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("'{s}' is not HOST:PORT or PORT"))
 }
 
+/// A CORS origin: `*`, or a visible-ASCII value that cannot split a header.
+fn parse_origin(s: &str) -> Result<String, String> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "'{s}' is not an origin such as * or https://example.com"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
 fn parse_secs(s: &str) -> Result<Duration, String> {
     match s.parse::<f64>() {
         Ok(v) if v > 0.0 && v <= 86_400.0 => Ok(Duration::from_secs_f64(v)),
@@ -237,12 +280,39 @@ mod tests {
             &["--source", "a=pattern", "--source", "a=pattern"],
             &["--source", "bad/name=pattern"],
             &["--snapshot-timeout", "-1"],
+            &["--allow-origin", "a b"],
+            &["--allow-origin", ""],
+            &["--capture-on-demand", "0"],
+            &["--log-format", "xml"],
             &["--frobnicate"],
         ] {
             let msg = invalid(args);
             assert!(!msg.contains('\n'), "{args:?}: {msg}");
             assert!(!msg.is_empty());
         }
+    }
+
+    #[test]
+    fn operations_options() {
+        let c = parse(&[]).expect("defaults are valid");
+        assert!(!c.drop_same_frames);
+        assert_eq!(c.allow_origin, None);
+        assert_eq!(c.capture_on_demand, None);
+        assert_eq!(c.log_format, LogFormat::Text);
+        let c = parse(&[
+            "--drop-same-frames",
+            "--allow-origin",
+            "*",
+            "--capture-on-demand",
+            "2.5",
+            "--log-format",
+            "json",
+        ])
+        .expect("valid");
+        assert!(c.drop_same_frames);
+        assert_eq!(c.allow_origin.as_deref(), Some("*"));
+        assert_eq!(c.capture_on_demand, Some(Duration::from_millis(2500)));
+        assert_eq!(c.log_format, LogFormat::Json);
     }
 
     #[test]

@@ -10,10 +10,13 @@
 pub mod canvas;
 pub mod clock;
 pub mod config;
+pub mod demand;
 pub mod frame;
 pub mod http;
 pub mod hub;
 pub mod jpeg;
+pub mod latency;
+pub mod logging;
 pub mod mjpeg;
 pub mod server;
 pub mod source;

@@ -7,8 +7,9 @@
 
 use super::request::Request;
 use super::response::{NO_CACHE, push_header, status_line};
+use super::{HttpOptions, cors};
 use crate::frame::{BOUNDARY, stream_preamble};
-use crate::hub::FrameHub;
+use crate::hub::{ClientGuard, FrameHub};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -22,6 +23,7 @@ pub async fn serve<S>(
     io: &mut S,
     req: &Request,
     hub: &Arc<FrameHub>,
+    options: &HttpOptions,
     cancel: &CancellationToken,
     head_only: bool,
 ) -> bool
@@ -37,6 +39,7 @@ where
     for (name, value) in NO_CACHE {
         push_header(&mut head, name, value);
     }
+    cors::push(&mut head, options);
     push_header(&mut head, "Connection", "close");
     head.push_str("\r\n");
     if head_only {
@@ -47,17 +50,41 @@ where
 
     let min_interval = rate_cap(req);
     let mut client = hub.client();
+    debug!(stream = hub.name(), "client connected");
+    let why = pump(io, &head, hub, &mut client, min_interval, cancel).await;
+    debug!(
+        stream = hub.name(),
+        frames = client.frames(),
+        duration_s = format_args!("{:.1}", client.connected_for().as_secs_f64()),
+        "client disconnected: {why}"
+    );
+    false
+}
+
+/// Writes the head, then frames until the client leaves or shutdown; returns
+/// why it stopped.
+async fn pump<S>(
+    io: &mut S,
+    head: &str,
+    hub: &FrameHub,
+    client: &mut ClientGuard,
+    min_interval: Option<Duration>,
+    cancel: &CancellationToken,
+) -> String
+where
+    S: AsyncWrite + Unpin,
+{
+    const SHUTDOWN: &str = "server shutting down";
     let mut frames = hub.subscribe();
     if let Err(e) = io.write_all(head.as_bytes()).await {
-        debug!("stream write error: {e}");
-        return false;
+        return format!("write error: {e}");
     }
     client.sent_bytes(head.len());
     let mut next_due = Instant::now();
     loop {
         tokio::select! {
-            _ = cancel.cancelled() => return false,
-            changed = frames.changed() => if changed.is_err() { return false },
+            _ = cancel.cancelled() => return SHUTDOWN.into(),
+            changed = frames.changed() => if changed.is_err() { return "stream closed".into() },
         }
         if let Some(interval) = min_interval {
             // Capped rate: wait for this client's next slot, then send the
@@ -65,7 +92,7 @@ where
             let now = Instant::now();
             if next_due > now {
                 tokio::select! {
-                    _ = cancel.cancelled() => return false,
+                    _ = cancel.cancelled() => return SHUTDOWN.into(),
                     _ = tokio::time::sleep_until(next_due) => {}
                 }
             }
@@ -75,14 +102,14 @@ where
             continue;
         };
         let written = tokio::select! {
-            _ = cancel.cancelled() => return false,
+            _ = cancel.cancelled() => return SHUTDOWN.into(),
             r = io.write_all(frame.part()) => r,
         };
         if let Err(e) = written {
-            debug!(stream = hub.name(), "client left: {e}");
-            return false;
+            return format!("client left ({e})");
         }
         client.sent(&frame);
+        hub.observe_latency(frame.meta.captured_at.elapsed());
     }
 }
 

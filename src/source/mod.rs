@@ -6,6 +6,12 @@
 //! every failure into an "offline" placeholder frame that says why, retries
 //! with capped exponential backoff, and resumes by itself: a source never
 //! takes the server down or disconnects viewers.
+//!
+//! With `--capture-on-demand`, a source pauses while nobody watches: between
+//! frames, an async source awaits `ctx.hub.wait_for_demand()` and a capture
+//! thread calls `ctx.hub.wait_for_demand_blocking(&ctx.cancel)` (false:
+//! shutting down). Both return at once while somebody watches. A source that
+//! holds a device or a connection may release it before waiting.
 
 pub mod pattern;
 mod placeholder;
