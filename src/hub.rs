@@ -444,4 +444,47 @@ mod tests {
         assert_eq!(s.frames_captured, 3);
         assert!(s.online);
     }
+
+    #[test]
+    fn drop_same_frames_skips_repeats_within_a_second() {
+        let hub = FrameHub::new("t", "pattern", "pattern");
+        let a = hub.publish(b"\xff\xd8a\xff\xd9", FrameMeta::now(1, 1));
+        // Off by default: identical frames are published.
+        let b = hub.publish(b"\xff\xd8a\xff\xd9", FrameMeta::now(1, 1));
+        assert_eq!(b.seq, a.seq + 1);
+        hub.set_drop_same_frames(true);
+        let c = hub.publish(b"\xff\xd8a\xff\xd9", FrameMeta::now(1, 1));
+        assert_eq!(c.seq, b.seq, "identical frame not published");
+        let d = hub.publish(b"\xff\xd8b\xff\xd9", FrameMeta::now(1, 1));
+        assert_eq!(d.seq, b.seq + 1, "a change is published");
+        // The same picture after a second is published again.
+        let old = FrameMeta {
+            captured_at: Instant::now() - SAME_FRAME_REPEAT,
+            ..FrameMeta::now(1, 1)
+        };
+        let hub2 = FrameHub::new("u", "pattern", "pattern");
+        hub2.set_drop_same_frames(true);
+        let e = hub2.publish(b"\xff\xd8a\xff\xd9", old);
+        let f = hub2.publish(b"\xff\xd8a\xff\xd9", FrameMeta::now(1, 1));
+        assert_eq!(f.seq, e.seq + 1, "repeated once a second");
+        let s = hub.status();
+        assert_eq!((s.frames_captured, s.frames_unchanged), (4, 1));
+    }
+
+    #[test]
+    fn viewers_are_clients_and_snapshot_waiters() {
+        let hub = FrameHub::new("t", "pattern", "pattern");
+        hub.set_capture_on_demand(Some(Duration::from_millis(1)));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(!hub.has_demand());
+        let v = hub.viewer();
+        assert!(hub.has_demand());
+        drop(v);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(!hub.has_demand());
+        let c = hub.client();
+        assert!(hub.has_demand());
+        drop(c);
+        assert_eq!(hub.clients(), 0);
+    }
 }

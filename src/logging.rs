@@ -94,3 +94,64 @@ fn totals(hub: &FrameHub) -> Totals {
         unchanged: s.frames_unchanged,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::FrameMeta;
+    use std::sync::Mutex;
+
+    /// Collects formatted log output.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn summary_counts_since_the_last_one() {
+        let hub = FrameHub::new("cam", "pattern", "pattern");
+        let hubs = vec![hub.clone()];
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            hub.publish(b"\xff\xd8\xff\xd9", FrameMeta::now(1, 1));
+            let mut summary = Summary::new(&hubs);
+            for _ in 0..3 {
+                hub.publish(b"\xff\xd8\xff\xd9", FrameMeta::now(1, 1));
+            }
+            hub.record_dropped();
+            let mut client = hub.client();
+            if let Some(f) = hub.latest() {
+                client.sent(&f);
+            }
+            summary.log(&hubs);
+            summary.log(&hubs);
+        });
+        let text = String::from_utf8(out.0.lock().expect("lock").clone()).expect("UTF-8");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(lines[0].contains("INFO"), "{text}");
+        assert!(lines[0].contains("stream=\"cam\""), "{text}");
+        assert!(lines[0].contains("state=\"online\""), "{text}");
+        assert!(lines[0].contains("clients=1"), "{text}");
+        assert!(lines[0].contains("delivered=1"), "{text}");
+        assert!(lines[0].contains("dropped=1"), "{text}");
+        assert!(lines[1].contains("delivered=0"), "{text}");
+        assert!(lines[1].contains("fps=0.0"), "{text}");
+    }
+}
