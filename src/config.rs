@@ -17,6 +17,8 @@ pub struct Config {
     pub quality: u8,
     pub snapshot_timeout: Duration,
     pub header_timeout: Duration,
+    /// Send stream parts with `sendfile` (zero-copy) rather than `write`.
+    pub zero_copy: bool,
     /// SO_SNDBUF of client sockets in bytes (0: the kernel's autotuning).
     pub send_buffer: usize,
     /// How long shutdown waits for open connections and sources to finish.
@@ -102,6 +104,12 @@ struct Cli {
     /// Log line format on stderr (filters: RUST_LOG, e.g. `mjpegd=debug`).
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// How stream parts reach plain TCP clients: `sendfile` hands the kernel
+    /// references to the frame's pages (no copy per client); `write` copies
+    /// the shared bytes into each socket.
+    #[arg(long, value_name = "METHOD", default_value = "sendfile",
+          value_parser = ["sendfile", "write"])]
+    send_method: String,
 }
 
 impl Config {
@@ -127,6 +135,7 @@ impl Config {
             snapshot_timeout: cli.snapshot_timeout,
             header_timeout: cli.header_timeout,
             send_buffer: cli.send_buffer,
+            zero_copy: cli.send_method == "sendfile",
             shutdown_grace: Duration::from_millis(500),
             drop_same_frames: cli.drop_same_frames,
             allow_origin: cli.allow_origin,

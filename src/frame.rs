@@ -5,6 +5,7 @@
 //! (part headers, the JPEG, and the next boundary line), so that the per-client
 //! send path is a single write of shared bytes: no formatting, no copying.
 
+use crate::memfd::PartFile;
 use bytes::{BufMut, Bytes, BytesMut};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -45,6 +46,9 @@ pub struct Frame {
     /// False for the placeholder frames a stream shows while its source is down.
     pub online: bool,
     part: Bytes,
+    /// The same part in a sealed memory file, for `sendfile` (None if the
+    /// file could not be made; clients then write `part`).
+    part_file: Option<PartFile>,
     jpeg_start: usize,
     jpeg_len: usize,
 }
@@ -66,10 +70,12 @@ impl Frame {
         part.put_slice(head.as_bytes());
         part.put_slice(jpeg);
         part.put_slice(tail.as_bytes());
+        let part_file = PartFile::create(&part).ok();
         Frame {
             seq,
             meta,
             online,
+            part_file,
             part: part.freeze(),
             jpeg_start: head.len(),
             jpeg_len: jpeg.len(),
@@ -87,6 +93,11 @@ impl Frame {
     /// right after the JPEG lets browsers show the frame as soon as it arrives.
     pub fn part(&self) -> &Bytes {
         &self.part
+    }
+
+    /// The part as a sealed memory file, for zero-copy sends.
+    pub fn part_file(&self) -> Option<&PartFile> {
+        self.part_file.as_ref()
     }
 
     /// Time since capture.

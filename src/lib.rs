@@ -17,6 +17,7 @@ pub mod hub;
 pub mod jpeg;
 pub mod latency;
 pub mod logging;
+pub mod memfd;
 pub mod mjpeg;
 pub mod server;
 pub mod source;

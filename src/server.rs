@@ -41,6 +41,7 @@ pub async fn run(config: Config, listeners: Vec<TcpListener>, shutdown: Cancella
         header_timeout: config.header_timeout,
         snapshot_timeout: config.snapshot_timeout,
         allow_origin: config.allow_origin.clone(),
+        zero_copy: config.zero_copy,
         ..HttpOptions::default()
     };
     let ctx = Arc::new(HttpContext::new(hubs, options));

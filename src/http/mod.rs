@@ -23,6 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -37,6 +38,9 @@ pub struct HttpOptions {
     pub snapshot_timeout: Duration,
     /// `Access-Control-Allow-Origin` for every response (`--allow-origin`).
     pub allow_origin: Option<String>,
+    /// Send stream parts to plain TCP clients with `sendfile` from the
+    /// frame's memory file (else with `write` from the shared buffer).
+    pub zero_copy: bool,
 }
 
 impl Default for HttpOptions {
@@ -46,6 +50,7 @@ impl Default for HttpOptions {
             max_head: 16 * 1024,
             snapshot_timeout: Duration::from_secs(1),
             allow_origin: None,
+            zero_copy: true,
         }
     }
 }
@@ -73,6 +78,21 @@ impl HttpContext {
     }
 }
 
+/// A connection's byte stream. Plain TCP connections expose their socket so
+/// that stream parts can be handed to the kernel with `sendfile`; other
+/// transports (TLS, unix sockets) write the bytes.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send {
+    fn tcp(&self) -> Option<&TcpStream> {
+        None
+    }
+}
+
+impl Transport for TcpStream {
+    fn tcp(&self) -> Option<&TcpStream> {
+        Some(self)
+    }
+}
+
 /// Serves one connection until the client leaves, an error, or `cancel`.
 pub async fn serve_connection<S>(
     mut io: S,
@@ -80,7 +100,7 @@ pub async fn serve_connection<S>(
     ctx: Arc<HttpContext>,
     cancel: CancellationToken,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: Transport,
 {
     let mut buf = BytesMut::with_capacity(1024);
     loop {

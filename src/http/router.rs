@@ -1,10 +1,11 @@
 //! Maps a request to its endpoint and enforces the method rules.
 
 use super::response::Response;
-use super::{HttpContext, cors, index, metrics, request::Request, snapshot, status, stream};
+use super::{
+    HttpContext, Transport, cors, index, metrics, request::Request, snapshot, status, stream,
+};
 use crate::hub::FrameHub;
 use std::sync::Arc;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -64,7 +65,7 @@ pub async fn handle<S>(
     cancel: &CancellationToken,
 ) -> bool
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: Transport,
 {
     // A body would have to be read and skipped; no endpoint takes one, so
     // answer and close instead.

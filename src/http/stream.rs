@@ -7,12 +7,18 @@
 
 use super::request::Request;
 use super::response::{NO_CACHE, push_header, status_line};
-use super::{HttpOptions, cors};
+use super::{HttpOptions, Transport, cors};
+use crate::frame::Frame;
 use crate::frame::{BOUNDARY, stream_preamble};
 use crate::hub::{ClientGuard, FrameHub};
+use crate::memfd::PartFile;
+use std::io;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
+use tokio::io::Interest;
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -28,7 +34,7 @@ pub async fn serve<S>(
     head_only: bool,
 ) -> bool
 where
-    S: AsyncWrite + Unpin,
+    S: Transport,
 {
     let mut head = status_line(req.minor_version, 200);
     push_header(
@@ -51,7 +57,16 @@ where
     let min_interval = rate_cap(req);
     let mut client = hub.client();
     debug!(stream = hub.name(), "client connected");
-    let why = pump(io, &head, hub, &mut client, min_interval, cancel).await;
+    let why = pump(
+        io,
+        &head,
+        hub,
+        &mut client,
+        min_interval,
+        options.zero_copy,
+        cancel,
+    )
+    .await;
     debug!(
         stream = hub.name(),
         frames = client.frames(),
@@ -69,10 +84,11 @@ async fn pump<S>(
     hub: &FrameHub,
     client: &mut ClientGuard,
     min_interval: Option<Duration>,
+    zero_copy: bool,
     cancel: &CancellationToken,
 ) -> String
 where
-    S: AsyncWrite + Unpin,
+    S: Transport,
 {
     const SHUTDOWN: &str = "server shutting down";
     let mut frames = hub.subscribe();
@@ -103,7 +119,7 @@ where
         };
         let written = tokio::select! {
             _ = cancel.cancelled() => return SHUTDOWN.into(),
-            r = io.write_all(frame.part()) => r,
+            r = send_part(io, &frame, zero_copy) => r,
         };
         if let Err(e) = written {
             return format!("client left ({e})");
@@ -117,4 +133,30 @@ where
 fn rate_cap(req: &Request) -> Option<Duration> {
     let fps: f64 = req.query("fps")?.parse().ok()?;
     (fps > 0.0 && fps.is_finite()).then(|| Duration::from_secs_f64(1.0 / fps.min(1000.0)))
+}
+
+/// Writes one frame's part whole: by `sendfile` from the frame's memory file
+/// on plain TCP, else by writing the shared bytes.
+async fn send_part<S: Transport>(io: &mut S, frame: &Frame, zero_copy: bool) -> io::Result<()> {
+    if zero_copy && let (Some(tcp), Some(file)) = (io.tcp(), frame.part_file()) {
+        return sendfile_all(tcp, file).await;
+    }
+    io.write_all(frame.part()).await
+}
+
+/// `sendfile` until the socket has taken the whole file, waiting for the
+/// socket to become writable whenever it is full.
+async fn sendfile_all(tcp: &TcpStream, file: &PartFile) -> io::Result<()> {
+    let mut offset = 0;
+    while offset < file.len() {
+        tcp.writable().await?;
+        match tcp.try_io(Interest::WRITABLE, || file.send_to(tcp.as_raw_fd(), offset)) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => offset += n,
+            // Readiness was stale; `try_io` cleared it, so wait again.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

@@ -179,6 +179,23 @@ impl StreamClient {
     /// Reads the next part; checks its exact header lines, the JPEG, and the
     /// delimiter after it; decodes the JPEG.
     pub async fn next_frame(&mut self) -> Received {
+        let f = self.next_part().await;
+        decode(&f.jpeg);
+        f
+    }
+
+    /// Like `next_frame`, but checks the JPEG's structure (every segment,
+    /// through EOI) instead of decoding it: cheaper, for tests with many
+    /// clients where the test's own CPU use would otherwise dominate.
+    pub async fn next_frame_checked(&mut self) -> Received {
+        let f = self.next_part().await;
+        if let Err(e) = mjpegd::jpeg::check(&f.jpeg) {
+            panic!("invalid JPEG in stream: {e}");
+        }
+        f
+    }
+
+    async fn next_part(&mut self) -> Received {
         let end = self.fill_until(b"\r\n\r\n").await;
         let head = self.buf.split_to(end + 4);
         let head = std::str::from_utf8(&head).expect("part head is UTF-8");
@@ -200,7 +217,6 @@ impl StreamClient {
         let at = Instant::now();
         self.expect_bytes(format!("\r\n--{BOUNDARY}\r\n").as_bytes())
             .await;
-        decode(&jpeg);
         Received {
             jpeg,
             timestamp,

@@ -1,0 +1,117 @@
+//! CPU time and resident memory of a server's process tree, from /proc.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// What the monitored process tree used during the run.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerUsage {
+    pub cpu_s: f64,
+    pub rss_peak_kib: u64,
+}
+
+/// Samples a process tree's RSS every 250 ms until stopped.
+pub struct Monitor {
+    pid: i32,
+    cpu0: f64,
+    stop: Arc<AtomicBool>,
+    sampler: std::thread::JoinHandle<u64>,
+}
+
+impl Monitor {
+    pub fn start(pid: i32) -> Monitor {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let sampler = std::thread::spawn(move || {
+            let mut peak = 0;
+            while !flag.load(Ordering::Relaxed) {
+                peak = peak.max(tree(pid).iter().map(|&p| rss_kib(p)).sum());
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            peak
+        });
+        Monitor {
+            pid,
+            cpu0: tree_cpu(pid),
+            stop,
+            sampler,
+        }
+    }
+
+    pub fn stop(self) -> ServerUsage {
+        let cpu = tree_cpu(self.pid) - self.cpu0;
+        let rss_now: u64 = tree(self.pid).iter().map(|&p| rss_kib(p)).sum();
+        self.stop.store(true, Ordering::Relaxed);
+        let peak = self.sampler.join().unwrap_or(0);
+        ServerUsage {
+            cpu_s: cpu,
+            rss_peak_kib: peak.max(rss_now),
+        }
+    }
+}
+
+/// `pid` and all its descendants.
+fn tree(pid: i32) -> Vec<i32> {
+    let mut all = vec![pid];
+    let mut i = 0;
+    while i < all.len() {
+        let p = all[i];
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
+            for t in tasks.flatten() {
+                let children =
+                    std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+                all.extend(
+                    children
+                        .split_whitespace()
+                        .filter_map(|c| c.parse::<i32>().ok()),
+                );
+            }
+        }
+        i += 1;
+    }
+    all
+}
+
+fn tree_cpu(pid: i32) -> f64 {
+    tree(pid).iter().map(|&p| cpu_seconds(p)).sum()
+}
+
+/// utime + stime of one process, in seconds.
+fn cpu_seconds(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of stat; 11 and 12 after the name.
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    (ticks(11) + ticks(12)) / hz
+}
+
+fn rss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// This process's own CPU seconds.
+pub fn self_cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0.0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
