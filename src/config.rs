@@ -61,6 +61,8 @@ struct Cli {
     /// Frame source, [NAME=]SPEC. Repeat for several streams; the first is
     /// served at /stream, each one at /streams/NAME/stream.
     /// SPEC: pattern[:WxH][@FPS] (animated test pattern)
+    /// | http[s]://[USER:PASS@]HOST/PATH (relay another MJPEG server)
+    /// | snapshot:URL[@FPS] (poll a still image) | v4l2:/dev/videoN[:WxH][@FPS]
     #[arg(long, value_name = "SPEC", default_value = "pattern")]
     source: Vec<String>,
 

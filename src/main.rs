@@ -15,6 +15,11 @@ use tokio_util::sync::CancellationToken;
 const LISTEN_BACKLOG: u32 = 4096;
 
 fn main() -> ExitCode {
+    // `mjpegd devices` lists cameras; every other command line runs the server.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "devices") {
+        print!("{}", mjpegd::source::v4l2::describe_devices());
+        return ExitCode::SUCCESS;
+    }
     let config = match Config::from_args(std::env::args_os()) {
         Ok(c) => c,
         Err(ConfigError::Info(text)) => {

@@ -13,9 +13,14 @@
 //! shutting down). Both return at once while somebody watches. A source that
 //! holds a device or a connection may release it before waiting.
 
+pub mod http_client;
 pub mod pattern;
 mod placeholder;
+pub mod relay;
+mod sink;
 mod spec;
+pub mod v4l2;
+pub mod yuv;
 
 pub use spec::{PatternSpec, SourceSpec, SpecError};
 
@@ -94,6 +99,9 @@ pub async fn supervise(spec: SourceSpec, ctx: SourceContext) {
 async fn run_once(spec: &SourceSpec, ctx: &SourceContext) -> Result<(), SourceError> {
     match spec {
         SourceSpec::Pattern(p) => pattern::run(p.clone(), ctx).await,
+        SourceSpec::Relay(r) => relay::run(r, ctx).await,
+        SourceSpec::Snapshot(s) => relay::run_snapshot(s, ctx).await,
+        SourceSpec::V4l2(v) => v4l2::run(v.clone(), ctx).await,
     }
 }
 

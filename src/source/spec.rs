@@ -1,5 +1,7 @@
 //! Source specifications as written on the command line (`pattern:640x480@30`).
 
+use super::relay::{RelaySpec, SnapshotSpec};
+use super::v4l2::V4l2Spec;
 use std::fmt;
 use std::str::FromStr;
 
@@ -8,6 +10,12 @@ use std::str::FromStr;
 pub enum SourceSpec {
     /// The built-in animated test pattern.
     Pattern(PatternSpec),
+    /// Another server's MJPEG stream (`http://...`, `https://...`).
+    Relay(RelaySpec),
+    /// A still image polled at a fixed rate (`snapshot:URL[@FPS]`).
+    Snapshot(SnapshotSpec),
+    /// A V4L2 camera (`v4l2:/dev/videoN[:WxH][@FPS]`).
+    V4l2(V4l2Spec),
 }
 
 impl SourceSpec {
@@ -15,6 +23,9 @@ impl SourceSpec {
     pub fn kind(&self) -> &'static str {
         match self {
             SourceSpec::Pattern(_) => "pattern",
+            SourceSpec::Relay(_) => "relay",
+            SourceSpec::Snapshot(_) => "snapshot",
+            SourceSpec::V4l2(_) => "v4l2",
         }
     }
 }
@@ -75,8 +86,11 @@ impl FromStr for SourceSpec {
                 let tail = rest.unwrap_or(s.strip_prefix("pattern").unwrap_or(""));
                 parse_pattern(tail).map(SourceSpec::Pattern)
             }
+            "http" | "https" => RelaySpec::parse(s).map(SourceSpec::Relay),
+            "snapshot" => SnapshotSpec::parse(rest.unwrap_or("")).map(SourceSpec::Snapshot),
+            "v4l2" => V4l2Spec::parse(rest.unwrap_or("")).map(SourceSpec::V4l2),
             _ => Err(err(format!(
-                "unknown source '{s}' (expected pattern[:WxH][@FPS])"
+                "unknown source '{s}' (expected pattern[:WxH][@FPS], http://..., snapshot:URL[@FPS] or v4l2:/dev/videoN)"
             ))),
         }
     }
@@ -126,6 +140,9 @@ impl fmt::Display for SourceSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SourceSpec::Pattern(p) => write!(f, "pattern:{}x{}@{}", p.width, p.height, p.fps),
+            SourceSpec::Relay(r) => r.fmt(f),
+            SourceSpec::Snapshot(r) => r.fmt(f),
+            SourceSpec::V4l2(v) => v.fmt(f),
         }
     }
 }
@@ -165,6 +182,35 @@ mod tests {
         ] {
             let e = bad.parse::<SourceSpec>().expect_err(bad);
             assert!(!e.0.is_empty());
+        }
+    }
+
+    #[test]
+    fn relay_snapshot_and_camera_specs() {
+        let s: SourceSpec = "http://u:pw@cam:8080/?action=stream"
+            .parse()
+            .expect("valid");
+        assert_eq!(s.kind(), "relay");
+        assert_eq!(s.to_string(), "http://u:***@cam:8080/?action=stream");
+        assert!(!format!("{s:?}").contains("pw"));
+        let s: SourceSpec = "snapshot:https://cam/jpg@2".parse().expect("valid");
+        assert_eq!(
+            (s.kind(), s.to_string().as_str()),
+            ("snapshot", "snapshot:https://cam/jpg@2")
+        );
+        let s: SourceSpec = "v4l2:/dev/video0:1280x720@30".parse().expect("valid");
+        assert_eq!(
+            (s.kind(), s.to_string().as_str()),
+            ("v4l2", "v4l2:/dev/video0:1280x720@30")
+        );
+        for bad in [
+            "http://",
+            "snapshot:",
+            "snapshot:ftp://x",
+            "v4l2:",
+            "https://h:0/",
+        ] {
+            assert!(bad.parse::<SourceSpec>().is_err(), "{bad}");
         }
     }
 

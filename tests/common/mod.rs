@@ -24,12 +24,22 @@ pub struct TestServer {
 impl TestServer {
     /// Starts the server with command-line `args` on 127.0.0.1:0.
     pub async fn start(args: &[&str]) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        TestServer::start_with(listener, args)
+    }
+
+    /// Starts the server on `addr` (to restart one on the same port).
+    pub async fn start_at(addr: SocketAddr, args: &[&str]) -> TestServer {
+        let listener = TcpListener::bind(addr).await.expect("bind again");
+        TestServer::start_with(listener, args)
+    }
+
+    fn start_with(listener: TcpListener, args: &[&str]) -> TestServer {
         let config = match Config::from_args(std::iter::once("mjpegd").chain(args.iter().copied()))
         {
             Ok(c) => c,
             Err(e) => panic!("bad test config {args:?}: {e:?}"),
         };
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let shutdown = CancellationToken::new();
         let done = tokio::spawn(mjpegd::server::run(

@@ -1,0 +1,409 @@
+//! Relay sources: frames pulled from another HTTP server.
+//!
+//! - `http://...` / `https://...`: another MJPEG server's stream
+//!   (mjpg-streamer, µStreamer, an IP camera, another mjpegd). Its
+//!   `multipart/x-mixed-replace` body is parsed incrementally and each JPEG
+//!   is republished as it arrives; a body that is just concatenated JPEGs
+//!   (some cameras) is split by walking the JPEG markers.
+//! - `snapshot:URL[@FPS]`: a still image fetched every 1/FPS seconds, for
+//!   cameras that only serve stills, over one kept-alive connection.
+//!
+//! Any failure (refused, timed out, bad status, silent upstream, closed
+//! stream) ends `run` with the reason; the supervisor then shows the offline
+//! placeholder and reconnects with backoff, so viewers stay connected.
+
+use super::http_client::{self, HttpUrl, Timeouts};
+use super::sink::{JpegSink, parse_timestamp};
+use super::spec::{SpecError, parse_fps};
+use super::{SourceContext, SourceError};
+use crate::jpeg::JpegSplitter;
+use crate::mjpeg::{ChunkedDecoder, MultipartParser, boundary_from_content_type};
+use bytes::{Bytes, BytesMut};
+use std::fmt;
+use std::time::{Duration, SystemTime};
+use tracing::info;
+
+/// Largest frame accepted from an upstream.
+const MAX_FRAME: usize = 16 * 1024 * 1024;
+
+/// `http://...` or `https://...`: relay another server's MJPEG stream.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RelaySpec {
+    pub url: HttpUrl,
+    pub timeouts: Timeouts,
+}
+
+impl RelaySpec {
+    /// Parses the whole spec, which is the URL.
+    pub fn parse(s: &str) -> Result<RelaySpec, SpecError> {
+        let url = HttpUrl::parse(s).map_err(|e| SpecError(format!("bad relay URL: {e}")))?;
+        Ok(RelaySpec {
+            url,
+            timeouts: Timeouts::default(),
+        })
+    }
+}
+
+/// Displays the URL with any password replaced by `***`.
+impl fmt::Display for RelaySpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.url)
+    }
+}
+
+/// `snapshot:URL[@FPS]`: poll a still image.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SnapshotSpec {
+    pub url: HttpUrl,
+    pub fps: f64,
+    pub timeouts: Timeouts,
+}
+
+impl SnapshotSpec {
+    /// Parses what follows `snapshot:`. A trailing `@N` is the rate when N
+    /// is a number (a user name's `@` is followed by a host instead).
+    pub fn parse(s: &str) -> Result<SnapshotSpec, SpecError> {
+        let (url, fps) = match s.rsplit_once('@') {
+            Some((url, fps)) if fps.parse::<f64>().is_ok() => (url, parse_fps(fps)?),
+            _ => (s, 1.0),
+        };
+        let url = HttpUrl::parse(url).map_err(|e| SpecError(format!("bad snapshot URL: {e}")))?;
+        Ok(SnapshotSpec {
+            url,
+            fps,
+            timeouts: Timeouts::default(),
+        })
+    }
+}
+
+impl fmt::Display for SnapshotSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "snapshot:{}@{}", self.url, self.fps)
+    }
+}
+
+/// Relays `spec`'s stream until cancelled or the upstream fails.
+pub async fn run(spec: &RelaySpec, ctx: &SourceContext) -> Result<(), SourceError> {
+    tokio::select! {
+        _ = ctx.cancel.cancelled() => Ok(()),
+        result = relay(spec, ctx) => result,
+    }
+}
+
+async fn relay(spec: &RelaySpec, ctx: &SourceContext) -> Result<(), SourceError> {
+    let mut conn = None;
+    let head = http_client::get(&mut conn, &spec.url, &spec.timeouts, false).await?;
+    let Some(mut conn) = conn else {
+        // `get` leaves the connection in place whenever it succeeds.
+        return Err(SourceError::new("internal error: no upstream connection"));
+    };
+    let content_type = head.header("content-type").unwrap_or("");
+    let mut frames = Frames::for_content_type(content_type, &spec.url)?;
+    let mut chunked = head.chunked().then(ChunkedDecoder::new);
+    let mut decoded = BytesMut::new();
+    let mut sink = JpegSink::new(ctx.hub.clone(), spec.to_string());
+    info!(
+        stream = ctx.hub.name(),
+        source = %spec,
+        "connected to upstream ({})",
+        if content_type.is_empty() { "no Content-Type" } else { content_type }
+    );
+    let ended = || SourceError::new(format!("upstream {} ended the stream", spec.url.endpoint()));
+    loop {
+        let Some(data) = conn.read_raw(spec.timeouts.idle).await? else {
+            return Err(SourceError::new(format!(
+                "upstream {} closed the connection",
+                spec.url.endpoint()
+            )));
+        };
+        match &mut chunked {
+            Some(decoder) => {
+                decoder.push(&data, &mut decoded).map_err(|e| {
+                    SourceError::new(format!("bad chunked stream from upstream: {e}"))
+                })?;
+                frames.push(&decoded);
+                decoded.clear();
+            }
+            None => frames.push(&data),
+        }
+        while let Some(frame) = frames.next_frame() {
+            match frame {
+                Ok((jpeg, captured)) => {
+                    sink.offer(&jpeg, captured);
+                }
+                Err(why) => sink.reject(&why),
+            }
+        }
+        if frames.is_done() || chunked.as_ref().is_some_and(|d| d.is_done()) {
+            return Err(ended());
+        }
+    }
+}
+
+/// How the frames are delimited in the upstream body.
+enum Frames {
+    Multipart(MultipartParser),
+    /// JPEGs back to back (or a multipart body whose boundary we do not know).
+    Concatenated(JpegSplitter),
+}
+
+impl Frames {
+    fn for_content_type(ct: &str, url: &HttpUrl) -> Result<Frames, SourceError> {
+        let mime = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if mime.starts_with("multipart/") {
+            return Ok(match boundary_from_content_type(ct) {
+                Some(b) => Frames::Multipart(MultipartParser::new(&b, MAX_FRAME)),
+                None => Frames::Concatenated(JpegSplitter::new(MAX_FRAME)),
+            });
+        }
+        if mime == "image/jpeg" || mime == "image/jpg" {
+            return Err(SourceError::new(format!(
+                "upstream sent a single JPEG image, not a stream: use snapshot:{url}"
+            )));
+        }
+        if mime.starts_with("text/") || mime == "application/json" {
+            return Err(SourceError::new(format!(
+                "upstream sent {mime}, not an MJPEG stream"
+            )));
+        }
+        Ok(Frames::Concatenated(JpegSplitter::new(MAX_FRAME)))
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        match self {
+            Frames::Multipart(p) => p.push(data),
+            Frames::Concatenated(s) => s.push(data),
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        match self {
+            Frames::Multipart(p) => p.is_done(),
+            Frames::Concatenated(_) => false,
+        }
+    }
+
+    /// The next frame with its upstream capture time, or why it was lost.
+    #[allow(clippy::type_complexity)]
+    fn next_frame(&mut self) -> Option<Result<(Bytes, Option<SystemTime>), String>> {
+        match self {
+            Frames::Multipart(p) => Some(match p.next_part()? {
+                Ok(part) => {
+                    let ts = part.header("x-timestamp").and_then(parse_timestamp);
+                    Ok((part.body, ts))
+                }
+                Err(e) => Err(e.to_string()),
+            }),
+            Frames::Concatenated(s) => Some(match s.next_frame()? {
+                Ok(jpeg) => Ok((jpeg, None)),
+                Err(e) => Err(e.to_string()),
+            }),
+        }
+    }
+}
+
+/// Polls `spec`'s still image until cancelled or the upstream fails.
+pub async fn run_snapshot(spec: &SnapshotSpec, ctx: &SourceContext) -> Result<(), SourceError> {
+    tokio::select! {
+        _ = ctx.cancel.cancelled() => Ok(()),
+        result = poll(spec, ctx) => result,
+    }
+}
+
+async fn poll(spec: &SnapshotSpec, ctx: &SourceContext) -> Result<(), SourceError> {
+    let period = Duration::from_secs_f64(1.0 / spec.fps);
+    let mut conn = None;
+    let mut sink = JpegSink::new(ctx.hub.clone(), spec.to_string());
+    let mut next = tokio::time::Instant::now();
+    let mut first = true;
+    loop {
+        tokio::time::sleep_until(next).await;
+        let head = http_client::get(&mut conn, &spec.url, &spec.timeouts, true).await?;
+        let mime = head
+            .header("content-type")
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if mime.starts_with("text/") || mime.starts_with("multipart/") {
+            return Err(SourceError::new(format!(
+                "upstream sent {}, not a JPEG image",
+                mime.split(';').next().unwrap_or("")
+            )));
+        }
+        let Some(c) = conn.as_mut() else {
+            return Err(SourceError::new("internal error: no upstream connection"));
+        };
+        let body = c.read_body(&head, MAX_FRAME, spec.timeouts.idle).await?;
+        if sink.offer(&body, None) && first {
+            info!(stream = ctx.hub.name(), source = %spec, "polling snapshots");
+            first = false;
+        }
+        // Steady schedule; after a slow fetch, start the next one at once
+        // instead of bursting to catch up.
+        next += period;
+        next = next.max(tokio::time::Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::FrameHub;
+    use crate::jpeg::testing::small;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+    use tokio_util::sync::CancellationToken;
+
+    fn ctx() -> SourceContext {
+        SourceContext {
+            hub: FrameHub::new("t", "test", "relay"),
+            cancel: CancellationToken::new(),
+            quality: 80,
+        }
+    }
+
+    /// Serves `response` (then `hang`s silently) to each connection.
+    async fn fake_upstream(response: Vec<u8>) -> HttpUrl {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut io, _)) = listener.accept().await {
+                let response = response.clone();
+                tokio::spawn(async move {
+                    let mut req = [0u8; 4096];
+                    let _ = io.read(&mut req).await;
+                    let _ = io.write_all(&response).await;
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                });
+            }
+        });
+        HttpUrl::parse(&format!("http://{addr}/stream")).expect("url")
+    }
+
+    fn quick() -> Timeouts {
+        Timeouts {
+            connect: Duration::from_millis(500),
+            head: Duration::from_millis(300),
+            idle: Duration::from_millis(300),
+        }
+    }
+
+    #[tokio::test]
+    async fn silent_upstream_times_out_after_frames() {
+        let jpeg = small(5);
+        let mut resp = format!(
+            "HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace;boundary=b\r\n\r\n--b\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+            jpeg.len()
+        )
+        .into_bytes();
+        resp.extend_from_slice(&jpeg);
+        resp.extend_from_slice(b"\r\n--b\r\n");
+        let spec = RelaySpec {
+            url: fake_upstream(resp).await,
+            timeouts: quick(),
+        };
+        let ctx = ctx();
+        let err = run(&spec, &ctx).await.expect_err("silence is an error");
+        assert!(err.0.contains("sent nothing for 0.3 s"), "{err}");
+        let frame = ctx.hub.latest().expect("the frame was published");
+        assert_eq!(frame.jpeg(), jpeg);
+    }
+
+    #[tokio::test]
+    async fn upstream_without_head_times_out() {
+        let spec = RelaySpec {
+            url: fake_upstream(Vec::new()).await,
+            timeouts: quick(),
+        };
+        let err = run(&spec, &ctx()).await.expect_err("no head");
+        assert!(err.0.contains("sent no response within 0.3 s"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn statuses_and_content_types_explained() {
+        let spec = RelaySpec {
+            url: fake_upstream(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n".to_vec())
+                .await,
+            timeouts: quick(),
+        };
+        let err = run(&spec, &ctx()).await.expect_err("401");
+        assert_eq!(err.0, "upstream answered 401 Unauthorized");
+
+        let spec = RelaySpec {
+            url: fake_upstream(b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\n\r\n".to_vec())
+                .await,
+            timeouts: quick(),
+        };
+        let err = run(&spec, &ctx()).await.expect_err("single image");
+        assert!(err.0.contains("use snapshot:http://127.0.0.1:"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn redirects_are_followed_up_to_a_limit() {
+        let target = fake_upstream(
+            b"HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace;boundary=x\r\n\r\n"
+                .to_vec(),
+        )
+        .await;
+        let hop = fake_upstream(
+            format!(
+                "HTTP/1.1 302 Found\r\nLocation: http://{}/\r\n\r\n",
+                target.endpoint()
+            )
+            .into_bytes(),
+        )
+        .await;
+        let spec = RelaySpec {
+            url: hop,
+            timeouts: quick(),
+        };
+        // Reaches the stream, which then stays silent.
+        let err = run(&spec, &ctx()).await.expect_err("silent");
+        assert!(err.0.contains("sent nothing"), "{err}");
+
+        let mut loop_url = fake_upstream(Vec::new()).await;
+        for _ in 0..4 {
+            loop_url = fake_upstream(
+                format!("HTTP/1.1 301 Moved\r\nLocation: {loop_url}\r\n\r\n").into_bytes(),
+            )
+            .await;
+        }
+        let spec = RelaySpec {
+            url: loop_url,
+            timeouts: quick(),
+        };
+        let err = run(&spec, &ctx()).await.expect_err("too many");
+        assert!(err.0.contains("redirected more than 3 times"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn https_to_a_plain_server_fails_clearly() {
+        let url = fake_upstream(b"HTTP/1.1 200 OK\r\n\r\n".to_vec()).await;
+        let spec = RelaySpec::parse(&format!("https://{}/", url.endpoint())).expect("spec");
+        let spec = RelaySpec {
+            timeouts: quick(),
+            ..spec
+        };
+        let err = run(&spec, &ctx()).await.expect_err("not TLS");
+        assert!(
+            err.0.contains("TLS handshake with 127.0.0.1 failed"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn snapshot_specs() {
+        let s = SnapshotSpec::parse("http://u:p@cam/jpg@2.5").expect("valid");
+        assert_eq!(s.fps, 2.5);
+        assert_eq!(s.url.host, "cam");
+        assert_eq!(s.to_string(), "snapshot:http://u:***@cam/jpg@2.5");
+        let s = SnapshotSpec::parse("http://u:p@cam").expect("valid");
+        assert_eq!((s.fps, s.url.path.as_str()), (1.0, "/"));
+        assert!(SnapshotSpec::parse("http://cam/@0").is_err());
+        assert!(SnapshotSpec::parse("cam/jpg").is_err());
+    }
+}

@@ -1,0 +1,699 @@
+//! V4L2 cameras (`v4l2:/dev/videoN[:WxH][@FPS]`) and `mjpegd devices`.
+//!
+//! The camera's own MJPEG is preferred: those frames are passed through
+//! untouched (only the standard Huffman tables are inserted when a frame
+//! lacks them, as UVC frames do), so serving costs no encoding at all.
+//! Cameras without MJPEG deliver YUYV or NV12, which is encoded to JPEG on
+//! worker threads, one per core, so that encoding frame n+1 overlaps
+//! encoding and sending frame n; when all workers are busy the newest frame
+//! waits and older ones are skipped, so latency never builds up.
+//!
+//! Capture runs on its own thread and polls the device with a short timeout
+//! so it notices shutdown promptly. A missing or unplugged camera is a
+//! source error ("/dev/video0 not found"): the supervisor shows the
+//! placeholder and retries, and capture resumes by itself when the camera
+//! is back.
+
+use super::sink::JpegSink;
+use super::spec::{SpecError, parse_fps, parse_size};
+use super::yuv::{RawFormat, RawImage};
+use super::{SourceContext, SourceError, run_on_thread};
+use crate::frame::FrameMeta;
+use crate::hub::FrameHub;
+use crate::jpeg::{self, Scan};
+use linuxvideo::format::{FrameIntervals, FrameSizes, PixFormat, PixelFormat};
+use linuxvideo::{BufType, CapabilityFlags, Device, Fract};
+use std::fmt::{self, Write as _};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// Size asked for when the spec names none; the driver picks the closest.
+const DEFAULT_SIZE: (u16, u16) = (640, 480);
+/// How often capture checks for shutdown while waiting for a frame.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// A camera that delivers nothing for this long is treated as failed.
+const STALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// At most this many encoder threads, however many cores there are.
+const MAX_ENCODERS: usize = 8;
+
+/// `v4l2:/dev/videoN[:WxH][@FPS]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct V4l2Spec {
+    pub device: String,
+    pub size: Option<(u16, u16)>,
+    pub fps: Option<f64>,
+}
+
+impl V4l2Spec {
+    /// Parses what follows `v4l2:`. `video0` and `0` are short for
+    /// `/dev/video0`.
+    pub fn parse(s: &str) -> Result<V4l2Spec, SpecError> {
+        let (rest, fps) = match s.rsplit_once('@') {
+            Some((rest, fps)) => (rest, Some(parse_fps(fps)?)),
+            None => (s, None),
+        };
+        let (device, size) = match rest.rsplit_once(':') {
+            Some((device, size)) => (device, Some(parse_size(size)?)),
+            None => (rest, None),
+        };
+        let device = if device.is_empty() {
+            return Err(SpecError(
+                "v4l2 needs a device, e.g. v4l2:/dev/video0".into(),
+            ));
+        } else if device.bytes().all(|b| b.is_ascii_digit()) {
+            format!("/dev/video{device}")
+        } else if !device.contains('/') {
+            format!("/dev/{device}")
+        } else {
+            device.to_owned()
+        };
+        Ok(V4l2Spec { device, size, fps })
+    }
+}
+
+impl fmt::Display for V4l2Spec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "v4l2:{}", self.device)?;
+        if let Some((w, h)) = self.size {
+            write!(f, ":{w}x{h}")?;
+        }
+        if let Some(fps) = self.fps {
+            write!(f, "@{fps}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Captures from the camera until cancelled or the camera fails.
+pub async fn run(spec: V4l2Spec, ctx: &SourceContext) -> Result<(), SourceError> {
+    let ctx = ctx.clone();
+    let name = format!("v4l2-{}", ctx.hub.name());
+    run_on_thread(name, move || {
+        let device = spec.device.clone();
+        // linuxvideo asserts on driver answers it does not expect; a quirky
+        // driver must not take the stream down for good.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| capture(&spec, &ctx)))
+            .unwrap_or_else(|_| {
+                Err(SourceError::new(format!(
+                    "{device}: the driver answered something unexpected"
+                )))
+            })
+    })
+    .await
+}
+
+/// What the frames need before they can be published.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pipeline {
+    /// Camera JPEG, passed through.
+    Jpeg(PixelFormat),
+    /// Raw pictures, encoded here.
+    Encode(RawFormat),
+}
+
+impl Pipeline {
+    fn pixel_format(self) -> PixelFormat {
+        match self {
+            Pipeline::Jpeg(f) => f,
+            Pipeline::Encode(RawFormat::Yuyv) => PixelFormat::YUYV,
+            Pipeline::Encode(RawFormat::Nv12) => nv12(),
+        }
+    }
+
+    fn from_pixel_format(f: PixelFormat) -> Option<Pipeline> {
+        if f == PixelFormat::MJPG || f == PixelFormat::JPEG {
+            Some(Pipeline::Jpeg(f))
+        } else if f == PixelFormat::YUYV {
+            Some(Pipeline::Encode(RawFormat::Yuyv))
+        } else if f == nv12() {
+            Some(Pipeline::Encode(RawFormat::Nv12))
+        } else {
+            None
+        }
+    }
+}
+
+fn nv12() -> PixelFormat {
+    PixelFormat::from_fourcc(*b"NV12")
+}
+
+/// The best format the camera offers: its JPEG first, then raw formats.
+fn choose(formats: &[PixelFormat]) -> Option<Pipeline> {
+    let preference = [
+        PixelFormat::MJPG,
+        PixelFormat::JPEG,
+        PixelFormat::YUYV,
+        nv12(),
+    ];
+    preference
+        .into_iter()
+        .find(|p| formats.contains(p))
+        .and_then(Pipeline::from_pixel_format)
+}
+
+/// Turns an I/O error on the device into a reason a viewer understands.
+fn device_error(dev: &str, what: &str, e: &io::Error) -> SourceError {
+    let reason = match e.raw_os_error() {
+        Some(libc::ENOENT) => format!("{dev} not found"),
+        Some(libc::EACCES) | Some(libc::EPERM) => {
+            format!("{dev}: permission denied (is the user in the 'video' group?)")
+        }
+        Some(libc::EBUSY) => format!("{dev} is busy (used by another program?)"),
+        Some(libc::ENODEV) | Some(libc::ENXIO) => format!("{dev} was disconnected"),
+        Some(libc::ENOTTY) => format!("{dev} is not a V4L2 device"),
+        _ => format!("{dev}: {what}: {e}"),
+    };
+    SourceError::new(reason)
+}
+
+fn capture(spec: &V4l2Spec, ctx: &SourceContext) -> Result<(), SourceError> {
+    let dev = spec.device.as_str();
+    let device = Device::open(dev).map_err(|e| device_error(dev, "cannot open", &e))?;
+    let caps = device
+        .capabilities()
+        .map_err(|e| device_error(dev, "cannot query", &e))?;
+    if !caps
+        .device_capabilities()
+        .contains(CapabilityFlags::VIDEO_CAPTURE)
+    {
+        return Err(SourceError::new(format!(
+            "{dev} ({}) cannot capture video (a metadata node? try the next /dev/video number)",
+            caps.card()
+        )));
+    }
+    let formats: Vec<PixelFormat> = device
+        .formats(BufType::VIDEO_CAPTURE)
+        .filter_map(Result::ok)
+        .map(|f| f.pixel_format())
+        .collect();
+    let wanted = choose(&formats).ok_or_else(|| {
+        let list: Vec<String> = formats.iter().map(|f| f.to_string()).collect();
+        SourceError::new(format!(
+            "{dev} offers none of MJPG, YUYV, NV12 (it has {})",
+            list.join(", ")
+        ))
+    })?;
+    let (w, h) = spec.size.unwrap_or(DEFAULT_SIZE);
+    let capture = device
+        .video_capture(PixFormat::new(w.into(), h.into(), wanted.pixel_format()))
+        .map_err(|e| device_error(dev, "cannot set the format", &e))?;
+    let format = capture.format();
+    let pixel_format = format.pixel_format();
+    let stride = format.bytes_per_line() as usize;
+    // The driver may substitute another format or size; go with its choice.
+    let pipeline = Pipeline::from_pixel_format(pixel_format).ok_or_else(|| {
+        SourceError::new(format!(
+            "{dev} switched to unsupported format {pixel_format}"
+        ))
+    })?;
+    let width = u16::try_from(format.width()).unwrap_or(0);
+    let height = u16::try_from(format.height()).unwrap_or(0);
+    if let Some(fps) = spec.fps {
+        // Ask in milliframes so fractional rates survive.
+        let want = Fract::new(1000, ((fps * 1000.0).round() as u32).max(1));
+        if let Err(e) = capture.set_frame_interval(want) {
+            warn!(stream = ctx.hub.name(), "{dev}: cannot set {fps} fps: {e}");
+        }
+    }
+    info!(
+        stream = ctx.hub.name(),
+        "{dev} ({}): capturing {pixel_format} {width}x{height}",
+        caps.card(),
+    );
+    let mut stream = capture
+        .into_stream()
+        .map_err(|e| device_error(dev, "cannot start streaming", &e))?;
+    let mut sink = JpegSink::new(ctx.hub.clone(), format!("v4l2:{dev}"));
+    let mut encoders = match pipeline {
+        Pipeline::Encode(raw) => Some(EncoderPool::start(
+            ctx,
+            Geometry {
+                width,
+                height,
+                stride,
+                format: raw,
+            },
+        )?),
+        Pipeline::Jpeg(_) => None,
+    };
+    let mut last_frame = Instant::now();
+    while !ctx.cancel.is_cancelled() {
+        if !readable(stream.as_raw_fd(), POLL_INTERVAL)
+            .map_err(|e| device_error(dev, "cannot wait for frames", &e))?
+        {
+            if last_frame.elapsed() >= STALL_TIMEOUT {
+                return Err(SourceError::new(format!(
+                    "{dev} delivered no frame for {} s",
+                    STALL_TIMEOUT.as_secs()
+                )));
+            }
+            continue;
+        }
+        stream
+            .dequeue(|buf| {
+                let captured = FrameMeta::now(width, height);
+                if buf.is_error() {
+                    sink.reject("the driver flagged the frame as corrupt");
+                    return Ok(());
+                }
+                match &mut encoders {
+                    None => pass_through(&mut sink, &buf),
+                    Some(pool) => pool.submit(&buf, captured, &mut sink),
+                }
+                Ok(())
+            })
+            .map_err(|e| device_error(dev, "capture failed", &e))?;
+        last_frame = Instant::now();
+    }
+    Ok(())
+}
+
+/// Publishes a camera JPEG, cut at its end marker (drivers may report
+/// more bytes than the image has).
+fn pass_through(sink: &mut JpegSink, data: &[u8]) {
+    match jpeg::scan(data) {
+        Scan::Complete(info) => {
+            sink.offer(&data[..info.len], None);
+        }
+        Scan::Incomplete => sink.reject("truncated JPEG from the camera"),
+        Scan::Invalid(e) => sink.reject(&format!("bad JPEG from the camera: {e}")),
+    }
+}
+
+/// Waits up to `timeout` for the device to have a frame ready.
+fn readable(fd: i32, timeout: Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll(2) on one valid pollfd that lives across the call.
+    let n = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as libc::c_int) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted {
+            Ok(false)
+        } else {
+            Err(e)
+        };
+    }
+    if pfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+        // An unplugged camera reports POLLERR; dequeue then gives the errno.
+        return Ok(true);
+    }
+    Ok(n > 0)
+}
+
+/// The layout of the raw pictures the camera delivers.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    width: u16,
+    height: u16,
+    stride: usize,
+    format: RawFormat,
+}
+
+/// A raw picture waiting to be encoded.
+struct Job {
+    seq: u64,
+    data: Vec<u8>,
+    meta: FrameMeta,
+}
+
+/// Encoder threads fed from the capture thread. Dropping the pool stops
+/// them (the job channel closes) and waits for them.
+struct EncoderPool {
+    jobs: Option<SyncSender<Job>>,
+    /// Buffers coming back from the workers, to be reused.
+    spare: Receiver<Vec<u8>>,
+    seq: u64,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl EncoderPool {
+    fn start(ctx: &SourceContext, geometry: Geometry) -> Result<EncoderPool, SourceError> {
+        let n = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, MAX_ENCODERS);
+        // One waiting job per worker at most: beyond that, frames are stale.
+        let (jobs, rx) = mpsc::sync_channel::<Job>(n);
+        let rx = Arc::new(Mutex::new(rx));
+        let (spare_tx, spare) = mpsc::channel();
+        // The newest sequence number published, so a frame that finishes
+        // encoding after a newer one is dropped instead of going backwards.
+        let published = Arc::new(Mutex::new(0u64));
+        let mut threads = Vec::with_capacity(n);
+        for i in 0..n {
+            let rx = rx.clone();
+            let spare_tx = spare_tx.clone();
+            let published = published.clone();
+            let hub = ctx.hub.clone();
+            let quality = ctx.quality;
+            let handle = std::thread::Builder::new()
+                .name(format!("jpeg-{}-{i}", ctx.hub.name()))
+                .spawn(move || encode_worker(&rx, &spare_tx, &published, &hub, geometry, quality))
+                .map_err(|e| SourceError::new(format!("cannot start encoder thread: {e}")))?;
+            threads.push(handle);
+        }
+        Ok(EncoderPool {
+            jobs: Some(jobs),
+            spare,
+            seq: 0,
+            threads,
+        })
+    }
+
+    /// Copies the capture buffer out (the driver wants it back) and hands
+    /// it to a free worker; skips the frame when every worker is busy.
+    fn submit(&mut self, raw: &[u8], meta: FrameMeta, sink: &mut JpegSink) {
+        let Some(jobs) = &self.jobs else { return };
+        let mut data = self.spare.try_recv().unwrap_or_default();
+        data.clear();
+        data.extend_from_slice(raw);
+        self.seq += 1;
+        let job = Job {
+            seq: self.seq,
+            data,
+            meta,
+        };
+        match jobs.try_send(job) {
+            Ok(()) => {}
+            // Encoding is slower than the camera: this frame is skipped.
+            Err(TrySendError::Full(_)) => {}
+            Err(TrySendError::Disconnected(_)) => sink.reject("the encoder threads stopped"),
+        }
+    }
+}
+
+impl Drop for EncoderPool {
+    fn drop(&mut self) {
+        self.jobs = None;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn encode_worker(
+    rx: &Mutex<Receiver<Job>>,
+    spare: &mpsc::Sender<Vec<u8>>,
+    published: &Mutex<u64>,
+    hub: &FrameHub,
+    g: Geometry,
+    quality: u8,
+) {
+    let mut warned = false;
+    loop {
+        // Holding the lock only while waiting for the next job; a poisoned
+        // lock means another worker panicked, and the receiver is still fine.
+        let job = match rx.lock().unwrap_or_else(|e| e.into_inner()).recv() {
+            Ok(job) => job,
+            Err(_) => return, // the pool was dropped
+        };
+        let encoded = RawImage::new(&job.data, g.width, g.height, g.stride, g.format)
+            .and_then(|img| img.encode(quality).map_err(|e| e.to_string()));
+        match encoded {
+            Ok(jpeg) => {
+                let mut newest = published.lock().unwrap_or_else(|e| e.into_inner());
+                if job.seq > *newest {
+                    *newest = job.seq;
+                    hub.publish(&jpeg, job.meta);
+                }
+                warned = false;
+            }
+            Err(e) => {
+                hub.record_dropped();
+                if !warned {
+                    warn!(stream = hub.name(), "cannot encode a camera frame: {e}");
+                    warned = true;
+                }
+            }
+        }
+        let _ = spare.send(job.data);
+    }
+}
+
+/// Describes every V4L2 device: name, driver, and for capture devices each
+/// format with its sizes and frame rates. For `mjpegd devices`.
+pub fn describe_devices() -> String {
+    let mut paths: Vec<String> = match std::fs::read_dir("/dev") {
+        Ok(dir) => dir
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("video"))
+            .map(|n| format!("/dev/{n}"))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    // /dev/video2 before /dev/video10.
+    paths.sort_by_key(|p| {
+        let n: u32 = p
+            .trim_start_matches("/dev/video")
+            .parse()
+            .unwrap_or(u32::MAX);
+        (n, p.clone())
+    });
+    if paths.is_empty() {
+        return "no V4L2 devices found (no /dev/video* exists; is a camera plugged in and its driver loaded?)\n".into();
+    }
+    let mut out = String::new();
+    for path in paths {
+        let text = std::panic::catch_unwind(|| describe(&path))
+            .unwrap_or_else(|_| format!("{path}: the driver answered something unexpected\n"));
+        out.push_str(&text);
+    }
+    out
+}
+
+fn describe(path: &str) -> String {
+    let mut out = String::new();
+    let device = match Device::open(path) {
+        Ok(d) => d,
+        Err(e) => return format!("{path}: {}\n", device_error(path, "cannot open", &e)),
+    };
+    let caps = match device.capabilities() {
+        Ok(c) => c,
+        Err(e) => return format!("{path}: {}\n", device_error(path, "cannot query", &e)),
+    };
+    let _ = writeln!(
+        out,
+        "{path}: {} ({}, {})",
+        caps.card(),
+        caps.driver(),
+        caps.bus_info()
+    );
+    if !caps
+        .device_capabilities()
+        .contains(CapabilityFlags::VIDEO_CAPTURE)
+    {
+        out.push_str("  no video capture (metadata or output node)\n");
+        return out;
+    }
+    for format in device.formats(BufType::VIDEO_CAPTURE) {
+        let Ok(format) = format else { continue };
+        let pf = format.pixel_format();
+        let usable = if Pipeline::from_pixel_format(pf).is_some() {
+            ""
+        } else {
+            "  (not supported by mjpegd)"
+        };
+        let _ = writeln!(out, "  {pf} {}{usable}", format.description());
+        match device.frame_sizes(pf) {
+            Ok(FrameSizes::Discrete(sizes)) => {
+                for s in sizes {
+                    let rates = device
+                        .frame_intervals(pf, s.width(), s.height())
+                        .map(|i| rates(&i))
+                        .unwrap_or_default();
+                    let _ = writeln!(out, "    {}x{}{rates}", s.width(), s.height());
+                }
+            }
+            Ok(FrameSizes::Stepwise(s) | FrameSizes::Continuous(s)) => {
+                let _ = writeln!(
+                    out,
+                    "    {}x{} to {}x{}",
+                    s.min_width(),
+                    s.min_height(),
+                    s.max_width(),
+                    s.max_height()
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(out, "    sizes unknown: {e}");
+            }
+        }
+    }
+    out
+}
+
+/// ` @ 30, 15 fps` for a list of frame intervals.
+fn rates(intervals: &FrameIntervals) -> String {
+    let fps = |f: &Fract| {
+        if f.numerator() == 0 {
+            return "?".to_owned();
+        }
+        let v = f64::from(f.denominator()) / f64::from(f.numerator());
+        format!("{}", (v * 100.0).round() / 100.0)
+    };
+    match intervals {
+        FrameIntervals::Discrete(list) => {
+            let list: Vec<String> = list.iter().map(|i| fps(i.fract())).collect();
+            format!(" @ {} fps", list.join(", "))
+        }
+        FrameIntervals::Stepwise(s) | FrameIntervals::Continuous(s) => {
+            format!(" @ {} to {} fps", fps(s.max()), fps(s.min()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jpeg::testing::encode;
+    use tokio_util::sync::CancellationToken;
+
+    #[test]
+    fn specs() {
+        let s = V4l2Spec::parse("/dev/video2:1280x720@15").expect("valid");
+        assert_eq!(s.device, "/dev/video2");
+        assert_eq!((s.size, s.fps), (Some((1280, 720)), Some(15.0)));
+        assert_eq!(s.to_string(), "v4l2:/dev/video2:1280x720@15");
+        let s = V4l2Spec::parse("0").expect("valid");
+        assert_eq!(
+            (s.device.as_str(), s.size, s.fps),
+            ("/dev/video0", None, None)
+        );
+        assert_eq!(
+            V4l2Spec::parse("video1@5").expect("valid").device,
+            "/dev/video1"
+        );
+        assert!(V4l2Spec::parse("").is_err());
+        assert!(V4l2Spec::parse("/dev/video0:big").is_err());
+        assert!(V4l2Spec::parse("/dev/video0@0").is_err());
+    }
+
+    #[test]
+    fn prefers_camera_jpeg() {
+        let yuyv = PixelFormat::YUYV;
+        assert_eq!(
+            choose(&[yuyv, PixelFormat::MJPG]),
+            Some(Pipeline::Jpeg(PixelFormat::MJPG))
+        );
+        assert_eq!(
+            choose(&[nv12(), yuyv]),
+            Some(Pipeline::Encode(RawFormat::Yuyv))
+        );
+        assert_eq!(choose(&[nv12()]), Some(Pipeline::Encode(RawFormat::Nv12)));
+        assert_eq!(choose(&[PixelFormat::RGB3]), None);
+    }
+
+    #[test]
+    fn errors_name_the_device() {
+        let e = io::Error::from_raw_os_error(libc::ENOENT);
+        assert_eq!(
+            device_error("/dev/video9", "x", &e).0,
+            "/dev/video9 not found"
+        );
+        let e = io::Error::from_raw_os_error(libc::ENODEV);
+        assert_eq!(
+            device_error("/dev/video9", "x", &e).0,
+            "/dev/video9 was disconnected"
+        );
+    }
+
+    fn hub_ctx() -> SourceContext {
+        SourceContext {
+            hub: FrameHub::new("cam", "v4l2:/dev/video0", "v4l2"),
+            cancel: CancellationToken::new(),
+            quality: 80,
+        }
+    }
+
+    /// UVC frames come without Huffman tables (and often with bytes after
+    /// the image): they are published decodable and cut at EOI.
+    #[test]
+    fn camera_jpeg_without_huffman_tables_is_fixed() {
+        let full = encode(64, 48, false, false);
+        let no_dht = strip_dht(&full);
+        assert!(!jpeg::has_huffman_tables(&no_dht));
+        let mut padded = no_dht.clone();
+        padded.extend_from_slice(&[0u8; 300]);
+        let ctx = hub_ctx();
+        let mut sink = JpegSink::new(ctx.hub.clone(), "v4l2:/dev/video0".into());
+        pass_through(&mut sink, &padded);
+        let frame = ctx.hub.latest().expect("published");
+        let out = frame.jpeg();
+        assert!(jpeg::has_huffman_tables(&out));
+        assert_eq!(jpeg::check(&out).expect("complete").width, 64);
+        // The standard tables are the ones jpeg-encoder uses, so the
+        // picture decodes to exactly the original pixels.
+        assert_eq!(decode(&out), decode(&full));
+        pass_through(&mut sink, &no_dht[..no_dht.len() / 2]);
+        assert_eq!(ctx.hub.status().frames_dropped, 1);
+    }
+
+    fn strip_dht(jpeg: &[u8]) -> Vec<u8> {
+        // Walk the header segments up to SOS, leaving out DHT (FF C4).
+        let mut out = jpeg[..2].to_vec();
+        let mut i = 2;
+        while i + 4 <= jpeg.len() {
+            let marker = jpeg[i + 1];
+            if marker == 0xDA {
+                out.extend_from_slice(&jpeg[i..]);
+                break;
+            }
+            let len = u16::from_be_bytes([jpeg[i + 2], jpeg[i + 3]]) as usize;
+            if marker != 0xC4 {
+                out.extend_from_slice(&jpeg[i..i + 2 + len]);
+            }
+            i += 2 + len;
+        }
+        out
+    }
+
+    fn decode(jpeg: &[u8]) -> Vec<u8> {
+        use zune_jpeg::zune_core::bytestream::ZCursor;
+        zune_jpeg::JpegDecoder::new(ZCursor::new(jpeg))
+            .decode()
+            .expect("decodes")
+    }
+
+    #[test]
+    fn encoder_pool_publishes_raw_frames() {
+        use crate::source::yuv::tests::{test_picture, to_yuyv};
+        let (w, h) = (64usize, 48usize);
+        let raw = to_yuyv(&test_picture(w, h), w, h, w * 2);
+        let ctx = hub_ctx();
+        let mut sink = JpegSink::new(ctx.hub.clone(), "test".into());
+        let geometry = Geometry {
+            width: w as u16,
+            height: h as u16,
+            stride: w * 2,
+            format: RawFormat::Yuyv,
+        };
+        let mut pool = EncoderPool::start(&ctx, geometry).expect("threads");
+        for _ in 0..3 {
+            pool.submit(&raw, FrameMeta::now(w as u16, h as u16), &mut sink);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        drop(pool); // waits for the workers
+        let st = ctx.hub.status();
+        assert!(st.frames_captured >= 1, "{st:?}");
+        assert_eq!(st.frames_dropped, 0);
+        let frame = ctx.hub.latest().expect("published");
+        assert_eq!(jpeg::check(&frame.jpeg()).expect("valid").width, 64);
+    }
+
+    #[tokio::test]
+    async fn missing_device_is_a_clear_error() {
+        let ctx = hub_ctx();
+        let spec = V4l2Spec::parse("/dev/video99").expect("valid");
+        let err = run(spec, &ctx).await.expect_err("no such camera");
+        assert_eq!(err.0, "/dev/video99 not found");
+    }
+}

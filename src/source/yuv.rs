@@ -1,0 +1,324 @@
+//! JPEG encoding of raw camera pictures (YUYV 4:2:2 and NV12 4:2:0).
+//!
+//! Cameras deliver Y'CbCr already, and JPEG stores Y'CbCr, so no RGB
+//! round trip is needed: the camera's samples are fed to the encoder
+//! row by row (through `jpeg_encoder::ImageBuffer`) straight from the
+//! capture buffer, with only the range stretched from the video range
+//! cameras use (Y' 16..235, Cb/Cr 16..240) to the full range JPEG (JFIF)
+//! uses. Both use the BT.601 matrix, so the colours come out unchanged.
+
+use jpeg_encoder::{Encoder, EncodingError, ImageBuffer, JpegColorType, SamplingFactor};
+use std::fmt;
+
+/// The raw pixel layouts we can encode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawFormat {
+    /// Packed 4:2:2: `Y0 Cb Y1 Cr` per pair of pixels.
+    Yuyv,
+    /// Planar 4:2:0: the Y' plane, then one plane of interleaved `Cb Cr`
+    /// for each 2x2 block.
+    Nv12,
+}
+
+impl fmt::Display for RawFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RawFormat::Yuyv => "YUYV",
+            RawFormat::Nv12 => "NV12",
+        })
+    }
+}
+
+/// One raw picture in a capture buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct RawImage<'a> {
+    data: &'a [u8],
+    width: u16,
+    height: u16,
+    /// Bytes per row (of the Y' plane for NV12; the chroma plane has the same).
+    stride: usize,
+    format: RawFormat,
+}
+
+impl<'a> RawImage<'a> {
+    /// Wraps `data`; fails when the buffer is too small for the geometry
+    /// (a truncated frame from a misbehaving driver must not panic).
+    pub fn new(
+        data: &'a [u8],
+        width: u16,
+        height: u16,
+        stride: usize,
+        format: RawFormat,
+    ) -> Result<RawImage<'a>, String> {
+        if width == 0 || height == 0 {
+            return Err(format!("empty {format} picture {width}x{height}"));
+        }
+        let (w, h) = (usize::from(width), usize::from(height));
+        let (min_stride, needed) = match format {
+            RawFormat::Yuyv => (w.div_ceil(2) * 4, stride * h),
+            RawFormat::Nv12 => (w.div_ceil(2) * 2, stride * (h + h.div_ceil(2))),
+        };
+        if stride < min_stride {
+            return Err(format!(
+                "{format} row of {stride} bytes is too short for width {width}"
+            ));
+        }
+        if data.len() < needed {
+            return Err(format!(
+                "{format} frame of {} bytes is too short for {width}x{height} (needs {needed})",
+                data.len()
+            ));
+        }
+        Ok(RawImage {
+            data,
+            width,
+            height,
+            stride,
+            format,
+        })
+    }
+
+    /// Encodes the picture as a JPEG of `quality` (1-100).
+    pub fn encode(&self, quality: u8) -> Result<Vec<u8>, EncodingError> {
+        let (w, h) = (usize::from(self.width), usize::from(self.height));
+        let mut out = Vec::with_capacity(w * h / 4);
+        let mut encoder = Encoder::new(&mut out, quality.clamp(1, 100));
+        // Keep the camera's chroma resolution: no detail is lost, none invented.
+        encoder.set_sampling_factor(match self.format {
+            RawFormat::Yuyv => SamplingFactor::R_4_2_2,
+            RawFormat::Nv12 => SamplingFactor::R_4_2_0,
+        });
+        encoder.encode_image(*self)?;
+        Ok(out)
+    }
+}
+
+impl ImageBuffer for RawImage<'_> {
+    fn get_jpeg_color_type(&self) -> JpegColorType {
+        JpegColorType::Ycbcr
+    }
+
+    fn width(&self) -> u16 {
+        self.width
+    }
+
+    fn height(&self) -> u16 {
+        self.height
+    }
+
+    fn fill_buffers(&self, y: u16, buffers: &mut [Vec<u8>; 4]) {
+        let (w, y) = (usize::from(self.width), usize::from(y));
+        // `new` checked the buffer covers every row: slicing cannot fail,
+        // but stay panic-free anyway by padding with grey.
+        let [luma, cb, cr, _] = buffers;
+        match self.format {
+            RawFormat::Yuyv => {
+                let row = self.data.get(y * self.stride..).unwrap_or_default();
+                for x in 0..w {
+                    let pair = row
+                        .get(x / 2 * 4..x / 2 * 4 + 4)
+                        .unwrap_or(&[16, 128, 16, 128]);
+                    luma.push(Y_FULL[usize::from(pair[(x & 1) * 2])]);
+                    cb.push(C_FULL[usize::from(pair[1])]);
+                    cr.push(C_FULL[usize::from(pair[3])]);
+                }
+            }
+            RawFormat::Nv12 => {
+                let h = usize::from(self.height);
+                let row = self.data.get(y * self.stride..).unwrap_or_default();
+                let chroma = self
+                    .data
+                    .get((h + y / 2) * self.stride..)
+                    .unwrap_or_default();
+                for x in 0..w {
+                    luma.push(Y_FULL[usize::from(row.get(x).copied().unwrap_or(16))]);
+                    let c = chroma.get(x / 2 * 2..x / 2 * 2 + 2).unwrap_or(&[128, 128]);
+                    cb.push(C_FULL[usize::from(c[0])]);
+                    cr.push(C_FULL[usize::from(c[1])]);
+                }
+            }
+        }
+    }
+}
+
+/// Video-range Y' (16..235) to full range (0..255).
+static Y_FULL: [u8; 256] = stretch(16, 219);
+/// Video-range Cb/Cr (16..240, centred on 128) to full range.
+static C_FULL: [u8; 256] = stretch(16, 224);
+
+/// The table mapping `lo..lo+span` linearly onto 0..255, clamped.
+const fn stretch(lo: i32, span: i32) -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let v = ((i as i32 - lo) * 255 + span / 2) / span;
+        t[i] = if v < 0 {
+            0
+        } else if v > 255 {
+            255
+        } else {
+            v as u8
+        };
+        i += 1;
+    }
+    t
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A picture with gradients, flat colour patches and a sharp edge.
+    pub(crate) fn test_picture(w: usize, h: usize) -> Vec<u8> {
+        let mut rgb = Vec::with_capacity(w * h * 3);
+        for y in 0..h {
+            for x in 0..w {
+                let (r, g, b) = if y < h / 2 {
+                    ((x * 255 / w) as u8, (y * 255 / h) as u8, 160)
+                } else {
+                    match x * 4 / w {
+                        0 => (200, 40, 40),
+                        1 => (40, 180, 60),
+                        2 => (30, 60, 200),
+                        _ => (240, 240, 240),
+                    }
+                };
+                rgb.extend_from_slice(&[r, g, b]);
+            }
+        }
+        rgb
+    }
+
+    /// RGB to video-range BT.601 Y'CbCr, as a camera would produce.
+    pub(crate) fn to_ycbcr(r: u8, g: u8, b: u8) -> (u8, u8, u8) {
+        let (r, g, b) = (r as f64, g as f64, b as f64);
+        let y = 16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0;
+        let cb = 128.0 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255.0;
+        let cr = 128.0 + (112.0 * r - 93.786 * g - 18.214 * b) / 255.0;
+        (y.round() as u8, cb.round() as u8, cr.round() as u8)
+    }
+
+    /// Packs RGB as YUYV with `stride` bytes per row (chroma of each pair averaged).
+    pub(crate) fn to_yuyv(rgb: &[u8], w: usize, h: usize, stride: usize) -> Vec<u8> {
+        let mut out = vec![0u8; stride * h];
+        for y in 0..h {
+            for x in (0..w).step_by(2) {
+                let px = |x: usize| {
+                    let i = (y * w + x.min(w - 1)) * 3;
+                    to_ycbcr(rgb[i], rgb[i + 1], rgb[i + 2])
+                };
+                let (y0, cb0, cr0) = px(x);
+                let (y1, cb1, cr1) = px(x + 1);
+                let o = y * stride + x / 2 * 4;
+                out[o..o + 4].copy_from_slice(&[
+                    y0,
+                    ((cb0 as u16 + cb1 as u16) / 2) as u8,
+                    y1,
+                    ((cr0 as u16 + cr1 as u16) / 2) as u8,
+                ]);
+            }
+        }
+        out
+    }
+
+    /// Packs RGB as NV12 (chroma of each 2x2 block from its top-left pixel).
+    pub(crate) fn to_nv12(rgb: &[u8], w: usize, h: usize) -> Vec<u8> {
+        let stride = w;
+        let mut out = vec![0u8; stride * (h + h.div_ceil(2))];
+        for y in 0..h {
+            for x in 0..w {
+                let i = (y * w + x) * 3;
+                let (luma, cb, cr) = to_ycbcr(rgb[i], rgb[i + 1], rgb[i + 2]);
+                out[y * stride + x] = luma;
+                if y % 2 == 0 && x % 2 == 0 {
+                    let o = (h + y / 2) * stride + x;
+                    out[o] = cb;
+                    out[o + 1] = cr;
+                }
+            }
+        }
+        out
+    }
+
+    fn decode_rgb(jpeg: &[u8]) -> (usize, usize, Vec<u8>) {
+        use zune_jpeg::zune_core::bytestream::ZCursor;
+        use zune_jpeg::zune_core::colorspace::ColorSpace;
+        use zune_jpeg::zune_core::options::DecoderOptions;
+        let opts = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::RGB);
+        let mut d = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(jpeg), opts);
+        let pixels = d.decode().expect("decodes");
+        let (w, h) = d.dimensions().expect("dimensions");
+        (w, h, pixels)
+    }
+
+    fn mean_abs_error(a: &[u8], b: &[u8]) -> f64 {
+        assert_eq!(a.len(), b.len());
+        let sum: u64 = a.iter().zip(b).map(|(x, y)| x.abs_diff(*y) as u64).sum();
+        sum as f64 / a.len() as f64
+    }
+
+    #[test]
+    fn yuyv_encodes_to_the_source_picture() {
+        let (w, h) = (64, 48);
+        let rgb = test_picture(w, h);
+        // Padded rows, as some drivers deliver them.
+        let stride = w * 2 + 32;
+        let raw = to_yuyv(&rgb, w, h, stride);
+        let img = RawImage::new(&raw, w as u16, h as u16, stride, RawFormat::Yuyv).expect("fits");
+        let jpeg = img.encode(90).expect("encodes");
+        let (dw, dh, back) = decode_rgb(&jpeg);
+        assert_eq!((dw, dh), (w, h));
+        let err = mean_abs_error(&rgb, &back);
+        assert!(err < 4.0, "mean abs error {err}");
+    }
+
+    #[test]
+    fn nv12_encodes_to_the_source_picture() {
+        let (w, h) = (64, 48);
+        let rgb = test_picture(w, h);
+        let raw = to_nv12(&rgb, w, h);
+        let img = RawImage::new(&raw, w as u16, h as u16, w, RawFormat::Nv12).expect("fits");
+        let jpeg = img.encode(90).expect("encodes");
+        let (dw, dh, back) = decode_rgb(&jpeg);
+        assert_eq!((dw, dh), (w, h));
+        let err = mean_abs_error(&rgb, &back);
+        assert!(err < 5.0, "mean abs error {err}");
+    }
+
+    #[test]
+    fn wrong_colours_would_be_noticed() {
+        // The bound above means something: swapping Cb and Cr is far off.
+        let (w, h) = (64, 48);
+        let rgb = test_picture(w, h);
+        let mut raw = to_yuyv(&rgb, w, h, w * 2);
+        for px in raw.chunks_exact_mut(4) {
+            px.swap(1, 3);
+        }
+        let img = RawImage::new(&raw, w as u16, h as u16, w * 2, RawFormat::Yuyv).expect("fits");
+        let (_, _, back) = decode_rgb(&img.encode(90).expect("encodes"));
+        assert!(mean_abs_error(&rgb, &back) > 15.0);
+    }
+
+    #[test]
+    fn odd_sizes_and_short_buffers() {
+        let (w, h) = (33, 17);
+        let rgb = test_picture(w, h);
+        let raw = to_yuyv(&rgb, w, h, 68);
+        let img = RawImage::new(&raw, w as u16, h as u16, 68, RawFormat::Yuyv).expect("fits");
+        let (dw, dh, _) = decode_rgb(&img.encode(80).expect("encodes"));
+        assert_eq!((dw, dh), (w, h));
+        assert!(RawImage::new(&raw[..100], 33, 17, 68, RawFormat::Yuyv).is_err());
+        assert!(RawImage::new(&raw, 33, 17, 64, RawFormat::Yuyv).is_err());
+        assert!(RawImage::new(&[0; 10], 4, 4, 4, RawFormat::Nv12).is_err());
+        assert!(RawImage::new(&[0; 24], 4, 4, 4, RawFormat::Nv12).is_ok());
+    }
+
+    #[test]
+    fn range_tables() {
+        assert_eq!(
+            (Y_FULL[16], Y_FULL[235], Y_FULL[0], Y_FULL[255]),
+            (0, 255, 0, 255)
+        );
+        assert_eq!((C_FULL[16], C_FULL[128], C_FULL[240]), (0, 128, 255));
+    }
+}
