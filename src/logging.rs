@@ -2,6 +2,7 @@
 //! stderr) and the per-stream summary logged once a minute.
 
 use crate::hub::FrameHub;
+use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::info;
@@ -21,8 +22,10 @@ pub enum LogFormat {
 /// lines on stderr so stdout stays free for `listening on ...`.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colors only on a terminal: journald and log files get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -69,7 +72,7 @@ impl Summary {
                 "offline"
             };
             info!(
-                stream = hub.name(),
+                stream = %hub.name(),
                 state,
                 fps = format_args!("{:.1}", d(|t| t.captured) as f64 / secs),
                 clients = st.clients,
@@ -146,7 +149,7 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2, "{text}");
         assert!(lines[0].contains("INFO"), "{text}");
-        assert!(lines[0].contains("stream=\"cam\""), "{text}");
+        assert!(lines[0].contains("stream=cam"), "{text}");
         assert!(lines[0].contains("state=\"online\""), "{text}");
         assert!(lines[0].contains("clients=1"), "{text}");
         assert!(lines[0].contains("delivered=1"), "{text}");

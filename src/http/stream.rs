@@ -56,7 +56,7 @@ where
 
     let min_interval = rate_cap(req);
     let mut client = hub.client();
-    debug!(stream = hub.name(), "client connected");
+    debug!(stream = %hub.name(), "client connected");
     let why = pump(
         io,
         &head,
@@ -68,7 +68,7 @@ where
     )
     .await;
     debug!(
-        stream = hub.name(),
+        stream = %hub.name(),
         frames = client.frames(),
         duration_s = format_args!("{:.1}", client.connected_for().as_secs_f64()),
         "client disconnected: {why}"
