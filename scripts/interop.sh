@@ -25,7 +25,8 @@ pass=0
 ok() { echo "interop: ok: $*"; pass=$((pass + 1)); }
 
 "${CARGO_TARGET_DIR:-target}/release/mjpegd" --listen 127.0.0.1:0 --source pattern:640x480@30 \
-  --source cam2=pattern:320x240@15 >"$work/out" 2>"$work/err" &
+  --source cam2=pattern:320x240@15 --source door=http://127.0.0.1:1/video.mjpg \
+  >"$work/out" 2>"$work/err" &
 server_pid=$!
 for _ in $(seq 100); do grep -q '^listening on' "$work/out" 2>/dev/null && break; sleep 0.05; done
 base=$(sed -n 's/^listening on //p' "$work/out" | head -n1)
@@ -82,7 +83,8 @@ fi
 
 # The index page in a real browser: headless Chromium loads it, the live
 # images move (two screenshots a second apart differ inside the first
-# image), and the script filled in each stream's state from /status.
+# image), and the script filled in each stream's state from /status,
+# including the reason the `door` stream (nothing listens on port 1) is offline.
 if ! need chromium; then
   echo "interop: installing chromium"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
@@ -90,7 +92,7 @@ fi
 browser() {
   timeout 60 chromium --headless --no-sandbox --disable-gpu --disable-background-networking \
     --disable-component-update --disable-sync --no-first-run --disable-quic \
-    --user-data-dir="$(mktemp -d -p "$work")" --window-size=1100,700 --timeout=2500 "$@" 2>/dev/null
+    --user-data-dir="$(mktemp -d -p "$work")" --window-size=1700,620 --timeout=2500 "$@" 2>/dev/null
 }
 browser --screenshot="$work/index1.png" "$base/" >/dev/null || fail "chromium screenshot"
 sleep 1
@@ -105,8 +107,13 @@ for name in pattern cam2; do
   grep -q "id=\"stats-$name\">[0-9]*x[0-9]* " "$work/index.html" || fail "no stats for $name in the page"
   grep -q "src=\"streams/$name/stream\"" "$work/index.html" || fail "no image of $name"
 done
+grep -q 'id="state-door">OFFLINE<' "$work/index.html" || fail "door not shown offline"
+grep -q '<div class="message" id="message-door">Stream offline: cannot connect' "$work/index.html" \
+  || fail "no offline message for door: $(grep message-door "$work/index.html")"
+grep -q '<div class="message" id="message-pattern" hidden' "$work/index.html" \
+  || fail "offline message shown for a live stream"
 [ -z "${SAVE_SCREENSHOT:-}" ] || cp "$work/index1.png" "$SAVE_SCREENSHOT"
-ok "chromium: index page live ($changed of the image changed), names and states shown"
+ok "chromium: index page live ($changed of the image changed), names, states and offline reason shown"
 
 # Behind nginx with contrib/nginx.conf: the stream and snapshot work under
 # /camera/. Skipped when nginx cannot be installed.
