@@ -166,6 +166,20 @@ else
   echo "interop: skip: nginx not installable"
 fi
 
+# MJPEG from ffmpeg on stdin is served again: ffprobe reads it back.
+ffmpeg -v error -nostdin -re -f lavfi -i testsrc=size=320x240:rate=15 -t 20 -f mjpeg - 2>/dev/null \
+  | "${CARGO_TARGET_DIR:-target}/release/mjpegd" --listen 127.0.0.1:0 --source stdin >"$work/pipe.out" 2>"$work/pipe.err" &
+pipe_pid=$!
+for _ in $(seq 100); do grep -q '^listening on' "$work/pipe.out" 2>/dev/null && break; sleep 0.05; done
+pipe_base=$(sed -n 's/^listening on //p' "$work/pipe.out" | head -n1)
+[ -n "$pipe_base" ] || fail "stdin server did not start: $(cat "$work/pipe.err")"
+frames=$(timeout 20 ffprobe -v error -f mpjpeg -count_frames -read_intervals '%+#5' -select_streams v:0 \
+  -show_entries stream=nb_read_frames,width,height -of csv=p=0 "$pipe_base/stream" || true)
+kill -INT "$pipe_pid" 2>/dev/null || true
+wait "$pipe_pid" 2>/dev/null || true
+[ "$frames" = "320,240,5" ] || fail "ffprobe on the stdin stream saw '$frames'"
+ok "ffmpeg | mjpegd --source stdin: ffprobe read 5 frames"
+
 # Ctrl-C ends the server cleanly while ffmpeg is still reading.
 timeout 30 ffmpeg -v quiet -f mpjpeg -i "$base/stream" -f null - &
 reader=$!

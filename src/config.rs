@@ -1,11 +1,17 @@
-//! The command line, parsed once into a validated `Config`.
+//! The command line and the optional TOML file (`--config`), parsed once
+//! into a validated `Config`. Flags given on the command line override the
+//! file's settings; `--source` flags replace the file's streams.
 
 use crate::logging::LogFormat;
 use crate::source::SourceSpec;
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
+use serde::Deserialize;
 use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+use toml::Spanned;
 
 /// Validated server configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +43,9 @@ pub struct Config {
 pub struct StreamConfig {
     pub name: String,
     pub source: SourceSpec,
+    /// JPEG quality of frames encoded for this stream, when it differs from
+    /// the global `quality`.
+    pub quality: Option<u8>,
 }
 
 /// Why no `Config` came out of the arguments.
@@ -61,10 +70,19 @@ struct Cli {
     /// Frame source, [NAME=]SPEC. Repeat for several streams; the first is
     /// served at /stream, each one at /streams/NAME/stream.
     /// SPEC: pattern[:WxH][@FPS] (animated test pattern)
+    /// | dir:PATH[@FPS] (the JPEG files of a folder, looped)
+    /// | file:PATH (a file another program keeps replacing)
+    /// | stdin (MJPEG on standard input)
+    /// | exec:COMMAND (MJPEG on the standard output of `sh -c COMMAND`)
     /// | http[s]://[USER:PASS@]HOST/PATH (relay another MJPEG server)
     /// | snapshot:URL[@FPS] (poll a still image) | v4l2:/dev/videoN[:WxH][@FPS]
     #[arg(long, value_name = "SPEC", default_value = "pattern")]
     source: Vec<String>,
+
+    /// TOML file with streams and options (see examples/mjpegd.toml); flags
+    /// override its settings, and --source flags replace its streams.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 
     /// JPEG quality (1-100) of frames mjpegd encodes itself.
     #[arg(long, value_name = "1..100", default_value_t = 80,
@@ -106,6 +124,7 @@ struct Cli {
     /// Log line format on stderr (filters: RUST_LOG, e.g. `mjpegd=debug`).
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+
     /// How stream parts reach plain TCP clients: `sendfile` hands the kernel
     /// references to the frame's pages (no copy per client); `write` copies
     /// the shared bytes into each socket.
@@ -121,18 +140,14 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let cli = Cli::try_parse_from(args).map_err(|e| match e.kind() {
-            clap::error::ErrorKind::DisplayHelp
-            | clap::error::ErrorKind::DisplayVersion
-            | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-                ConfigError::Info(e.to_string())
-            }
-            _ => ConfigError::Invalid(first_line(&e.to_string())),
-        })?;
-        let streams = parse_streams(&cli.source).map_err(ConfigError::Invalid)?;
-        Ok(Config {
+        let matches = Cli::command()
+            .try_get_matches_from(args)
+            .map_err(clap_error)?;
+        let cli = Cli::from_arg_matches(&matches).map_err(clap_error)?;
+        let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+        let mut config = Config {
             listen: cli.listen,
-            streams,
+            streams: Vec::new(),
             quality: cli.quality,
             snapshot_timeout: cli.snapshot_timeout,
             header_timeout: cli.header_timeout,
@@ -143,8 +158,347 @@ impl Config {
             allow_origin: cli.allow_origin,
             capture_on_demand: cli.capture_on_demand,
             log_format: cli.log_format,
+        };
+        let mut file_streams = Vec::new();
+        if let Some(path) = &cli.config {
+            let file = ConfigFile::load(path).map_err(ConfigError::Invalid)?;
+            file_streams = file.apply(&mut config, &given)?;
+        }
+        config.streams = if given("source") || file_streams.is_empty() {
+            parse_streams(&cli.source).map_err(ConfigError::Invalid)?
+        } else {
+            file_streams
+        };
+        Ok(config)
+    }
+}
+
+fn clap_error(e: clap::Error) -> ConfigError {
+    match e.kind() {
+        clap::error::ErrorKind::DisplayHelp
+        | clap::error::ErrorKind::DisplayVersion
+        | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            ConfigError::Info(e.to_string())
+        }
+        _ => ConfigError::Invalid(first_line(&e.to_string())),
+    }
+}
+
+/// The `--config` file as written: every key optional, unknown keys are
+/// errors. Values keep their place in the file for error messages.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    /// `"HOST:PORT"`, `PORT`, or a list of them.
+    listen: Option<Spanned<toml::Value>>,
+    quality: Option<Spanned<i64>>,
+    snapshot_timeout: Option<Spanned<f64>>,
+    header_timeout: Option<Spanned<f64>>,
+    send_buffer: Option<Spanned<i64>>,
+    send_method: Option<Spanned<String>>,
+    drop_same_frames: Option<Spanned<bool>>,
+    allow_origin: Option<Spanned<String>>,
+    /// Seconds without viewers before capture pauses.
+    capture_on_demand: Option<Spanned<f64>>,
+    /// `"text"` or `"json"`.
+    log_format: Option<Spanned<String>>,
+    #[serde(default)]
+    stream: Vec<FileStream>,
+}
+
+/// One `[[stream]]` table.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileStream {
+    name: Option<Spanned<String>>,
+    source: Spanned<String>,
+    /// Frame rate, for the sources that produce frames on a schedule.
+    fps: Option<Spanned<f64>>,
+    quality: Option<Spanned<i64>>,
+}
+
+/// A parsed config file, with its name and text for error messages.
+struct ConfigFile {
+    path: String,
+    text: String,
+    settings: FileSettings,
+}
+
+impl ConfigFile {
+    fn load(path: &Path) -> Result<ConfigFile, String> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {name}: {e}"))?;
+        let settings = toml::from_str(&text).map_err(|e| describe_toml_error(&name, &text, &e))?;
+        Ok(ConfigFile {
+            path: name,
+            text,
+            settings,
         })
     }
+
+    /// `file:LINE: message` for the value at `span`.
+    fn error<T>(
+        &self,
+        span: std::ops::Range<usize>,
+        msg: impl std::fmt::Display,
+    ) -> Result<T, ConfigError> {
+        Err(ConfigError::Invalid(format!(
+            "{}:{}: {msg}",
+            self.path,
+            line_of(&self.text, span.start)
+        )))
+    }
+
+    /// Applies the file's global settings that the command line did not
+    /// give, and returns its streams.
+    fn apply(
+        &self,
+        config: &mut Config,
+        given: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<StreamConfig>, ConfigError> {
+        let s = &self.settings;
+        if let Some(v) = &s.listen
+            && !given("listen")
+        {
+            config.listen = self.listen(v)?;
+        }
+        if let Some(v) = &s.quality
+            && !given("quality")
+        {
+            config.quality = self.quality(v, "quality")?;
+        }
+        if let Some(v) = &s.snapshot_timeout
+            && !given("snapshot_timeout")
+        {
+            config.snapshot_timeout = self.secs(v, "snapshot_timeout")?;
+        }
+        if let Some(v) = &s.header_timeout
+            && !given("header_timeout")
+        {
+            config.header_timeout = self.secs(v, "header_timeout")?;
+        }
+        if let Some(v) = &s.send_buffer
+            && !given("send_buffer")
+        {
+            config.send_buffer = match usize::try_from(*v.get_ref()) {
+                Ok(n) => n,
+                Err(_) => {
+                    return self.error(
+                        v.span(),
+                        "bad value for 'send_buffer': expected bytes, 0 or more",
+                    );
+                }
+            };
+        }
+        if let Some(v) = &s.send_method
+            && !given("send_method")
+        {
+            config.zero_copy = match v.get_ref().as_str() {
+                "sendfile" => true,
+                "write" => false,
+                other => {
+                    return self.error(
+                        v.span(),
+                        format_args!(
+                            "bad value for 'send_method': '{other}' (expected sendfile or write)"
+                        ),
+                    );
+                }
+            };
+        }
+        self.apply_operations(config, given)?;
+        let mut streams = Vec::new();
+        for entry in &s.stream {
+            let src = &entry.source;
+            let mut source: SourceSpec = match src.get_ref().parse() {
+                Ok(spec) => spec,
+                Err(e) => {
+                    return self.error(src.span(), format_args!("bad value for 'source': {e}"));
+                }
+            };
+            if let Some(fps) = &entry.fps {
+                let rate = *fps.get_ref();
+                if !(rate > 0.0 && rate <= 240.0) {
+                    return self.error(
+                        fps.span(),
+                        format_args!(
+                            "bad value for 'fps': {rate} (expected a number above 0, at most 240)"
+                        ),
+                    );
+                }
+                match &mut source {
+                    SourceSpec::Pattern(p) => p.fps = rate,
+                    SourceSpec::Dir(d) => d.fps = rate,
+                    SourceSpec::Snapshot(snap) => snap.fps = rate,
+                    SourceSpec::V4l2(v) => v.fps = Some(rate),
+                    other => {
+                        return self.error(
+                            fps.span(),
+                            format_args!("'fps' does not apply to {} sources", other.kind()),
+                        );
+                    }
+                }
+            }
+            let quality = match &entry.quality {
+                Some(q) => Some(self.quality(q, "quality")?),
+                None => None,
+            };
+            let name = entry.name.as_ref();
+            if let Err(e) = add_stream(
+                &mut streams,
+                name.map(|n| n.get_ref().as_str()),
+                source,
+                quality,
+            ) {
+                let span = name.map_or_else(|| src.span(), |n| n.span());
+                return self.error(span, e);
+            }
+        }
+        Ok(streams)
+    }
+
+    fn listen(&self, v: &Spanned<toml::Value>) -> Result<Vec<SocketAddr>, ConfigError> {
+        let bad = |what: &str| self.error(v.span(), format_args!("bad value for 'listen': {what}"));
+        let one = |item: &toml::Value| match item {
+            toml::Value::String(s) => parse_listen(s),
+            toml::Value::Integer(port) => u16::try_from(*port)
+                .map(|p| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), p))
+                .map_err(|_| format!("{port} is not a port")),
+            _ => Err("expected \"HOST:PORT\", a port, or a list of them".to_owned()),
+        };
+        match v.get_ref() {
+            toml::Value::Array(items) if items.is_empty() => bad("the list is empty"),
+            toml::Value::Array(items) => {
+                let mut out = Vec::new();
+                for item in items {
+                    match one(item) {
+                        Ok(a) => out.push(a),
+                        Err(e) => return bad(&e),
+                    }
+                }
+                Ok(out)
+            }
+            item => match one(item) {
+                Ok(a) => Ok(vec![a]),
+                Err(e) => bad(&e),
+            },
+        }
+    }
+
+    fn quality(&self, v: &Spanned<i64>, key: &str) -> Result<u8, ConfigError> {
+        match u8::try_from(*v.get_ref()) {
+            Ok(q @ 1..=100) => Ok(q),
+            _ => self.error(
+                v.span(),
+                format_args!("bad value for '{key}': {} (expected 1 to 100)", v.get_ref()),
+            ),
+        }
+    }
+
+    /// The operations settings: frame dropping, CORS, capture on demand, logs.
+    fn apply_operations(
+        &self,
+        config: &mut Config,
+        given: &dyn Fn(&str) -> bool,
+    ) -> Result<(), ConfigError> {
+        let s = &self.settings;
+        if let Some(v) = &s.drop_same_frames
+            && !given("drop_same_frames")
+        {
+            config.drop_same_frames = *v.get_ref();
+        }
+        if let Some(v) = &s.allow_origin
+            && !given("allow_origin")
+        {
+            config.allow_origin = Some(parse_origin(v.get_ref()).or_else(|e| {
+                self.error(v.span(), format_args!("bad value for 'allow_origin': {e}"))
+            })?);
+        }
+        if let Some(v) = &s.capture_on_demand
+            && !given("capture_on_demand")
+        {
+            config.capture_on_demand = Some(self.secs(v, "capture_on_demand")?);
+        }
+        if let Some(v) = &s.log_format
+            && !given("log_format")
+        {
+            config.log_format = match v.get_ref().as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    return self.error(
+                        v.span(),
+                        format_args!(
+                            "bad value for 'log_format': '{other}' (expected text or json)"
+                        ),
+                    );
+                }
+            };
+        }
+        Ok(())
+    }
+
+    fn secs(&self, v: &Spanned<f64>, key: &str) -> Result<Duration, ConfigError> {
+        parse_secs(&v.get_ref().to_string())
+            .or_else(|e| self.error(v.span(), format_args!("bad value for '{key}': {e}")))
+    }
+}
+
+/// 1-based line of byte offset `at` in `text`.
+fn line_of(text: &str, at: usize) -> usize {
+    let at = at.min(text.len());
+    text.as_bytes()[..at]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// One line out of a TOML or serde error: `FILE:LINE: unknown key 'fsp' in
+/// [[stream]]`, `FILE:LINE: bad value for 'quality': ...`.
+fn describe_toml_error(file: &str, text: &str, e: &toml::de::Error) -> String {
+    let at = e.span().map_or(0, |s| s.start);
+    let line_no = line_of(text, at);
+    let msg = e.message().lines().next().unwrap_or("invalid TOML").trim();
+    // The table the error is in: the nearest header line above it, or on
+    // its line (a missing key points at the table's header).
+    let line_end = text
+        .get(at..)
+        .and_then(|rest| rest.find('\n'))
+        .map_or(text.len(), |i| at + i);
+    let table = text
+        .get(..line_end)
+        .unwrap_or(text)
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.split('#').next().unwrap_or(l).trim().to_owned());
+    let place = table.map_or_else(|| "at the top level".to_owned(), |t| format!("in {t}"));
+    // The key on the error's line, for value errors.
+    let key = text
+        .lines()
+        .nth(line_no - 1)
+        .and_then(|l| l.split_once('='))
+        .map(|(k, _)| k.trim().trim_matches('"').to_owned());
+    let backticked = |prefix: &str| {
+        msg.strip_prefix(prefix)
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_owned)
+    };
+    let what = if let Some(k) = backticked("unknown field `") {
+        format!("unknown key '{k}' {place}")
+    } else if let Some(k) = backticked("missing field `") {
+        format!("missing key '{k}' {place}")
+    } else if msg.starts_with("invalid type") || msg.starts_with("invalid value") {
+        match key {
+            Some(k) => format!("bad value for '{k}': {msg}"),
+            None => msg.to_owned(),
+        }
+    } else {
+        msg.to_owned()
+    };
+    format!("{file}:{line_no}: {what}")
 }
 
 /// clap's message without its "error: " prefix and usage block, plus a hint.
@@ -165,19 +519,34 @@ fn parse_streams(items: &[String]) -> Result<Vec<StreamConfig>, String> {
         let source: SourceSpec = spec
             .parse()
             .map_err(|e| format!("invalid --source '{item}': {e}"))?;
-        let name = match name {
-            Some(n) => {
-                check_name(n)?;
-                n.to_owned()
-            }
-            None => unique_name(source.kind(), &streams),
-        };
-        if streams.iter().any(|s| s.name == name) {
-            return Err(format!("two streams are named '{name}'"));
-        }
-        streams.push(StreamConfig { name, source });
+        add_stream(&mut streams, name, source, None)?;
     }
     Ok(streams)
+}
+
+/// Adds a stream named `name`, or after its kind when unnamed.
+fn add_stream(
+    streams: &mut Vec<StreamConfig>,
+    name: Option<&str>,
+    source: SourceSpec,
+    quality: Option<u8>,
+) -> Result<(), String> {
+    let name = match name {
+        Some(n) => {
+            check_name(n)?;
+            n.to_owned()
+        }
+        None => unique_name(source.kind(), streams),
+    };
+    if streams.iter().any(|s| s.name == name) {
+        return Err(format!("two streams are named '{name}'"));
+    }
+    streams.push(StreamConfig {
+        name,
+        source,
+        quality,
+    });
+    Ok(())
 }
 
 fn check_name(n: &str) -> Result<(), String> {
@@ -300,6 +669,221 @@ mod tests {
             let msg = invalid(args);
             assert!(!msg.contains('\n'), "{args:?}: {msg}");
             assert!(!msg.is_empty());
+        }
+    }
+
+    /// Writes `text` to a fresh file and parses `args` with `--config FILE`.
+    fn with_file(text: &str, args: &[&str]) -> Result<Config, ConfigError> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!("mjpegd-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join(format!("config{}.toml", N.fetch_add(1, Ordering::Relaxed)));
+        std::fs::write(&path, text).expect("write config");
+        let path = path.to_str().expect("UTF-8 path").to_owned();
+        let mut argv = vec!["--config", path.as_str()];
+        argv.extend_from_slice(args);
+        let result = parse(&argv);
+        let _ = std::fs::remove_file(&path);
+        // Error messages name the file; make them independent of where it is.
+        result.map_err(|e| match e {
+            ConfigError::Invalid(m) => ConfigError::Invalid(m.replace(&path, "config.toml")),
+            other => other,
+        })
+    }
+
+    fn file_error(text: &str) -> String {
+        match with_file(text, &[]) {
+            Err(ConfigError::Invalid(msg)) => msg,
+            other => panic!("{text:?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mjpegd.toml");
+        let c = parse(&["--config", path]).expect("example config is valid");
+        let names: Vec<_> = c.streams.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["main", "small", "frames"]);
+        assert_eq!(
+            c.streams[1].source,
+            SourceSpec::Pattern(PatternSpec {
+                width: 320,
+                height: 240,
+                fps: 10.0
+            })
+        );
+        assert_eq!(c.streams[1].quality, Some(60));
+        assert_eq!(c.streams[0].quality, None);
+        assert_eq!(c.streams[2].source.kind(), "dir");
+        assert_eq!(c.listen, vec!["127.0.0.1:8080".parse().expect("addr")]);
+    }
+
+    #[test]
+    fn the_deployment_examples_are_valid() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/");
+        let pi = parse(&["--config", &format!("{dir}raspberry-pi.toml")]).expect("valid");
+        assert_eq!(pi.listen, vec!["0.0.0.0:8080".parse().expect("addr")]);
+        assert_eq!(pi.capture_on_demand, Some(Duration::from_secs(30)));
+        assert_eq!(pi.streams.len(), 1);
+        assert_eq!(pi.streams[0].name, "cam");
+        assert_eq!(pi.streams[0].source.kind(), "exec");
+        assert!(pi.streams[0].source.to_string().contains("rpicam-vid"));
+        let ip = parse(&["--config", &format!("{dir}ip-camera.toml")]).expect("valid");
+        let names: Vec<_> = ip.streams.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["door", "garage", "garden"]);
+        let kinds: Vec<_> = ip.streams.iter().map(|s| s.source.kind()).collect();
+        assert_eq!(kinds, ["relay", "relay", "snapshot"]);
+        assert!(ip.drop_same_frames);
+        assert_eq!(ip.allow_origin.as_deref(), Some("*"));
+    }
+
+    #[test]
+    fn operations_settings_in_the_file() {
+        let text = r#"
+drop_same_frames = true
+allow_origin = "https://example.com"
+capture_on_demand = 10
+log_format = "json"
+"#;
+        let c = with_file(text, &[]).expect("valid");
+        assert!(c.drop_same_frames);
+        assert_eq!(c.allow_origin.as_deref(), Some("https://example.com"));
+        assert_eq!(c.capture_on_demand, Some(Duration::from_secs(10)));
+        assert_eq!(c.log_format, LogFormat::Json);
+        let c = with_file(
+            text,
+            &[
+                "--allow-origin",
+                "*",
+                "--capture-on-demand",
+                "2",
+                "--log-format",
+                "text",
+            ],
+        )
+        .expect("valid");
+        assert_eq!(c.allow_origin.as_deref(), Some("*"), "flags override");
+        assert_eq!(c.capture_on_demand, Some(Duration::from_secs(2)));
+        assert_eq!(c.log_format, LogFormat::Text);
+        for (bad, key) in [
+            ("allow_origin = \"a b\"", "allow_origin"),
+            ("capture_on_demand = 0", "capture_on_demand"),
+            ("log_format = \"xml\"", "log_format"),
+            ("drop_same_frames = 1", "drop_same_frames"),
+        ] {
+            let msg = file_error(bad);
+            assert!(msg.starts_with("config.toml:1:"), "{bad}: {msg}");
+            assert!(msg.contains(key), "{bad}: {msg}");
+            assert!(!msg.contains('\n'), "{msg}");
+        }
+    }
+
+    #[test]
+    fn file_settings_and_command_line_overrides() {
+        let text = r#"
+listen = ["127.0.0.1:9001", 9002]
+quality = 55
+snapshot_timeout = 2
+header_timeout = 2.5
+send_buffer = 0
+send_method = "write"
+
+[[stream]]
+source = "dir:/srv/a"
+fps = 4
+
+[[stream]]
+name = "b"
+source = "pattern"
+quality = 90
+"#;
+        let c = with_file(text, &[]).expect("valid");
+        assert_eq!(c.listen.len(), 2);
+        assert_eq!(c.listen[1], "127.0.0.1:9002".parse().expect("addr"));
+        assert_eq!(c.quality, 55);
+        assert_eq!(c.snapshot_timeout, Duration::from_secs(2));
+        assert_eq!(c.header_timeout, Duration::from_millis(2500));
+        assert_eq!(c.send_buffer, 0);
+        assert!(!c.zero_copy);
+        assert_eq!(c.streams[0].name, "dir");
+        assert_eq!(c.streams[0].source.to_string(), "dir:/srv/a@4");
+        assert_eq!(c.streams[1].quality, Some(90));
+
+        // Flags win over the file; --source replaces the file's streams.
+        let c = with_file(text, &["--quality", "70", "--source", "x=stdin"]).expect("valid");
+        assert_eq!(c.quality, 70);
+        assert_eq!(c.snapshot_timeout, Duration::from_secs(2));
+        assert_eq!(c.streams.len(), 1);
+        assert_eq!(c.streams[0].name, "x");
+        let c = with_file(text, &["--listen", "0"]).expect("valid");
+        assert_eq!(c.listen.len(), 1);
+        assert_eq!(c.listen[0].port(), 0);
+
+        // A file without streams keeps the default stream.
+        let c = with_file("quality = 50\n", &[]).expect("valid");
+        assert_eq!(c.streams[0].name, "pattern");
+    }
+
+    #[test]
+    fn file_errors_name_file_line_and_key() {
+        let stream = "quality = 80\n\n[[stream]]\nname = \"a\"\nsource = \"pattern\"\n";
+        assert_eq!(
+            file_error(&format!("{stream}fsp = 5\n")),
+            "config.toml:6: unknown key 'fsp' in [[stream]]"
+        );
+        assert_eq!(
+            file_error("\nlisten = \"0\"\nqualty = 5\n"),
+            "config.toml:3: unknown key 'qualty' at the top level"
+        );
+        assert_eq!(
+            file_error("quality = 500\n"),
+            "config.toml:1: bad value for 'quality': 500 (expected 1 to 100)"
+        );
+        assert!(
+            file_error("quality = \"high\"\n")
+                .starts_with("config.toml:1: bad value for 'quality': invalid type: string"),
+        );
+        assert_eq!(
+            file_error(&format!("{stream}fps = 0\n")),
+            "config.toml:6: bad value for 'fps': 0 (expected a number above 0, at most 240)"
+        );
+        assert_eq!(
+            file_error("[[stream]]\nsource = \"stdin\"\nfps = 5\n"),
+            "config.toml:3: 'fps' does not apply to stdin sources"
+        );
+        assert_eq!(
+            file_error("[[stream]]\nsource = \"dir:\"\n"),
+            "config.toml:2: bad value for 'source': dir: needs a path (dir:PATH[@FPS])"
+        );
+        assert_eq!(
+            file_error(&format!("{stream}{stream}")),
+            "config.toml:9: two streams are named 'a'"
+        );
+        assert_eq!(
+            file_error("quality = 5\n[[stream]]\nname = \"a\"\n"),
+            "config.toml:2: missing key 'source' in [[stream]]"
+        );
+        assert!(file_error("quality = \n").starts_with("config.toml:1: "));
+        assert!(
+            file_error("listen = [\"nowhere\"]\n")
+                .starts_with("config.toml:1: bad value for 'listen'")
+        );
+        match parse(&["--config", "/nonexistent/mjpegd.toml"]) {
+            Err(ConfigError::Invalid(m)) => {
+                assert!(
+                    m.starts_with("cannot read /nonexistent/mjpegd.toml: "),
+                    "{m}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        for text in [
+            "quality = 500\n",
+            "bogus = 1\n",
+            "[[stream]]\nsource = \"x\"\n",
+        ] {
+            assert!(!file_error(text).contains('\n'), "one line for {text:?}");
         }
     }
 

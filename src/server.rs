@@ -30,7 +30,7 @@ pub async fn run(config: Config, listeners: Vec<TcpListener>, shutdown: Cancella
         let ctx = SourceContext {
             hub: hub.clone(),
             cancel: shutdown.clone(),
-            quality: config.quality,
+            quality: stream.quality.unwrap_or(config.quality),
         };
         tasks.spawn(supervise(spec, ctx));
         hubs.push(hub);

@@ -129,6 +129,9 @@ async fn metrics_are_valid_and_move() {
         "cam=pattern:160x120@10",
     ])
     .await;
+    // Both sources have delivered a frame once their snapshots answer.
+    assert_eq!(get(s.addr, "/streams/cam/snapshot").await.0, 200);
+    assert_eq!(get(s.addr, "/streams/pattern/snapshot").await.0, 200);
     let before = scrape(s.addr).await;
     let m = |map: &HashMap<String, f64>, k: &str| {
         *map.get(k)
@@ -291,6 +294,36 @@ async fn snapshot_of_an_offline_stream_is_503_with_retry_after() {
     assert_eq!(code, 200);
     assert_eq!(decode(&body), (64, 48));
     cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_folder_source_is_offline_in_snapshot_and_metrics() {
+    let s = TestServer::start(&[
+        "--source",
+        "gone=dir:/nonexistent/mjpegd-test",
+        "--snapshot-timeout",
+        "0.3",
+    ])
+    .await;
+    // The supervisor publishes the placeholder right after the first failure.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (code, head, body) = loop {
+        let r = get(s.addr, "/snapshot").await;
+        if r.0 == 503 && String::from_utf8_lossy(&r.2).contains("nonexistent") {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "never offline: {r:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(code, 503);
+    assert_eq!(header(&head, "retry-after"), Some("1"));
+    assert!(String::from_utf8_lossy(&body).starts_with("stream gone: "));
+    let m = scrape(s.addr).await;
+    assert_eq!(m[r#"mjpegd_source_online{stream="gone"}"#], 0.0);
+    // The stream itself shows the NO SIGNAL picture.
+    let mut c = StreamClient::connect(s.addr, "/stream").await;
+    decode(&c.next_frame().await.jpeg);
+    s.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,16 +13,19 @@
 //! shutting down). Both return at once while somebody watches. A source that
 //! holds a device or a connection may release it before waiting.
 
+mod files;
 pub mod http_client;
 pub mod pattern;
+mod pipe;
 mod placeholder;
 pub mod relay;
 mod sink;
 mod spec;
 pub mod v4l2;
+mod watch;
 pub mod yuv;
 
-pub use spec::{PatternSpec, SourceSpec, SpecError};
+pub use spec::{DEFAULT_DIR_FPS, DirSpec, PatternSpec, SourceSpec, SpecError};
 
 use crate::hub::FrameHub;
 use std::fmt;
@@ -99,6 +102,10 @@ pub async fn supervise(spec: SourceSpec, ctx: SourceContext) {
 async fn run_once(spec: &SourceSpec, ctx: &SourceContext) -> Result<(), SourceError> {
     match spec {
         SourceSpec::Pattern(p) => pattern::run(p.clone(), ctx).await,
+        SourceSpec::Dir(d) => files::run(d.clone(), ctx).await,
+        SourceSpec::File(path) => watch::run(path.clone(), ctx).await,
+        SourceSpec::Stdin => pipe::run_stdin(ctx).await,
+        SourceSpec::Exec(cmd) => pipe::run_exec(cmd, ctx).await,
         SourceSpec::Relay(r) => relay::run(r, ctx).await,
         SourceSpec::Snapshot(s) => relay::run_snapshot(s, ctx).await,
         SourceSpec::V4l2(v) => v4l2::run(v.clone(), ctx).await,
@@ -137,4 +144,159 @@ where
         .map_err(|e| SourceError::new(format!("cannot start capture thread: {e}")))?;
     rx.await
         .unwrap_or_else(|_| Err(SourceError::new("capture thread stopped unexpectedly")))
+}
+
+/// How often a burst of bad frames that does not end is summarised.
+const BURST_SUMMARY_EVERY: Duration = Duration::from_secs(10);
+
+/// Drops bad frames: counts each one in the stream's `frames_dropped` and
+/// logs once per burst instead of once per frame. The first bad frame of a
+/// burst is logged with its reason; the rest are summed up ("N more bad
+/// frames") when a good frame ends the burst, every `BURST_SUMMARY_EVERY`
+/// while it lasts, and when the source stops.
+pub struct BadFrames {
+    hub: Arc<FrameHub>,
+    source: String,
+    burst: Burst,
+}
+
+impl BadFrames {
+    pub fn new(hub: Arc<FrameHub>, source: impl Into<String>) -> BadFrames {
+        BadFrames {
+            hub,
+            source: source.into(),
+            burst: Burst::default(),
+        }
+    }
+
+    /// Drops one bad frame: counts it and logs if this starts a burst.
+    pub fn drop_frame(&mut self, reason: impl fmt::Display) {
+        self.hub.record_dropped();
+        if let Some(msg) = self.burst.bad(&reason.to_string(), Instant::now()) {
+            warn!(stream = self.hub.name(), source = %self.source, "{msg}");
+        }
+    }
+
+    /// Whether bad frames came in since the last good one.
+    pub fn in_burst(&self) -> bool {
+        self.burst.logged_at.is_some()
+    }
+
+    /// A good frame arrived: ends the burst, if any.
+    pub fn good(&mut self) {
+        if let Some(msg) = self.burst.good() {
+            warn!(stream = self.hub.name(), source = %self.source, "{msg}");
+        }
+    }
+}
+
+impl Drop for BadFrames {
+    fn drop(&mut self) {
+        self.good();
+    }
+}
+
+/// The logging decisions of `BadFrames`, apart from the clock and the log.
+#[derive(Debug, Default)]
+struct Burst {
+    /// When the last message was logged, while a burst lasts.
+    logged_at: Option<Instant>,
+    /// Bad frames since the last message.
+    unlogged: u64,
+    last_reason: String,
+}
+
+impl Burst {
+    /// A bad frame at `now`: the message to log, if any.
+    fn bad(&mut self, reason: &str, now: Instant) -> Option<String> {
+        match self.logged_at {
+            None => {
+                self.logged_at = Some(now);
+                self.unlogged = 0;
+                Some(format!("dropped a bad frame: {reason}"))
+            }
+            Some(at) => {
+                self.unlogged += 1;
+                self.last_reason.clear();
+                self.last_reason.push_str(reason);
+                if now.duration_since(at) >= BURST_SUMMARY_EVERY {
+                    self.logged_at = Some(now);
+                    Some(self.summary("so far"))
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// A good frame: ends the burst, with a summary if frames went unlogged.
+    fn good(&mut self) -> Option<String> {
+        self.logged_at.take()?;
+        (self.unlogged > 0).then(|| self.summary("in this burst"))
+    }
+
+    fn summary(&mut self, when: &str) -> String {
+        let n = std::mem::take(&mut self.unlogged);
+        let s = if n == 1 { "" } else { "s" };
+        format!(
+            "dropped {n} more bad frame{s} {when} (last: {})",
+            self.last_reason
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_frames_are_logged_once_per_burst() {
+        let t0 = Instant::now();
+        let mut b = Burst::default();
+        assert_eq!(b.good(), None, "no burst, nothing to say");
+        assert_eq!(
+            b.bad("truncated", t0).as_deref(),
+            Some("dropped a bad frame: truncated")
+        );
+        for i in 1..50 {
+            assert_eq!(b.bad("no SOI marker", t0 + Duration::from_millis(i)), None);
+        }
+        assert_eq!(
+            b.good().as_deref(),
+            Some("dropped 49 more bad frames in this burst (last: no SOI marker)")
+        );
+        assert_eq!(b.good(), None);
+        // A new burst is reported again; a lone bad frame needs no summary.
+        assert!(b.bad("truncated", t0).is_some());
+        assert_eq!(b.good(), None);
+    }
+
+    #[test]
+    fn a_long_burst_is_summarised_every_ten_seconds() {
+        let t0 = Instant::now();
+        let mut b = Burst::default();
+        assert!(b.bad("x", t0).is_some());
+        assert_eq!(b.bad("x", t0 + Duration::from_secs(5)), None);
+        assert_eq!(
+            b.bad("y", t0 + Duration::from_secs(10)).as_deref(),
+            Some("dropped 2 more bad frames so far (last: y)")
+        );
+        assert_eq!(b.bad("y", t0 + Duration::from_secs(11)), None);
+        assert_eq!(
+            b.good().as_deref(),
+            Some("dropped 1 more bad frame in this burst (last: y)")
+        );
+    }
+
+    #[test]
+    fn dropped_frames_are_counted() {
+        let hub = FrameHub::new("t", "stdin", "stdin");
+        let mut bad = BadFrames::new(hub.clone(), "stdin");
+        bad.drop_frame("truncated");
+        bad.drop_frame("truncated");
+        assert!(bad.in_burst());
+        bad.good();
+        assert!(!bad.in_burst());
+        assert_eq!(hub.status().frames_dropped, 2);
+    }
 }

@@ -8,12 +8,12 @@
 //! as UVC cameras send them, get the standard tables inserted so that every
 //! decoder can show them.
 
+use super::BadFrames;
 use crate::frame::FrameMeta;
 use crate::hub::FrameHub;
 use crate::jpeg;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tracing::{info, warn};
 
 /// How far an upstream's capture timestamp may be from our clock and still
 /// be believed. Further off means another clock (monotonic, or a camera that
@@ -23,18 +23,16 @@ const MAX_CLOCK_SKEW: Duration = Duration::from_secs(60);
 /// Checks and publishes JPEG frames into one stream.
 pub struct JpegSink {
     hub: Arc<FrameHub>,
-    /// The source, as displayed (passwords redacted), for log lines.
-    source: String,
-    /// Bad frames since the last good one.
-    bad: u64,
+    /// Counts and logs bad frames; the source as displayed (passwords
+    /// redacted) names it in log lines.
+    bad: BadFrames,
 }
 
 impl JpegSink {
     pub fn new(hub: Arc<FrameHub>, source: String) -> JpegSink {
         JpegSink {
+            bad: BadFrames::new(hub.clone(), source),
             hub,
-            source,
-            bad: 0,
         }
     }
 
@@ -45,14 +43,7 @@ impl JpegSink {
         let jpeg = fixed.as_deref().unwrap_or(jpeg);
         match jpeg::check(jpeg) {
             Ok(info) => {
-                if self.bad > 0 {
-                    info!(
-                        stream = self.hub.name(),
-                        source = %self.source,
-                        "good frames again after {} bad ones", self.bad
-                    );
-                    self.bad = 0;
-                }
+                self.bad.good();
                 self.hub
                     .publish(jpeg, meta(info.width, info.height, captured));
                 true
@@ -66,15 +57,7 @@ impl JpegSink {
 
     /// Drops a frame that could not even be extracted, with the reason.
     pub fn reject(&mut self, why: &str) {
-        self.hub.record_dropped();
-        if self.bad == 0 {
-            warn!(
-                stream = self.hub.name(),
-                source = %self.source,
-                "dropped a bad frame: {why} (further bad frames in a row are only counted)"
-            );
-        }
-        self.bad += 1;
+        self.bad.drop_frame(why);
     }
 }
 
@@ -131,7 +114,7 @@ mod tests {
         assert_eq!((st.frames_captured, st.frames_dropped), (1, 2));
         assert!(st.online);
         assert!(sink.offer(&good, None));
-        assert_eq!(sink.bad, 0);
+        assert!(!sink.bad.in_burst(), "a good frame ends the burst");
     }
 
     #[test]

@@ -1,8 +1,10 @@
-//! Source specifications as written on the command line (`pattern:640x480@30`).
+//! Source specifications as written on the command line (`pattern:640x480@30`,
+//! `dir:/srv/frames@10`, `file:/run/cam.jpg`, `stdin`, `exec:COMMAND`).
 
 use super::relay::{RelaySpec, SnapshotSpec};
 use super::v4l2::V4l2Spec;
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 /// Where a stream's frames come from.
@@ -10,6 +12,15 @@ use std::str::FromStr;
 pub enum SourceSpec {
     /// The built-in animated test pattern.
     Pattern(PatternSpec),
+    /// The JPEG files of a folder in name order, looped.
+    Dir(DirSpec),
+    /// One file that another program keeps replacing; each new complete
+    /// version is a frame.
+    File(PathBuf),
+    /// A concatenated MJPEG byte stream on standard input.
+    Stdin,
+    /// A shell command writing a concatenated MJPEG byte stream to stdout.
+    Exec(String),
     /// Another server's MJPEG stream (`http://...`, `https://...`).
     Relay(RelaySpec),
     /// A still image polled at a fixed rate (`snapshot:URL[@FPS]`).
@@ -23,6 +34,10 @@ impl SourceSpec {
     pub fn kind(&self) -> &'static str {
         match self {
             SourceSpec::Pattern(_) => "pattern",
+            SourceSpec::Dir(_) => "dir",
+            SourceSpec::File(_) => "file",
+            SourceSpec::Stdin => "stdin",
+            SourceSpec::Exec(_) => "exec",
             SourceSpec::Relay(_) => "relay",
             SourceSpec::Snapshot(_) => "snapshot",
             SourceSpec::V4l2(_) => "v4l2",
@@ -53,6 +68,20 @@ impl Default for PatternSpec {
         }
     }
 }
+
+/// `dir:PATH[@FPS]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DirSpec {
+    pub path: PathBuf,
+    pub fps: f64,
+}
+
+/// Frame rate of a `dir:` source without `@FPS`.
+pub const DEFAULT_DIR_FPS: f64 = 30.0;
+
+/// What `--source` accepts, for error messages.
+const EXPECTED: &str = "expected pattern[:WxH][@FPS], dir:PATH[@FPS], file:PATH, stdin, \
+exec:COMMAND, http://..., snapshot:URL[@FPS] or v4l2:/dev/videoN";
 
 /// A source spec that cannot be used, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,14 +115,43 @@ impl FromStr for SourceSpec {
                 let tail = rest.unwrap_or(s.strip_prefix("pattern").unwrap_or(""));
                 parse_pattern(tail).map(SourceSpec::Pattern)
             }
+            "dir" => parse_dir(rest.unwrap_or("")).map(SourceSpec::Dir),
+            "file" => match rest.unwrap_or("") {
+                "" => Err(err("file: needs a path (file:PATH)")),
+                path => Ok(SourceSpec::File(PathBuf::from(path))),
+            },
+            "stdin" if rest.is_none() && s == "stdin" => Ok(SourceSpec::Stdin),
+            "stdin" => Err(err(format!("'{s}': stdin takes no options"))),
+            "exec" => match rest.map(str::trim).unwrap_or("") {
+                "" => Err(err("exec: needs a command (exec:COMMAND)")),
+                cmd => Ok(SourceSpec::Exec(cmd.to_owned())),
+            },
             "http" | "https" => RelaySpec::parse(s).map(SourceSpec::Relay),
             "snapshot" => SnapshotSpec::parse(rest.unwrap_or("")).map(SourceSpec::Snapshot),
             "v4l2" => V4l2Spec::parse(rest.unwrap_or("")).map(SourceSpec::V4l2),
-            _ => Err(err(format!(
-                "unknown source '{s}' (expected pattern[:WxH][@FPS], http://..., snapshot:URL[@FPS] or v4l2:/dev/videoN)"
-            ))),
+            _ => Err(err(format!("unknown source '{s}' ({EXPECTED})"))),
         }
     }
+}
+
+/// Parses `PATH[@FPS]` after `dir:`. The text after the last `@` is a frame
+/// rate only when it looks like a number, so paths may contain `@`.
+fn parse_dir(tail: &str) -> Result<DirSpec, SpecError> {
+    let (path, fps) = match tail.rsplit_once('@') {
+        Some((path, fps)) if looks_numeric(fps) => (path, parse_fps(fps)?),
+        _ => (tail, DEFAULT_DIR_FPS),
+    };
+    if path.is_empty() {
+        return Err(err("dir: needs a path (dir:PATH[@FPS])"));
+    }
+    Ok(DirSpec {
+        path: PathBuf::from(path),
+        fps,
+    })
+}
+
+fn looks_numeric(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_digit() || "+-.eE".contains(c))
 }
 
 /// Parses `[WxH][@FPS]` after `pattern:` (or `@FPS` right after `pattern`).
@@ -140,6 +198,10 @@ impl fmt::Display for SourceSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SourceSpec::Pattern(p) => write!(f, "pattern:{}x{}@{}", p.width, p.height, p.fps),
+            SourceSpec::Dir(d) => write!(f, "dir:{}@{}", d.path.display(), d.fps),
+            SourceSpec::File(path) => write!(f, "file:{}", path.display()),
+            SourceSpec::Stdin => f.write_str("stdin"),
+            SourceSpec::Exec(cmd) => write!(f, "exec:{cmd}"),
             SourceSpec::Relay(r) => r.fmt(f),
             SourceSpec::Snapshot(r) => r.fmt(f),
             SourceSpec::V4l2(v) => v.fmt(f),
@@ -179,10 +241,60 @@ mod tests {
             "pattern:640x480@abc",
             "pattern:99999x1",
             "nonsense",
+            "dir:/x@0",
+            "dir:/x@-3",
+            "stdin:foo",
         ] {
             let e = bad.parse::<SourceSpec>().expect_err(bad);
             assert!(!e.0.is_empty());
         }
+        let msg = |s: &str| s.parse::<SourceSpec>().expect_err(s).0;
+        assert_eq!(msg("dir:"), "dir: needs a path (dir:PATH[@FPS])");
+        assert_eq!(msg("dir"), "dir: needs a path (dir:PATH[@FPS])");
+        assert_eq!(msg("dir:@5"), "dir: needs a path (dir:PATH[@FPS])");
+        assert_eq!(msg("file:"), "file: needs a path (file:PATH)");
+        assert_eq!(msg("exec:  "), "exec: needs a command (exec:COMMAND)");
+        assert!(msg("nonsense").contains("dir:PATH"));
+    }
+
+    #[test]
+    fn file_and_program_specs() {
+        let parse = |s: &str| s.parse::<SourceSpec>().expect(s);
+        assert_eq!(
+            parse("dir:/srv/frames"),
+            SourceSpec::Dir(DirSpec {
+                path: "/srv/frames".into(),
+                fps: 30.0
+            })
+        );
+        assert_eq!(
+            parse("dir:frames@2.5"),
+            SourceSpec::Dir(DirSpec {
+                path: "frames".into(),
+                fps: 2.5
+            })
+        );
+        // An `@` that is not followed by a number belongs to the path.
+        assert_eq!(
+            parse("dir:/srv/cam@home"),
+            SourceSpec::Dir(DirSpec {
+                path: "/srv/cam@home".into(),
+                fps: 30.0
+            })
+        );
+        assert_eq!(
+            parse("file:/run/cam:1.jpg"),
+            SourceSpec::File("/run/cam:1.jpg".into())
+        );
+        assert_eq!(parse("stdin"), SourceSpec::Stdin);
+        assert_eq!(
+            parse("exec:ffmpeg -i a:b -f mjpeg -"),
+            SourceSpec::Exec("ffmpeg -i a:b -f mjpeg -".into())
+        );
+        assert_eq!(parse("dir:/x").kind(), "dir");
+        assert_eq!(parse("file:/x").kind(), "file");
+        assert_eq!(parse("stdin").kind(), "stdin");
+        assert_eq!(parse("exec:true").kind(), "exec");
     }
 
     #[test]
@@ -216,7 +328,21 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        let s: SourceSpec = "pattern:320x240@12.5".parse().expect("valid");
-        assert_eq!(s.to_string().parse::<SourceSpec>(), Ok(s));
+        for text in [
+            "pattern:320x240@12.5",
+            "dir:/srv/frames@10",
+            "dir:/srv/cam@home@2",
+            "dir:relative/path",
+            "file:/run/cam.jpg",
+            "stdin",
+            "exec:while true; do cat a.jpg; done | cat",
+        ] {
+            let s: SourceSpec = text.parse().expect(text);
+            assert_eq!(s.to_string().parse::<SourceSpec>(), Ok(s), "{text}");
+        }
+        assert_eq!(
+            "dir:/x".parse::<SourceSpec>().expect("valid").to_string(),
+            "dir:/x@30"
+        );
     }
 }

@@ -1,0 +1,377 @@
+//! `dir:PATH[@FPS]`: the `.jpg`/`.jpeg` files of a folder, in name order,
+//! looped at a steady frame rate.
+//!
+//! The folder is listed again at the start of every loop and whenever its
+//! modification time changes (a file added, removed or renamed), so files
+//! added later are picked up within a frame. Each file is read and checked
+//! as a complete JPEG before it is published; a bad file is dropped, counted
+//! and logged once per burst. File contents are cached by (inode, length,
+//! modification time), so looping does not read the disk every frame, while
+//! a changed file is read again.
+//!
+//! The source runs on its own thread with plain `std::fs`: a frame is a
+//! short sequence of small blocking calls (stat, maybe readdir and read),
+//! which `tokio::fs` would only hand to the blocking pool one by one, and a
+//! thread of its own keeps the frame schedule steady like the test pattern's.
+
+use super::{BadFrames, DirSpec, SourceContext, SourceError, run_on_thread};
+use crate::frame::FrameMeta;
+use crate::jpeg::{self, JpegError};
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+use tokio_util::sync::CancellationToken;
+
+/// Files larger than this are not frames (and would cost too much memory).
+const MAX_FILE: u64 = 64 << 20;
+/// At most this many bytes of file contents stay cached; files beyond that
+/// are read from disk every time they are shown.
+const MAX_CACHED: usize = 256 << 20;
+/// A truncated file modified this recently is most likely still being
+/// written: it is skipped without counting it as bad, and read again later.
+const STILL_WRITING: Duration = Duration::from_secs(2);
+
+/// Plays the folder until cancelled or until it has nothing to show.
+pub async fn run(spec: DirSpec, ctx: &SourceContext) -> Result<(), SourceError> {
+    let ctx = ctx.clone();
+    let name = format!("dir-{}", ctx.hub.name());
+    run_on_thread(name, move || play(&spec, &ctx)).await
+}
+
+fn play(spec: &DirSpec, ctx: &SourceContext) -> Result<(), SourceError> {
+    let mut folder = Folder::open(&spec.path)?;
+    let mut bad = BadFrames::new(ctx.hub.clone(), folder.label.clone());
+    let period = Duration::from_secs_f64(1.0 / spec.fps);
+    let start = Instant::now();
+    let mut n: u64 = 0;
+    while !ctx.cancel.is_cancelled() {
+        let due = start + period.mul_f64(n as f64);
+        let now = Instant::now();
+        if due > now {
+            sleep_unless_cancelled(due - now, &ctx.cancel);
+            continue;
+        }
+        // Behind by more than a frame (machine busy): skip the missed slots
+        // instead of bursting to catch up.
+        if now - due > period {
+            n = ((now - start).as_secs_f64() / period.as_secs_f64()) as u64;
+        }
+        let frame = folder.next_frame(&mut bad)?;
+        ctx.hub
+            .publish(&frame.jpeg, FrameMeta::now(frame.width, frame.height));
+        bad.good();
+        n += 1;
+    }
+    Ok(())
+}
+
+/// Sleeps up to `d`, waking early (within 50 ms) when shutdown is requested.
+fn sleep_unless_cancelled(d: Duration, cancel: &CancellationToken) {
+    let step = Duration::from_millis(50);
+    let end = Instant::now() + d;
+    while !cancel.is_cancelled() {
+        let now = Instant::now();
+        if now >= end {
+            return;
+        }
+        std::thread::sleep((end - now).min(step));
+    }
+}
+
+/// A JPEG ready to publish.
+#[derive(Clone)]
+struct Jpeg {
+    jpeg: Bytes,
+    width: u16,
+    height: u16,
+}
+
+/// What identifies one version of a file's contents.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Version {
+    ino: u64,
+    len: u64,
+    mtime: Option<SystemTime>,
+}
+
+impl Version {
+    fn of(m: &fs::Metadata) -> Version {
+        Version {
+            ino: m.ino(),
+            len: m.len(),
+            mtime: m.modified().ok(),
+        }
+    }
+}
+
+enum Content {
+    /// A valid JPEG; `None` when the cache was full (read it again next time).
+    Good(Option<Jpeg>),
+    /// Not a complete JPEG (already counted and logged).
+    Bad,
+}
+
+struct Cached {
+    version: Version,
+    content: Content,
+}
+
+/// The folder being played: its sorted file list, where playback is, and
+/// the cached file contents.
+struct Folder {
+    path: PathBuf,
+    /// `dir:PATH`, for messages.
+    label: String,
+    /// Modification time of the folder when it was last listed.
+    listed_mtime: Option<SystemTime>,
+    files: Vec<PathBuf>,
+    /// The file shown last; the next one is the first name after it.
+    last: Option<PathBuf>,
+    cache: HashMap<PathBuf, Cached>,
+    cached_bytes: usize,
+}
+
+impl Folder {
+    fn open(path: &Path) -> Result<Folder, SourceError> {
+        let mut folder = Folder {
+            path: path.to_owned(),
+            label: format!("dir:{}", path.display()),
+            listed_mtime: None,
+            files: Vec::new(),
+            last: None,
+            cache: HashMap::new(),
+            cached_bytes: 0,
+        };
+        folder.list()?;
+        if folder.files.is_empty() {
+            return Err(folder.no_files());
+        }
+        Ok(folder)
+    }
+
+    fn no_files(&self) -> SourceError {
+        SourceError::new(format!("{} has no JPEG files", self.label))
+    }
+
+    /// Lists the folder's JPEG files in name order and forgets cached files
+    /// that are gone.
+    fn list(&mut self) -> Result<(), SourceError> {
+        let cannot = |e: io::Error| SourceError::new(format!("{}: {e}", self.label));
+        // Taken before listing, so a change during the listing is seen next
+        // time rather than lost.
+        self.listed_mtime = fs::metadata(&self.path).map_err(cannot)?.modified().ok();
+        let mut files = Vec::new();
+        for entry in fs::read_dir(&self.path).map_err(cannot)? {
+            let Ok(entry) = entry else { continue };
+            let path = entry.path();
+            // Symlinks count if they point to a file; stat follows them.
+            if is_jpeg_name(&path) && path.is_file() {
+                files.push(path);
+            }
+        }
+        files.sort();
+        self.cache.retain(|p, _| files.binary_search(p).is_ok());
+        self.cached_bytes = self.cache.values().map(cached_len).sum();
+        self.files = files;
+        Ok(())
+    }
+
+    /// Whether the folder changed since it was listed.
+    fn changed(&self) -> bool {
+        fs::metadata(&self.path)
+            .map(|m| m.modified().ok() != self.listed_mtime)
+            .unwrap_or(true)
+    }
+
+    /// The next good JPEG after the last one shown, wrapping around (and
+    /// listing the folder again) at the end. Fails when a whole loop finds
+    /// nothing to show.
+    fn next_frame(&mut self, bad: &mut BadFrames) -> Result<Jpeg, SourceError> {
+        if self.changed() {
+            self.list()?;
+        }
+        let mut wrapped = false;
+        loop {
+            let idx = match &self.last {
+                Some(last) => self.files.partition_point(|f| f <= last),
+                None => 0,
+            };
+            let Some(path) = self.files.get(idx).cloned() else {
+                if self.files.is_empty() {
+                    return Err(self.no_files());
+                }
+                if wrapped {
+                    return Err(SourceError::new(format!(
+                        "{} has no valid JPEG files",
+                        self.label
+                    )));
+                }
+                wrapped = true;
+                self.last = None;
+                self.list()?;
+                continue;
+            };
+            self.last = Some(path.clone());
+            if let Some(jpeg) = self.load(&path, bad) {
+                return Ok(jpeg);
+            }
+        }
+    }
+
+    /// The contents of `path` if it is a good JPEG, from the cache when the
+    /// file is unchanged.
+    fn load(&mut self, path: &Path, bad: &mut BadFrames) -> Option<Jpeg> {
+        let file = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into(),
+        );
+        // Gone since the listing: skip it; the folder's new mtime makes the
+        // next frame list it again.
+        let meta = fs::metadata(path).ok()?;
+        let version = Version::of(&meta);
+        if let Some(c) = self.cache.get(path).filter(|c| c.version == version) {
+            match &c.content {
+                Content::Good(Some(jpeg)) => return Some(jpeg.clone()),
+                Content::Bad => return None,
+                Content::Good(None) => {}
+            }
+        }
+        if meta.len() > MAX_FILE {
+            bad.drop_frame(format!("{file}: larger than {MAX_FILE} bytes"));
+            self.store(path, version, Content::Bad);
+            return None;
+        }
+        let data = match fs::read(path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                bad.drop_frame(format!("{file}: {e}"));
+                return None;
+            }
+        };
+        match jpeg::check(&data) {
+            Ok(info) => {
+                let jpeg = Jpeg {
+                    jpeg: Bytes::from(data),
+                    width: info.width,
+                    height: info.height,
+                };
+                let keep = self.cached_bytes + jpeg.jpeg.len() <= MAX_CACHED;
+                self.store(path, version, Content::Good(keep.then(|| jpeg.clone())));
+                Some(jpeg)
+            }
+            Err(JpegError::Truncated) if modified_within(&meta, STILL_WRITING) => None,
+            Err(e) => {
+                bad.drop_frame(format!("{file}: {e}"));
+                self.store(path, version, Content::Bad);
+                None
+            }
+        }
+    }
+
+    fn store(&mut self, path: &Path, version: Version, content: Content) {
+        let entry = Cached { version, content };
+        self.cached_bytes += cached_len(&entry);
+        if let Some(old) = self.cache.insert(path.to_owned(), entry) {
+            self.cached_bytes -= cached_len(&old);
+        }
+    }
+}
+
+fn cached_len(c: &Cached) -> usize {
+    match &c.content {
+        Content::Good(Some(j)) => j.jpeg.len(),
+        _ => 0,
+    }
+}
+
+fn is_jpeg_name(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("jpg") || e.eq_ignore_ascii_case("jpeg"))
+}
+
+fn modified_within(meta: &fs::Metadata, d: Duration) -> bool {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age < d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::canvas::{Canvas, Rgb};
+    use crate::hub::FrameHub;
+
+    fn jpeg(w: u16, h: u16) -> Vec<u8> {
+        Canvas::new(w, h, Rgb(10, 20, 30))
+            .encode_jpeg(80)
+            .expect("encodes")
+            .to_vec()
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("mjpegd-files-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("temp dir");
+        dir
+    }
+
+    #[test]
+    fn plays_in_name_order_skips_bad_files_and_caches() {
+        let dir = temp_dir("order");
+        fs::write(dir.join("b.jpg"), jpeg(32, 16)).expect("write");
+        fs::write(dir.join("a.JPEG"), jpeg(16, 16)).expect("write");
+        fs::write(dir.join("c.jpg"), b"not a jpeg").expect("write");
+        fs::write(dir.join("d.txt"), b"ignored").expect("write");
+        fs::write(dir.join("e.jpg"), jpeg(48, 16)).expect("write");
+        let hub = FrameHub::new("t", "dir", "dir");
+        let mut bad = BadFrames::new(hub.clone(), "dir");
+        let mut folder = Folder::open(&dir).expect("opens");
+        let widths: Vec<u16> = (0..6)
+            .map(|_| folder.next_frame(&mut bad).expect("frame").width)
+            .collect();
+        assert_eq!(widths, [16, 32, 48, 16, 32, 48]);
+        // The bad file is counted once, not once per loop.
+        assert_eq!(hub.status().frames_dropped, 1);
+        assert!(folder.cached_bytes > 0);
+
+        // A changed file is read again.
+        std::thread::sleep(Duration::from_millis(20));
+        fs::write(dir.join("a.JPEG"), jpeg(64, 16)).expect("write");
+        let widths: Vec<u16> = (0..3)
+            .map(|_| folder.next_frame(&mut bad).expect("frame").width)
+            .collect();
+        assert_eq!(widths, [64, 32, 48]);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn empty_missing_and_all_bad_folders_fail_with_a_reason() {
+        let dir = temp_dir("empty");
+        let e = Folder::open(&dir).err().expect("empty folder fails");
+        assert_eq!(e.0, format!("dir:{} has no JPEG files", dir.display()));
+        let e = Folder::open(&dir.join("missing")).err().expect("fails");
+        assert!(e.0.contains("No such file"), "{e}");
+
+        fs::write(dir.join("x.jpg"), b"\xff\xd8garbage").expect("write");
+        let old = SystemTime::now() - Duration::from_secs(60);
+        fs::File::options()
+            .write(true)
+            .open(dir.join("x.jpg"))
+            .and_then(|f| f.set_modified(old))
+            .expect("set mtime");
+        let hub = FrameHub::new("t", "dir", "dir");
+        let mut bad = BadFrames::new(hub.clone(), "dir");
+        let mut folder = Folder::open(&dir).expect("opens");
+        let e = folder.next_frame(&mut bad).err().expect("nothing valid");
+        assert!(e.0.ends_with("has no valid JPEG files"), "{e}");
+        assert_eq!(hub.status().frames_dropped, 1);
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,547 @@
+//! Frame sources other than the test pattern, against the real server: a
+//! folder of JPEGs, a watched file, MJPEG on stdin and from a command, the
+//! supervisor's placeholder and recovery, several streams and a config file.
+
+mod common;
+
+use common::*;
+use mjpegd::canvas::{Canvas, Rgb};
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A JPEG of `w`x`h` with `n` drawn on it.
+fn jpeg(w: u16, h: u16, n: usize) -> Vec<u8> {
+    let mut c = Canvas::new(w, h, Rgb((n * 40 % 256) as u8, 80, 160));
+    c.draw_text(4, 4, &format!("{n}"), 2, Rgb(255, 255, 255));
+    c.encode_jpeg(80).expect("encodes").to_vec()
+}
+
+/// A fresh, empty temporary folder, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("mjpegd-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.0.join(file)
+    }
+
+    fn str(&self) -> &str {
+        self.0.to_str().expect("UTF-8 temp path")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes a file in one step (temp file + rename), as a careful writer does.
+fn put(path: &Path, data: &[u8]) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, data).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+fn stream_status(status: &serde_json::Value, name: &str) -> serde_json::Value {
+    status["streams"]
+        .as_array()
+        .expect("streams array")
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no stream {name} in {status}"))
+        .clone()
+}
+
+/// Polls `/status` until stream `name` satisfies `pred` (or 10 s pass).
+async fn wait_status(
+    addr: std::net::SocketAddr,
+    name: &str,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = stream_status(&status(addr).await, name);
+        if pred(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{what}: status stayed {s}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Width of frame `i` of the folder test: the width tells the order.
+fn width_of(i: usize) -> u16 {
+    64 + 16 * i as u16
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folder_is_played_in_order_at_its_rate_and_new_files_join() {
+    let dir = TempDir::new("dir-order");
+    for i in 0..5 {
+        put(
+            &dir.path(&format!("f{i:02}.jpg")),
+            &jpeg(width_of(i), 48, i),
+        );
+    }
+    std::fs::write(dir.path("notes.txt"), "not a frame").expect("write");
+    let spec = format!("dir:{}@10", dir.str());
+    let server = TestServer::start(&["--source", &spec]).await;
+    let mut client = StreamClient::connect(server.addr, "/stream").await;
+    let index = |f: &Received| {
+        let (w, h) = decode(&f.jpeg);
+        assert_eq!(h, 48);
+        (0..6)
+            .find(|&i| usize::from(width_of(i)) == w)
+            .unwrap_or_else(|| panic!("unexpected width {w}"))
+    };
+
+    let first = client.next_frame().await;
+    let mut prev = index(&first);
+    let mut steps_of_one = 0;
+    let mut last_at = first.at;
+    for _ in 0..15 {
+        let f = client.next_frame().await;
+        let i = index(&f);
+        let step = (i + 5 - prev) % 5;
+        // A busy machine may make the client skip a frame, never go back.
+        assert!((1..=2).contains(&step), "frame {i} after {prev}");
+        steps_of_one += usize::from(step == 1);
+        prev = i;
+        last_at = f.at;
+    }
+    assert!(steps_of_one >= 12, "{steps_of_one} of 15 frames in order");
+    let took = last_at.duration_since(first.at).as_secs_f64();
+    assert!(
+        (1.0..2.5).contains(&took),
+        "15 frames at 10 fps took {took:.2} s"
+    );
+
+    // A file added later is shown, in its place in the name order.
+    put(&dir.path("f05.jpg"), &jpeg(width_of(5), 48, 5));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut seen = Vec::new();
+    loop {
+        let i = index(&client.next_frame().await);
+        seen.push(i);
+        if let [.., 4, 5, 0] = seen[..] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "new file not shown: {seen:?}");
+    }
+    let st = stream_status(&status(server.addr).await, "dir");
+    assert_eq!(st["online"], true);
+    assert_eq!(st["kind"], "dir");
+    assert_eq!(st["frames_dropped"], 0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watched_file_serves_only_complete_versions() {
+    let dir = TempDir::new("watch");
+    let file = dir.path("cam.jpg");
+    let versions: Vec<Vec<u8>> = (0..40).map(|n| jpeg(320, 240, n)).collect();
+    put(&file, &versions[0]);
+    let spec = format!("file:{}", file.display());
+    let server = TestServer::start(&["--source", &spec]).await;
+    let mut client = StreamClient::connect(server.addr, "/stream").await;
+    assert_eq!(client.next_frame().await.jpeg, versions[0]);
+
+    // Half the versions are overwritten in place in four pieces with pauses
+    // (a reader can see every prefix), half written aside and renamed over.
+    let writer_file = file.clone();
+    let writer_versions = versions.clone();
+    let writer = std::thread::spawn(move || {
+        for (n, v) in writer_versions.iter().enumerate().skip(1) {
+            if n % 2 == 0 {
+                put(&writer_file, v);
+            } else {
+                let mut f = std::fs::File::create(&writer_file).expect("truncate");
+                for piece in v.chunks(v.len().div_ceil(4)) {
+                    f.write_all(piece).expect("write");
+                    f.flush().expect("flush");
+                    std::thread::sleep(Duration::from_millis(15));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    });
+
+    // Every frame received decodes (`next_frame` decodes it) and is exactly
+    // one of the versions written, never a mix or a prefix.
+    let known: HashSet<&[u8]> = versions.iter().map(|v| &v[..]).collect();
+    let mut seen = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while seen.len() < versions.len() - 1 && Instant::now() < deadline {
+        let f = tokio::time::timeout(Duration::from_secs(2), client.next_frame()).await;
+        let Ok(f) = f else { break }; // the writer is done and the file still
+        assert!(
+            known.contains(&f.jpeg[..]),
+            "a frame that was never written"
+        );
+        seen.insert(f.jpeg);
+    }
+    writer.join().expect("writer");
+    assert!(
+        seen.len() >= 20,
+        "only {} of 40 versions arrived",
+        seen.len()
+    );
+    // The last version is on show, and nothing was dropped as corrupt.
+    let (code, _, body) = get(server.addr, "/snapshot?max_age=60000").await;
+    assert_eq!(code, 200);
+    assert_eq!(Some(&body), versions.last());
+    let st = stream_status(&status(server.addr).await, "file");
+    assert_eq!(st["online"], true, "{st}");
+    assert_eq!(st["frames_dropped"], 0, "{st}");
+
+    // A missing file is a source error: placeholder and offline.
+    std::fs::remove_file(&file).expect("remove");
+    let st = wait_status(server.addr, "file", "offline", |s| s["online"] == false).await;
+    let err = st["last_error"].as_str().expect("last_error");
+    assert!(err.starts_with(&format!("{spec}: ")), "{err}");
+    server.stop().await;
+}
+
+/// A JPEG of `w`x`h` carrying an EXIF-style APP1 segment that holds a
+/// complete small JPEG (a thumbnail) right after SOI.
+fn jpeg_with_thumbnail(w: u16, h: u16, n: usize) -> Vec<u8> {
+    let main = jpeg(w, h, n);
+    let thumb = jpeg(80, 60, 99);
+    let mut app1 = b"Exif\0\0".to_vec();
+    app1.extend_from_slice(&thumb);
+    let len = u16::try_from(app1.len() + 2).expect("thumbnail fits a segment");
+    let mut out = main[..2].to_vec();
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&main[2..]);
+    out
+}
+
+/// Runs the built binary with stdin piped to the test.
+fn start_with_stdin(args: &[&str]) -> (ServerProcess, ChildStdin) {
+    use std::io::BufRead;
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mjpegd"))
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run mjpegd");
+    let stdin = child.stdin.take().expect("piped stdin");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read stdout");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .expect("address");
+    (
+        ServerProcess {
+            child,
+            addr,
+            started,
+        },
+        stdin,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdin_stream_with_exif_thumbnails_and_a_truncated_frame() {
+    let (mut server, mut stdin) = start_with_stdin(&["--source", "stdin"]);
+    let mut client = StreamClient::connect(server.addr, "/stream").await;
+    let plain = jpeg(160, 120, 1);
+    let with_thumb = jpeg_with_thumbnail(320, 240, 2);
+    zune_decodes_with_thumbnail(&with_thumb);
+    let truncated = plain[..plain.len() - 2].to_vec(); // no EOI
+    // 60 frames at 20 fps; every 10th is cut short by the next frame.
+    let feeder = std::thread::spawn(move || {
+        for i in 0..60 {
+            let frame: &[u8] = match i % 10 {
+                9 => &truncated,
+                n if n % 2 == 0 => &plain,
+                _ => &with_thumb,
+            };
+            stdin.write_all(frame).expect("write to stdin");
+            stdin.flush().expect("flush");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Dropping stdin closes it.
+    });
+    let mut sizes = HashSet::new();
+    for _ in 0..20 {
+        sizes.insert(decode(&client.next_frame().await.jpeg));
+    }
+    // The thumbnail inside APP1 never ends a frame early.
+    assert_eq!(
+        sizes,
+        HashSet::from([(160, 120), (320, 240)]),
+        "frame sizes seen"
+    );
+    feeder.join().expect("feeder");
+
+    let st = wait_status(server.addr, "stdin", "stdin closed", |s| {
+        s["online"] == false
+    })
+    .await;
+    assert_eq!(st["last_error"], "stdin closed");
+    assert_eq!(st["frames_dropped"], 6, "{st}");
+    assert_eq!(st["frames_captured"].as_u64().map(|n| n >= 54), Some(true));
+    // The same connection carries on with the placeholder.
+    for _ in 0..2 {
+        client.next_frame().await;
+    }
+    let (code, _, body) = get(server.addr, "/snapshot").await;
+    assert_eq!(code, 503);
+    assert!(String::from_utf8_lossy(&body).contains("stdin closed"));
+    let (exit, _) = server.signal_and_wait(libc::SIGINT);
+    assert_eq!(exit, Some(0));
+}
+
+fn zune_decodes_with_thumbnail(jpeg: &[u8]) {
+    assert_eq!(decode(jpeg), (320, 240), "test image is a valid JPEG");
+}
+
+/// Processes in process group `pgid` that are alive (not zombies).
+fn live_group_members(pgid: i32) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // Fields after the command name in parentheses: state ppid pgrp ...
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.get(2).and_then(|p| p.parse::<i32>().ok()) == Some(pgid) && fields[0] != "Z" {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_shell_pipeline_streams_and_leaves_no_process_behind() {
+    let dir = TempDir::new("exec-loop");
+    std::fs::write(dir.path("a.jpg"), jpeg(160, 120, 1)).expect("write");
+    std::fs::write(dir.path("b.jpg"), jpeg(200, 100, 2)).expect("write");
+    let pid_file = dir.path("pid");
+    let command = format!(
+        "cd {}; echo $$ > pid; while true; do cat a.jpg b.jpg; sleep 0.05; done | cat",
+        dir.str()
+    );
+    let mut server = ServerProcess::start(&["--source", &format!("cam=exec:{command}")]);
+    let mut client = StreamClient::connect(server.addr, "/stream").await;
+    let mut sizes = HashSet::new();
+    for _ in 0..30 {
+        sizes.insert(decode(&client.next_frame().await.jpeg));
+        if sizes.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(sizes, HashSet::from([(160, 120), (200, 100)]));
+    let pgid: i32 = std::fs::read_to_string(&pid_file)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    let members = live_group_members(pgid);
+    assert!(
+        members.len() >= 2,
+        "shell and pipeline run in their own group: {members:?}"
+    );
+
+    let (exit, _) = server.signal_and_wait(libc::SIGINT);
+    assert_eq!(exit, Some(0));
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !live_group_members(pgid).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "left behind: {:?}",
+            live_group_members(pgid)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_command_that_exits_is_restarted() {
+    let dir = TempDir::new("exec-restart");
+    std::fs::write(dir.path("a.jpg"), jpeg(160, 120, 1)).expect("write");
+    let command = format!(
+        "cd {}; echo run >> runs; cat a.jpg; echo 'camera gone' >&2; exit 4",
+        dir.str()
+    );
+    let spec = format!("exec:{command}");
+    let server = TestServer::start(&["--source", &spec]).await;
+    let mut client = StreamClient::connect(server.addr, "/stream").await;
+    let st = wait_status(server.addr, "exec", "offline after exit", |s| {
+        s["online"] == false && s["frames_captured"].as_u64() >= Some(1)
+    })
+    .await;
+    assert_eq!(
+        st["last_error"],
+        format!("{spec} exited with status 4: camera gone")
+    );
+    // Backoff: restarts after 0.5 s, then 1 s later.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let runs = std::fs::read_to_string(dir.path("runs")).unwrap_or_default();
+        if runs.lines().count() >= 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "restarted {runs:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_status(server.addr, "exec", "frames of later runs", |s| {
+        s["frames_captured"].as_u64() >= Some(3)
+    })
+    .await;
+    // The viewer stayed connected throughout.
+    client.next_frame().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_ffmpeg_test_source() {
+    if Command::new("ffmpeg").arg("-version").output().is_err() {
+        println!("skipped: ffmpeg is not installed");
+        return;
+    }
+    let spec = "exec:ffmpeg -loglevel error -nostdin -re -f lavfi -i testsrc=size=320x240:rate=10 -f mjpeg -";
+    let server = TestServer::start(&["--source", &format!("ff={spec}")]).await;
+    let mut client = StreamClient::connect(server.addr, "/stream").await;
+    let first = client.next_frame().await;
+    let mut last = first.at;
+    for _ in 0..20 {
+        let f = client.next_frame().await;
+        assert_eq!(decode(&f.jpeg), (320, 240));
+        last = f.at;
+    }
+    let took = last.duration_since(first.at).as_secs_f64();
+    assert!(
+        (1.2..4.0).contains(&took),
+        "20 frames at 10 fps in {took:.2} s"
+    );
+    let st = stream_status(&status(server.addr).await, "ff");
+    assert_eq!(st["online"], true);
+    assert_eq!(st["frames_dropped"], 0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_folder_shows_placeholder_then_recovers_on_the_same_connection() {
+    let base = TempDir::new("dir-missing");
+    let dir = base.path("frames");
+    let spec = format!("dir:{}@10", dir.display());
+    let server = TestServer::start(&["--source", &format!("door={spec}")]).await;
+    let mut client = StreamClient::connect(server.addr, "/streams/door/stream").await;
+    // The placeholder (640x480, the stream's size being unknown).
+    assert_eq!(decode(&client.next_frame().await.jpeg), (640, 480));
+    let st = stream_status(&status(server.addr).await, "door");
+    assert_eq!(st["online"], false);
+    let err = st["last_error"].as_str().expect("last_error");
+    let label = format!("dir:{}", dir.display());
+    assert!(err.starts_with(&format!("{label}: ")), "{err}");
+
+    // An empty folder has another reason.
+    std::fs::create_dir(&dir).expect("mkdir");
+    let st = wait_status(server.addr, "door", "empty folder", |s| {
+        s["last_error"] == format!("{label} has no JPEG files")
+    })
+    .await;
+    assert_eq!(st["online"], false);
+
+    put(&dir.join("a.jpg"), &jpeg(200, 100, 1));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while decode(&client.next_frame().await.jpeg) != (200, 100) {
+        assert!(Instant::now() < deadline, "no real frame after recovery");
+    }
+    let st = stream_status(&status(server.addr).await, "door");
+    assert_eq!(st["online"], true);
+    assert_eq!(st["last_error"], serde_json::Value::Null);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_streams_and_a_capped_client() {
+    let dir = TempDir::new("two");
+    for i in 0..3 {
+        put(&dir.path(&format!("{i}.jpg")), &jpeg(120, 90, i));
+    }
+    let folder = format!("a=dir:{}@30", dir.str());
+    let server =
+        TestServer::start(&["--source", &folder, "--source", "b=pattern:160x120@30"]).await;
+    let mut slow = StreamClient::connect(server.addr, "/streams/a/stream?fps=5").await;
+    let mut fast = StreamClient::connect(server.addr, "/streams/a/stream").await;
+    let mut other = StreamClient::connect(server.addr, "/streams/b/stream").await;
+    assert_eq!(decode(&other.next_frame().await.jpeg), (160, 120));
+    slow.next_frame().await;
+    fast.next_frame().await;
+
+    let window = Duration::from_secs(2);
+    let count = |mut c: StreamClient| async move {
+        let start = Instant::now();
+        let mut n = 0;
+        while start.elapsed() < window {
+            assert_eq!(decode(&c.next_frame().await.jpeg), (120, 90));
+            n += 1;
+        }
+        n
+    };
+    let (slow_n, fast_n) = tokio::join!(count(slow), count(fast));
+    assert!(
+        (7..=13).contains(&slow_n),
+        "?fps=5 gave {slow_n} frames in 2 s"
+    );
+    assert!(fast_n >= 45, "uncapped client got {fast_n} frames in 2 s");
+    assert_eq!(decode(&other.next_frame().await.jpeg), (160, 120));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_runs_from_the_example_config() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mjpegd.toml");
+    let server = TestServer::start(&["--config", example]).await;
+    let mut small = StreamClient::connect(server.addr, "/streams/small/stream").await;
+    assert_eq!(decode(&small.next_frame().await.jpeg), (320, 240));
+    let mut main = StreamClient::connect(server.addr, "/stream").await;
+    assert_eq!(decode(&main.next_frame().await.jpeg), (640, 480));
+    let st = status(server.addr).await;
+    let names: Vec<&str> = st["streams"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["main", "small", "frames"]);
+    assert_eq!(stream_status(&st, "frames")["kind"], "dir");
+    let (code, _, body) = get(server.addr, "/").await;
+    assert_eq!(code, 200);
+    let page = String::from_utf8_lossy(&body);
+    for name in names {
+        assert!(page.contains(name), "index page lacks {name}");
+    }
+    server.stop().await;
+}
