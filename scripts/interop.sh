@@ -92,7 +92,7 @@ fi
 browser() {
   timeout 60 chromium --headless --no-sandbox --disable-gpu --disable-background-networking \
     --disable-component-update --disable-sync --no-first-run --disable-quic \
-    --user-data-dir="$(mktemp -d -p "$work")" --window-size=1700,620 --timeout=2500 "$@" 2>/dev/null
+    --user-data-dir="$(mktemp -d -p "$work")" --window-size=1800,680 --timeout=2500 "$@" 2>/dev/null
 }
 browser --screenshot="$work/index1.png" "$base/" >/dev/null || fail "chromium screenshot"
 sleep 1
