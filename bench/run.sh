@@ -7,7 +7,7 @@
 # (measuring the server's CPU and RSS from /proc), stops it. Prints a table
 # and keeps every cell's JSON in OUT/results.jsonl.
 #
-# Servers: mjpegd (always); "limit", the single-threaded C epoll+writev
+# Servers: mjpegd (sendfile, the default), mjpegd-write (--send-method write); "limit", the single-threaded C epoll+writev
 # ceiling, when ../shared/bench/limit/limit.c is beside the repository;
 # mjpg-streamer when built at $MJPG_BIN (see bench/README.md).
 #
@@ -58,6 +58,8 @@ fi
 server_cmd() { # name res_dir -> command line
   case "$1" in
     mjpegd) echo "exec $MJPEGD --listen 127.0.0.1:$PORT --source dir:$2@$FPS" ;;
+    mjpegd-write) echo "exec $MJPEGD --listen 127.0.0.1:$PORT --source dir:$2@$FPS --send-method write" ;;
+    mjpegd-1worker) echo "exec $MJPEGD --listen 127.0.0.1:$PORT --source dir:$2@$FPS --workers 1" ;;
     limit) echo "exec $LIMIT $2 $FPS $PORT" ;;
     mjpg-streamer) echo "exec $MJPG_DIR/mjpg_streamer -i '$MJPG_DIR/plugins/input_file/input_file.so -f $2/ -e -d $(python3 -c "print(1/$FPS)")' -o '$MJPG_DIR/plugins/output_http/output_http.so -p $PORT -l 127.0.0.1'" ;;
   esac
@@ -70,7 +72,7 @@ server_url() {
 }
 available() {
   case "$1" in
-    mjpegd) return 0 ;;
+    mjpegd|mjpegd-write|mjpegd-1worker) return 0 ;;
     limit) [ -x "$LIMIT" ] ;;
     mjpg-streamer) [ -x "$MJPG_DIR/mjpg_streamer" ] ;;
     *) return 1 ;;
@@ -92,7 +94,7 @@ run_cell() { # server res clients [url-suffix] [label]
   kill -KILL -- "-$pid" 2>/dev/null
   wait "$pid" 2>/dev/null
   echo "{\"server\":\"$label\",\"res\":\"$res\",\"cell_clients\":$clients,\"result\":$json}" >>"$OUT/results.jsonl"
-  log "$label $res $clients: $(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(f"fps min {r["fps_per_client_min"]}, frames/CPU-s {r["frames_per_server_cpu_s"]}, failed {r["clients_failed"]}")' "$json")"
+  log "$label $res $clients: $(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("fps min {}, frames/CPU-s {}, failed {}".format(r["fps_per_client_min"], r["frames_per_server_cpu_s"], r["clients_failed"]))' "$json")"
   PORT=$((PORT + 1))
 }
 

@@ -3,7 +3,7 @@
 //! file's settings; `--source` flags replace the file's streams.
 
 use crate::logging::LogFormat;
-use crate::source::SourceSpec;
+use crate::source::{SourceSpec, redact_credentials};
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use serde::Deserialize;
@@ -27,6 +27,8 @@ pub struct Config {
     pub zero_copy: bool,
     /// SO_SNDBUF of client sockets in bytes (0: the kernel's autotuning).
     pub send_buffer: usize,
+    /// Threads that serve HTTP clients (0: one per core).
+    pub workers: usize,
     /// How long shutdown waits for open connections and sources to finish.
     pub shutdown_grace: Duration,
     /// Skip frames identical to the previous one (still one a second).
@@ -131,6 +133,12 @@ struct Cli {
     #[arg(long, value_name = "METHOD", default_value = "sendfile",
           value_parser = ["sendfile", "write"])]
     send_method: String,
+
+    /// Threads serving HTTP clients (0: one per CPU core). Capture and
+    /// encoding run on threads of their own.
+    #[arg(long, value_name = "N", default_value_t = 0,
+          value_parser = clap::value_parser!(u16).range(0..=1024))]
+    workers: u16,
 }
 
 impl Config {
@@ -153,6 +161,7 @@ impl Config {
             header_timeout: cli.header_timeout,
             send_buffer: cli.send_buffer,
             zero_copy: cli.send_method == "sendfile",
+            workers: usize::from(cli.workers),
             shutdown_grace: Duration::from_millis(500),
             drop_same_frames: cli.drop_same_frames,
             allow_origin: cli.allow_origin,
@@ -313,7 +322,13 @@ impl ConfigFile {
             let mut source: SourceSpec = match src.get_ref().parse() {
                 Ok(spec) => spec,
                 Err(e) => {
-                    return self.error(src.span(), format_args!("bad value for 'source': {e}"));
+                    return self.error(
+                        src.span(),
+                        format_args!(
+                            "bad value for 'source': {}",
+                            redact_credentials(&e.to_string())
+                        ),
+                    );
                 }
             };
             if let Some(fps) = &entry.fps {
@@ -518,7 +533,7 @@ fn parse_streams(items: &[String]) -> Result<Vec<StreamConfig>, String> {
         };
         let source: SourceSpec = spec
             .parse()
-            .map_err(|e| format!("invalid --source '{item}': {e}"))?;
+            .map_err(|e| redact_credentials(&format!("invalid --source '{item}': {e}")))?;
         add_stream(&mut streams, name, source, None)?;
     }
     Ok(streams)

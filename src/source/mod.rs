@@ -25,7 +25,7 @@ pub mod v4l2;
 mod watch;
 pub mod yuv;
 
-pub use spec::{DEFAULT_DIR_FPS, DirSpec, PatternSpec, SourceSpec, SpecError};
+pub use spec::{DEFAULT_DIR_FPS, DirSpec, PatternSpec, SourceSpec, SpecError, redact_credentials};
 
 use crate::hub::FrameHub;
 use std::fmt;

@@ -209,6 +209,31 @@ impl fmt::Display for SourceSpec {
     }
 }
 
+/// `text` with the password of every `scheme://user:password@` replaced by
+/// `***`, for echoing user input in error messages.
+pub fn redact_credentials(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (before, after) = rest.split_at(i + 3);
+        out.push_str(before);
+        let authority_end = after.find(['/', '?', '#', ' ']).unwrap_or(after.len());
+        let authority = &after[..authority_end];
+        match authority.rsplit_once('@') {
+            Some((userinfo, host)) if userinfo.contains(':') => {
+                let user = userinfo.split(':').next().unwrap_or("");
+                out.push_str(user);
+                out.push_str(":***@");
+                out.push_str(host);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &after[authority_end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +243,20 @@ mod tests {
             Ok(SourceSpec::Pattern(p)) => p,
             other => panic!("{s}: {other:?}"),
         }
+    }
+
+    #[test]
+    fn credentials_are_redacted() {
+        assert_eq!(
+            redact_credentials("cam=http://admin:s3cret@10.0.0.2:81/video?x=1 and https://h/p"),
+            "cam=http://admin:***@10.0.0.2:81/video?x=1 and https://h/p"
+        );
+        assert_eq!(
+            redact_credentials("snapshot:http://u:p@h"),
+            "snapshot:http://u:***@h"
+        );
+        assert_eq!(redact_credentials("http://user@h/"), "http://user@h/");
+        assert_eq!(redact_credentials("dir:/x"), "dir:/x");
     }
 
     #[test]
