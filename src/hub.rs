@@ -232,6 +232,11 @@ impl FrameHub {
         self.demand.has_demand()
     }
 
+    /// Whether `--capture-on-demand` is set for this stream.
+    pub fn capture_on_demand(&self) -> bool {
+        self.demand.enabled()
+    }
+
     /// For async sources: returns at once while somebody watches; otherwise
     /// shows the stream as paused and returns when a viewer arrives.
     pub async fn wait_for_demand(&self) {

@@ -455,13 +455,38 @@ async fn stream_state(addr: SocketAddr) -> (bool, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capture_on_demand_pauses_and_resumes() {
-    let s = TestServer::start(&[
-        "--source",
-        "pattern:160x120@30",
-        "--capture-on-demand",
-        "0.5",
-    ])
-    .await;
+    capture_on_demand_with("pattern:160x120@30").await;
+}
+
+/// Any source, not only the test pattern: the supervisor stops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capture_on_demand_stops_a_folder_source() {
+    let dir = tempdir();
+    for i in 0..3u8 {
+        let mut c = mjpegd::canvas::Canvas::new(64, 48, mjpegd::canvas::Rgb(i * 80, 0, 0));
+        c.fill_rect(i as i32 * 10, 0, 8, 8, mjpegd::canvas::Rgb(255, 255, 255));
+        let jpeg = c.encode_jpeg(80).expect("encodes");
+        std::fs::write(dir.join(format!("{i:03}.jpg")), jpeg).expect("write frame");
+    }
+    capture_on_demand_with(&format!("dir:{}@30", dir.display())).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "mjpegd-ondemand-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+async fn capture_on_demand_with(source: &str) {
+    let s = TestServer::start(&["--source", source, "--capture-on-demand", "0.5"]).await;
     // Nobody watches: capture stops after the linger time.
     let deadline = Instant::now() + Duration::from_secs(5);
     while !stream_state(s.addr).await.0 {
