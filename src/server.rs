@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::http::{HttpContext, HttpOptions, serve_connection};
 use crate::hub::FrameHub;
 use crate::listen::{Accepted, Listener, UNIX_PEER};
+use crate::logging::Summary;
 use crate::source::{SourceContext, supervise};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,10 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, debug_span, info, warn};
+
+/// How often each stream's activity is summarized in the log.
+const SUMMARY_EVERY: Duration = Duration::from_secs(60);
 
 /// Runs the server on `listeners` (TCP or unix; HTTPS on TCP when the config
 /// has TLS) until `shutdown` is cancelled, then ends every source and
@@ -27,6 +31,8 @@ pub async fn run<L: Into<Listener>>(
     for stream in &config.streams {
         let spec = stream.source.clone();
         let hub = FrameHub::new(&stream.name, &spec.to_string(), spec.kind());
+        hub.set_drop_same_frames(config.drop_same_frames);
+        hub.set_capture_on_demand(config.capture_on_demand);
         info!(stream = %stream.name, source = %spec, "stream ready");
         let ctx = SourceContext {
             hub: hub.clone(),
@@ -41,6 +47,7 @@ pub async fn run<L: Into<Listener>>(
     let options = HttpOptions {
         header_timeout: config.header_timeout,
         snapshot_timeout: config.snapshot_timeout,
+        allow_origin: config.allow_origin.clone(),
         access: config.access.clone(),
         limits: config.limits,
         send_timeout: config.send_timeout,
@@ -98,34 +105,31 @@ async fn accept_loop(
                     let _ = socket2::SockRef::from(&socket).set_send_buffer_size(send_buffer);
                 }
                 debug!(%peer, "connection");
+                // Every log line of the connection names the peer.
+                let span = debug_span!("conn", %peer);
                 match &tls {
-                    None => {
-                        tasks.spawn(serve_connection(
-                            socket,
-                            peer,
-                            ctx.clone(),
-                            shutdown.clone(),
-                        ));
-                    }
-                    Some(acceptor) => {
-                        tasks.spawn(serve_tls(
+                    None => tasks.spawn(
+                        serve_connection(socket, peer, ctx.clone(), shutdown.clone())
+                            .instrument(span),
+                    ),
+                    Some(acceptor) => tasks.spawn(
+                        serve_tls(
                             acceptor.clone(),
                             socket,
                             peer,
                             ctx.clone(),
                             shutdown.clone(),
-                        ));
-                    }
-                }
+                        )
+                        .instrument(span),
+                    ),
+                };
             }
             Ok(Accepted::Unix(socket)) => {
                 debug!("connection on a unix socket");
-                tasks.spawn(serve_connection(
-                    socket,
-                    UNIX_PEER,
-                    ctx.clone(),
-                    shutdown.clone(),
-                ));
+                tasks.spawn(
+                    serve_connection(socket, UNIX_PEER, ctx.clone(), shutdown.clone())
+                        .instrument(debug_span!("conn", peer = "unix")),
+                );
             }
             Err(e) => {
                 // Typically out of file descriptors: wait for some to close
@@ -161,13 +165,20 @@ async fn serve_tls(
     }
 }
 
-/// Updates every stream's measured frame rates once a second.
+/// Updates every stream's measured frame rates once a second, and logs a
+/// summary of each stream every `SUMMARY_EVERY`.
 async fn tick_rates(hubs: Vec<Arc<FrameHub>>, shutdown: CancellationToken) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
+    let mut summary = Summary::new(&hubs);
+    let mut next_summary = tokio::time::Instant::now() + SUMMARY_EVERY;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = every.tick() => hubs.iter().for_each(|h| h.tick()),
+        }
+        if tokio::time::Instant::now() >= next_summary {
+            summary.log(&hubs);
+            next_summary += SUMMARY_EVERY;
         }
     }
 }

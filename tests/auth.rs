@@ -253,3 +253,30 @@ fn token_subcommand_errors_exit_2_with_one_line() {
         assert!(out.stdout.is_empty());
     }
 }
+
+#[tokio::test]
+async fn cors_preflights_need_no_credentials_but_everything_else_does() {
+    let s = TestServer::start(&[
+        "--source",
+        "pattern:160x120@30",
+        "--auth",
+        USER_PASS,
+        "--allow-origin",
+        "https://dash.example",
+    ])
+    .await;
+    let preflight = "OPTIONS /snapshot HTTP/1.1\r\nOrigin: https://dash.example\r\n\
+                     Access-Control-Request-Method: GET\r\n\
+                     Access-Control-Request-Headers: authorization\r\nConnection: close\r\n\r\n";
+    let (code, head, _) = request(s.addr, preflight).await;
+    assert_eq!(code, 204, "{head}");
+    let plain_options = "OPTIONS /snapshot HTTP/1.1\r\nConnection: close\r\n\r\n";
+    assert_eq!(request(s.addr, plain_options).await.0, 401);
+    let (code, head, _) = get(s.addr, "/snapshot").await;
+    assert_eq!(code, 401);
+    assert!(
+        head.contains("Access-Control-Allow-Origin: https://dash.example"),
+        "{head}"
+    );
+    s.stop().await;
+}

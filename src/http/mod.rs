@@ -6,8 +6,10 @@
 //! This module sees streams only through their `FrameHub`s.
 
 pub mod auth;
+mod cors;
 mod index;
 pub mod limits;
+mod metrics;
 pub mod request;
 pub mod response;
 mod router;
@@ -44,6 +46,8 @@ pub struct HttpOptions {
     pub limits: Limits,
     /// A client that takes no byte of a response for this long is dropped.
     pub send_timeout: Duration,
+    /// `Access-Control-Allow-Origin` for every response (`--allow-origin`).
+    pub allow_origin: Option<String>,
     /// Send stream parts to plain TCP clients with `sendfile` from the
     /// frame's memory file (else with `write` from the shared buffer).
     pub zero_copy: bool,
@@ -58,6 +62,7 @@ impl Default for HttpOptions {
             access: Access::default(),
             limits: Limits::default(),
             send_timeout: Duration::from_secs(10),
+            allow_origin: None,
             zero_copy: true,
         }
     }
@@ -133,6 +138,7 @@ pub async fn serve_connection<S>(
             }
             Ok(Err(ReadError::TooLarge)) => {
                 let resp = Response::text(431, "request head too large");
+                let resp = cors::decorate(resp, &ctx.options);
                 if resp.write(&mut io, 1, false, false).await.is_ok() {
                     linger_close(&mut io, &cancel).await;
                 }
@@ -140,7 +146,7 @@ pub async fn serve_connection<S>(
             }
             Ok(Err(ReadError::Malformed(why))) => {
                 debug!(%peer, "{why}");
-                let resp = Response::text(400, &why);
+                let resp = cors::decorate(Response::text(400, &why), &ctx.options);
                 if resp.write(&mut io, 1, false, false).await.is_ok() {
                     linger_close(&mut io, &cancel).await;
                 }
@@ -149,6 +155,7 @@ pub async fn serve_connection<S>(
             Err(_elapsed) => {
                 if !buf.is_empty() {
                     let resp = Response::text(408, "request head not received in time");
+                    let resp = cors::decorate(resp, &ctx.options);
                     let _ = resp.write(&mut io, 1, false, false).await;
                 }
                 return;
@@ -157,13 +164,22 @@ pub async fn serve_connection<S>(
         debug!(%peer, method = %request.method, path = %request.path, "request");
         // Refusals come before any work; the stream permit (if any) lives as
         // long as the stream does.
+        // Browsers send a CORS preflight without credentials; it reveals
+        // nothing, so it is answered when cross-origin access is configured.
+        let preflight = ctx.options.allow_origin.is_some()
+            && request.method == "OPTIONS"
+            && request.header("access-control-request-method").is_some();
         let permit = admitted
             .map_err(refuse_busy)
-            .and_then(|()| ctx.options.access.check(&request, SystemTime::now()))
+            .and_then(|()| match preflight {
+                true => Ok(()),
+                false => ctx.options.access.check(&request, SystemTime::now()),
+            })
             .and_then(|()| stream_permit(&request, peer, &ctx));
         let keep_alive = match permit {
             Ok(_permit) => router::handle(&mut io, &request, &ctx, &cancel).await,
             Err(response) => {
+                let response = cors::decorate(response, &ctx.options);
                 let keep_alive = admitted.is_ok() && request.keep_alive() && !request.has_body();
                 let head_only = request.method == "HEAD";
                 let written = response
