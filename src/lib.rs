@@ -10,6 +10,7 @@
 pub mod canvas;
 pub mod clock;
 pub mod config;
+pub mod encode;
 pub mod frame;
 pub mod http;
 pub mod hub;
