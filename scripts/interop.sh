@@ -24,8 +24,9 @@ fail() { echo "interop: FAIL: $*" >&2; exit 1; }
 pass=0
 ok() { echo "interop: ok: $*"; pass=$((pass + 1)); }
 
-./target/release/mjpegd --listen 127.0.0.1:0 --source pattern:640x480@30 \
-  --source cam2=pattern:320x240@15 >"$work/out" 2>"$work/err" &
+"${CARGO_TARGET_DIR:-target}/release/mjpegd" --listen 127.0.0.1:0 --source pattern:640x480@30 \
+  --source cam2=pattern:320x240@15 --source door=http://127.0.0.1:1/video.mjpg \
+  >"$work/out" 2>"$work/err" &
 server_pid=$!
 for _ in $(seq 100); do grep -q '^listening on' "$work/out" 2>/dev/null && break; sleep 0.05; done
 base=$(sed -n 's/^listening on //p' "$work/out" | head -n1)
@@ -63,9 +64,111 @@ for v in --http1.0 --http1.1; do
 done
 ok "curl HTTP/1.0 and 1.1 stream heads"
 
+# /metrics: promtool (Prometheus' own checker) accepts the exposition.
+# Skipped when promtool cannot be installed.
+if ! need promtool; then
+  echo "interop: installing promtool (package prometheus)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 || true
+fi
+if need promtool; then
+  curl -sf "$base/metrics" >"$work/metrics.txt" || fail "GET /metrics"
+  promtool check metrics <"$work/metrics.txt" >"$work/promtool.out" 2>&1 \
+    || fail "promtool: $(head -5 "$work/promtool.out")"
+  grep -q '^mjpegd_frames_delivered_total{stream="pattern"} [1-9]' "$work/metrics.txt" \
+    || fail "no delivered frames in /metrics"
+  ok "promtool check metrics: /metrics is valid"
+else
+  echo "interop: skip: promtool not installable"
+fi
+
+# The index page in a real browser: headless Chromium loads it, the live
+# images move (two screenshots a second apart differ inside the first
+# image), and the script filled in each stream's state from /status,
+# including the reason the `door` stream (nothing listens on port 1) is offline.
+if ! need chromium; then
+  echo "interop: installing chromium"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+browser() {
+  timeout 60 chromium --headless --no-sandbox --disable-gpu --disable-background-networking \
+    --disable-component-update --disable-sync --no-first-run --disable-quic \
+    --user-data-dir="$(mktemp -d -p "$work")" --window-size=1800,680 --timeout=2500 "$@" 2>/dev/null
+}
+browser --screenshot="$work/index1.png" "$base/" >/dev/null || fail "chromium screenshot"
+sleep 1
+browser --screenshot="$work/index2.png" "$base/" >/dev/null || fail "chromium screenshot"
+# The first stream's 640x480 image starts at about (22, 77); look well inside it.
+read -r changed colors < <(python3 scripts/pngdiff.py "$work/index1.png" "$work/index2.png" 60 120 600 520)
+python3 -c "import sys; sys.exit(0 if $changed > 0.01 and $colors > 50 else 1)" \
+  || fail "screenshots: $changed of the image area changed, $colors colors"
+browser --dump-dom "$base/" >"$work/index.html" || fail "chromium --dump-dom"
+for name in pattern cam2; do
+  grep -q "id=\"state-$name\">online<" "$work/index.html" || fail "no live state for $name in the page"
+  grep -q "id=\"stats-$name\">[0-9]*x[0-9]* " "$work/index.html" || fail "no stats for $name in the page"
+  grep -q "src=\"streams/$name/stream\"" "$work/index.html" || fail "no image of $name"
+done
+grep -q 'id="state-door">OFFLINE<' "$work/index.html" || fail "door not shown offline"
+grep -q '<div class="message" id="message-door">Stream offline: cannot connect' "$work/index.html" \
+  || fail "no offline message for door: $(grep message-door "$work/index.html")"
+grep -q '<div class="message" id="message-pattern" hidden' "$work/index.html" \
+  || fail "offline message shown for a live stream"
+[ -z "${SAVE_SCREENSHOT:-}" ] || cp "$work/index1.png" "$SAVE_SCREENSHOT"
+ok "chromium: index page live ($changed of the image changed), names, states and offline reason shown"
+
+# Behind nginx with contrib/nginx.conf: the stream and snapshot work under
+# /camera/. Skipped when nginx cannot be installed.
+if ! need nginx && [ ! -x /usr/sbin/nginx ]; then
+  echo "interop: installing nginx"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null 2>&1 \
+    || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null 2>&1 || true
+fi
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+if [ -x "$nginx_bin" ]; then
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  sed -e "s|server 127.0.0.1:8080;|server ${base#http://};|" -e "s|listen 80;|listen 127.0.0.1:$port;|" \
+    contrib/nginx.conf >"$work/site.conf"
+  mkdir -p "$work/nginx"
+  cat >"$work/nginx.conf" <<NGINX
+daemon off;
+worker_processes 1;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 256; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body;
+  proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fastcgi;
+  uwsgi_temp_path $work/nginx/uwsgi;
+  scgi_temp_path $work/nginx/scgi;
+  include $work/site.conf;
+}
+NGINX
+  "$nginx_bin" -c "$work/nginx.conf" -e "$work/nginx/error.log" &
+  nginx_pid=$!
+  trap 'kill $nginx_pid 2>/dev/null || true; cleanup' EXIT
+  proxy="http://127.0.0.1:$port/camera"
+  for _ in $(seq 100); do curl -sf -o /dev/null "$proxy/status" && break; sleep 0.05; done
+  start=$(date +%s%N)
+  timeout 30 ffmpeg -v error -f mpjpeg -i "$proxy/stream" -frames:v 30 -f null - 2>"$work/nginx-ffmpeg.err" \
+    || fail "ffmpeg through nginx: $(cat "$work/nginx-ffmpeg.err")"
+  [ ! -s "$work/nginx-ffmpeg.err" ] || fail "ffmpeg through nginx reported: $(head -5 "$work/nginx-ffmpeg.err")"
+  ms=$(( ($(date +%s%N) - start) / 1000000 ))
+  # 30 frames at 30 fps: about a second when nginx passes each frame on at once.
+  [ "$ms" -lt 5000 ] || fail "30 frames through nginx took $ms ms"
+  code=$(curl -s -o "$work/proxy-snap.jpg" -w '%{http_code} %{content_type}' "$proxy/snapshot")
+  [ "$code" = "200 image/jpeg" ] || fail "snapshot through nginx: $code"
+  curl -sf "$proxy/" | grep -q 'src="streams/cam2/stream"' || fail "index through nginx"
+  kill "$nginx_pid" 2>/dev/null || true
+  wait "$nginx_pid" 2>/dev/null || true
+  ok "nginx (contrib/nginx.conf): 30 frames in $ms ms, snapshot and index under /camera/"
+else
+  echo "interop: skip: nginx not installable"
+fi
+
 # MJPEG from ffmpeg on stdin is served again: ffprobe reads it back.
 ffmpeg -v error -nostdin -re -f lavfi -i testsrc=size=320x240:rate=15 -t 20 -f mjpeg - 2>/dev/null \
-  | ./target/release/mjpegd --listen 127.0.0.1:0 --source stdin >"$work/pipe.out" 2>"$work/pipe.err" &
+  | "${CARGO_TARGET_DIR:-target}/release/mjpegd" --listen 127.0.0.1:0 --source stdin >"$work/pipe.out" 2>"$work/pipe.err" &
 pipe_pid=$!
 for _ in $(seq 100); do grep -q '^listening on' "$work/pipe.out" 2>/dev/null && break; sleep 0.05; done
 pipe_base=$(sed -n 's/^listening on //p' "$work/pipe.out" | head -n1)

@@ -2,6 +2,7 @@
 //! into a validated `Config`. Flags given on the command line override the
 //! file's settings; `--source` flags replace the file's streams.
 
+use crate::logging::LogFormat;
 use crate::source::{SourceSpec, redact_credentials};
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
@@ -30,6 +31,13 @@ pub struct Config {
     pub workers: usize,
     /// How long shutdown waits for open connections and sources to finish.
     pub shutdown_grace: Duration,
+    /// Skip frames identical to the previous one (still one a second).
+    pub drop_same_frames: bool,
+    /// `Access-Control-Allow-Origin` value for every response.
+    pub allow_origin: Option<String>,
+    /// Pause sources after this long without viewers.
+    pub capture_on_demand: Option<Duration>,
+    pub log_format: LogFormat,
 }
 
 /// One named stream.
@@ -98,6 +106,27 @@ struct Cli {
     #[arg(long, value_name = "BYTES", default_value_t = 131_072)]
     send_buffer: usize,
 
+    /// Do not send a frame identical to the previous one (a still camera, an
+    /// unchanged file); the picture is still repeated once a second so
+    /// clients keep the connection.
+    #[arg(long)]
+    drop_same_frames: bool,
+
+    /// Send `Access-Control-Allow-Origin: ORIGIN` (e.g. `*` or
+    /// `https://example.com`) with every response and answer CORS preflight
+    /// requests, so pages on other origins can fetch snapshots and status.
+    #[arg(long, value_name = "ORIGIN", value_parser = parse_origin)]
+    allow_origin: Option<String>,
+
+    /// Pause capture when nobody has watched a stream for SECS seconds;
+    /// resume when a client connects or asks for a snapshot.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    capture_on_demand: Option<Duration>,
+
+    /// Log line format on stderr (filters: RUST_LOG, e.g. `mjpegd=debug`).
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
     /// How stream parts reach plain TCP clients: `sendfile` hands the kernel
     /// references to the frame's pages (no copy per client); `write` copies
     /// the shared bytes into each socket.
@@ -134,6 +163,10 @@ impl Config {
             zero_copy: cli.send_method == "sendfile",
             workers: usize::from(cli.workers),
             shutdown_grace: Duration::from_millis(500),
+            drop_same_frames: cli.drop_same_frames,
+            allow_origin: cli.allow_origin,
+            capture_on_demand: cli.capture_on_demand,
+            log_format: cli.log_format,
         };
         let mut file_streams = Vec::new();
         if let Some(path) = &cli.config {
@@ -172,6 +205,12 @@ struct FileSettings {
     header_timeout: Option<Spanned<f64>>,
     send_buffer: Option<Spanned<i64>>,
     send_method: Option<Spanned<String>>,
+    drop_same_frames: Option<Spanned<bool>>,
+    allow_origin: Option<Spanned<String>>,
+    /// Seconds without viewers before capture pauses.
+    capture_on_demand: Option<Spanned<f64>>,
+    /// `"text"` or `"json"`.
+    log_format: Option<Spanned<String>>,
     #[serde(default)]
     stream: Vec<FileStream>,
 }
@@ -276,6 +315,7 @@ impl ConfigFile {
                 }
             };
         }
+        self.apply_operations(config, given)?;
         let mut streams = Vec::new();
         for entry in &s.stream {
             let src = &entry.source;
@@ -368,6 +408,49 @@ impl ConfigFile {
                 format_args!("bad value for '{key}': {} (expected 1 to 100)", v.get_ref()),
             ),
         }
+    }
+
+    /// The operations settings: frame dropping, CORS, capture on demand, logs.
+    fn apply_operations(
+        &self,
+        config: &mut Config,
+        given: &dyn Fn(&str) -> bool,
+    ) -> Result<(), ConfigError> {
+        let s = &self.settings;
+        if let Some(v) = &s.drop_same_frames
+            && !given("drop_same_frames")
+        {
+            config.drop_same_frames = *v.get_ref();
+        }
+        if let Some(v) = &s.allow_origin
+            && !given("allow_origin")
+        {
+            config.allow_origin = Some(parse_origin(v.get_ref()).or_else(|e| {
+                self.error(v.span(), format_args!("bad value for 'allow_origin': {e}"))
+            })?);
+        }
+        if let Some(v) = &s.capture_on_demand
+            && !given("capture_on_demand")
+        {
+            config.capture_on_demand = Some(self.secs(v, "capture_on_demand")?);
+        }
+        if let Some(v) = &s.log_format
+            && !given("log_format")
+        {
+            config.log_format = match v.get_ref().as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    return self.error(
+                        v.span(),
+                        format_args!(
+                            "bad value for 'log_format': '{other}' (expected text or json)"
+                        ),
+                    );
+                }
+            };
+        }
+        Ok(())
     }
 
     fn secs(&self, v: &Spanned<f64>, key: &str) -> Result<Duration, ConfigError> {
@@ -515,6 +598,16 @@ fn parse_listen(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("'{s}' is not HOST:PORT or PORT"))
 }
 
+/// A CORS origin: `*`, or a visible-ASCII value that cannot split a header.
+fn parse_origin(s: &str) -> Result<String, String> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "'{s}' is not an origin such as * or https://example.com"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
 fn parse_secs(s: &str) -> Result<Duration, String> {
     match s.parse::<f64>() {
         Ok(v) if v > 0.0 && v <= 86_400.0 => Ok(Duration::from_secs_f64(v)),
@@ -582,6 +675,10 @@ mod tests {
             &["--source", "a=pattern", "--source", "a=pattern"],
             &["--source", "bad/name=pattern"],
             &["--snapshot-timeout", "-1"],
+            &["--allow-origin", "a b"],
+            &["--allow-origin", ""],
+            &["--capture-on-demand", "0"],
+            &["--log-format", "xml"],
             &["--frobnicate"],
         ] {
             let msg = invalid(args);
@@ -635,6 +732,66 @@ mod tests {
         assert_eq!(c.streams[0].quality, None);
         assert_eq!(c.streams[2].source.kind(), "dir");
         assert_eq!(c.listen, vec!["127.0.0.1:8080".parse().expect("addr")]);
+    }
+
+    #[test]
+    fn the_deployment_examples_are_valid() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/");
+        let pi = parse(&["--config", &format!("{dir}raspberry-pi.toml")]).expect("valid");
+        assert_eq!(pi.listen, vec!["0.0.0.0:8080".parse().expect("addr")]);
+        assert_eq!(pi.capture_on_demand, Some(Duration::from_secs(30)));
+        assert_eq!(pi.streams.len(), 1);
+        assert_eq!(pi.streams[0].name, "cam");
+        assert_eq!(pi.streams[0].source.kind(), "exec");
+        assert!(pi.streams[0].source.to_string().contains("rpicam-vid"));
+        let ip = parse(&["--config", &format!("{dir}ip-camera.toml")]).expect("valid");
+        let names: Vec<_> = ip.streams.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["door", "garage", "garden"]);
+        let kinds: Vec<_> = ip.streams.iter().map(|s| s.source.kind()).collect();
+        assert_eq!(kinds, ["relay", "relay", "snapshot"]);
+        assert!(ip.drop_same_frames);
+        assert_eq!(ip.allow_origin.as_deref(), Some("*"));
+    }
+
+    #[test]
+    fn operations_settings_in_the_file() {
+        let text = r#"
+drop_same_frames = true
+allow_origin = "https://example.com"
+capture_on_demand = 10
+log_format = "json"
+"#;
+        let c = with_file(text, &[]).expect("valid");
+        assert!(c.drop_same_frames);
+        assert_eq!(c.allow_origin.as_deref(), Some("https://example.com"));
+        assert_eq!(c.capture_on_demand, Some(Duration::from_secs(10)));
+        assert_eq!(c.log_format, LogFormat::Json);
+        let c = with_file(
+            text,
+            &[
+                "--allow-origin",
+                "*",
+                "--capture-on-demand",
+                "2",
+                "--log-format",
+                "text",
+            ],
+        )
+        .expect("valid");
+        assert_eq!(c.allow_origin.as_deref(), Some("*"), "flags override");
+        assert_eq!(c.capture_on_demand, Some(Duration::from_secs(2)));
+        assert_eq!(c.log_format, LogFormat::Text);
+        for (bad, key) in [
+            ("allow_origin = \"a b\"", "allow_origin"),
+            ("capture_on_demand = 0", "capture_on_demand"),
+            ("log_format = \"xml\"", "log_format"),
+            ("drop_same_frames = 1", "drop_same_frames"),
+        ] {
+            let msg = file_error(bad);
+            assert!(msg.starts_with("config.toml:1:"), "{bad}: {msg}");
+            assert!(msg.contains(key), "{bad}: {msg}");
+            assert!(!msg.contains('\n'), "{msg}");
+        }
     }
 
     #[test]
@@ -743,6 +900,29 @@ quality = 90
         ] {
             assert!(!file_error(text).contains('\n'), "one line for {text:?}");
         }
+    }
+
+    #[test]
+    fn operations_options() {
+        let c = parse(&[]).expect("defaults are valid");
+        assert!(!c.drop_same_frames);
+        assert_eq!(c.allow_origin, None);
+        assert_eq!(c.capture_on_demand, None);
+        assert_eq!(c.log_format, LogFormat::Text);
+        let c = parse(&[
+            "--drop-same-frames",
+            "--allow-origin",
+            "*",
+            "--capture-on-demand",
+            "2.5",
+            "--log-format",
+            "json",
+        ])
+        .expect("valid");
+        assert!(c.drop_same_frames);
+        assert_eq!(c.allow_origin.as_deref(), Some("*"));
+        assert_eq!(c.capture_on_demand, Some(Duration::from_millis(2500)));
+        assert_eq!(c.log_format, LogFormat::Json);
     }
 
     #[test]

@@ -6,12 +6,16 @@
 //! client is one `Arc` and its socket buffer, whatever the client does.
 //! The hub also keeps the stream's counters and source state for `/status`.
 
+use crate::demand::Demand;
 use crate::frame::{Frame, FrameMeta};
+use crate::latency::{LatencyHistogram, LatencySnapshot};
 use serde::Serialize;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
 
 /// The newest frame of a stream, if any has been published yet.
 pub type Latest = Option<Arc<Frame>>;
@@ -26,7 +30,18 @@ pub struct FrameHub {
     counters: Counters,
     state: Mutex<State>,
     started: Instant,
+    /// Capture-to-send times of frames written to stream clients.
+    latency: LatencyHistogram,
+    /// `--drop-same-frames`: publish a frame identical to the previous one
+    /// only once `SAME_FRAME_REPEAT` has passed.
+    drop_same: AtomicBool,
+    /// Whether anybody watches (`--capture-on-demand`).
+    demand: Demand,
 }
+
+/// With `--drop-same-frames`, an unchanged picture is still sent this often,
+/// so browsers and players keep the connection and show a live timestamp.
+pub const SAME_FRAME_REPEAT: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 struct Counters {
@@ -36,6 +51,7 @@ struct Counters {
     corrupt: AtomicU64,
     bytes_out: AtomicU64,
     clients: AtomicU64,
+    unchanged: AtomicU64,
 }
 
 struct State {
@@ -76,6 +92,10 @@ pub struct StreamStatus {
     /// Frames the source produced that were not complete JPEGs, dropped.
     pub frames_dropped: u64,
     pub bytes_out: u64,
+    /// Frames identical to the previous one, not published (`--drop-same-frames`).
+    pub frames_unchanged: u64,
+    /// Capture paused because nobody watches (`--capture-on-demand`).
+    pub paused: bool,
     pub last_frame_age_ms: Option<u64>,
     pub uptime_s: f64,
 }
@@ -99,7 +119,21 @@ impl FrameHub {
                 rates: Rates::default(),
             }),
             started: Instant::now(),
+            latency: LatencyHistogram::default(),
+            drop_same: AtomicBool::new(false),
+            demand: Demand::default(),
         })
+    }
+
+    /// Skips frames identical to the previous one (still repeating the
+    /// picture every `SAME_FRAME_REPEAT`).
+    pub fn set_drop_same_frames(&self, on: bool) {
+        self.drop_same.store(on, Relaxed);
+    }
+
+    /// Lets sources pause after `linger` without viewers (`None`: never).
+    pub fn set_capture_on_demand(&self, linger: Option<Duration>) {
+        self.demand.set_linger(linger);
     }
 
     pub fn name(&self) -> &str {
@@ -107,8 +141,21 @@ impl FrameHub {
     }
 
     /// Publishes a complete JPEG from the source; the stream is online.
+    /// With `--drop-same-frames`, a JPEG identical to the current frame is
+    /// counted but not published (the current frame is returned).
     pub fn publish(&self, jpeg: &[u8], meta: FrameMeta) -> Arc<Frame> {
         self.counters.captured.fetch_add(1, Relaxed);
+        if self.drop_same.load(Relaxed)
+            && let Some(prev) = self.latest()
+            && prev.online
+            && prev.age() < SAME_FRAME_REPEAT
+            // Slice equality compares lengths first, then one memcmp: exact,
+            // and cheaper than hashing the new frame.
+            && prev.jpeg()[..] == *jpeg
+        {
+            self.counters.unchanged.fetch_add(1, Relaxed);
+            return prev;
+        }
         {
             let mut st = self.lock_state();
             st.online = true;
@@ -159,12 +206,75 @@ impl FrameHub {
     }
 
     /// Registers a stream client for the lifetime of the returned guard.
+    /// A client is also a viewer (see [`viewer`](Self::viewer)).
     pub fn client(self: &Arc<Self>) -> ClientGuard {
         self.counters.clients.fetch_add(1, Relaxed);
         ClientGuard {
+            _viewer: self.viewer(),
             hub: self.clone(),
             last_seq: 0,
+            frames: 0,
+            since: Instant::now(),
         }
+    }
+
+    /// Registers interest in fresh frames (a snapshot request waiting for
+    /// one) for the lifetime of the returned guard: a paused source resumes.
+    pub fn viewer(self: &Arc<Self>) -> ViewerGuard {
+        self.demand.join();
+        ViewerGuard { hub: self.clone() }
+    }
+
+    /// Whether a source should capture now: always, unless
+    /// `--capture-on-demand` is set and nobody has watched for that long.
+    /// Sources check this between frames.
+    pub fn has_demand(&self) -> bool {
+        self.demand.has_demand()
+    }
+
+    /// Whether `--capture-on-demand` is set for this stream.
+    pub fn capture_on_demand(&self) -> bool {
+        self.demand.enabled()
+    }
+
+    /// For async sources: returns at once while somebody watches; otherwise
+    /// shows the stream as paused and returns when a viewer arrives.
+    pub async fn wait_for_demand(&self) {
+        if self.demand.has_demand() {
+            return;
+        }
+        info!(stream = %self.name, "capture paused: no viewers");
+        self.demand.wait().await;
+        info!(stream = %self.name, "capture resumed");
+    }
+
+    /// For capture threads: like [`wait_for_demand`](Self::wait_for_demand),
+    /// blocking; returns false if `cancel` fired first.
+    pub fn wait_for_demand_blocking(&self, cancel: &CancellationToken) -> bool {
+        if self.demand.has_demand() {
+            return true;
+        }
+        info!(stream = %self.name, "capture paused: no viewers");
+        let resumed = self.demand.wait_blocking(|| cancel.is_cancelled());
+        if resumed {
+            info!(stream = %self.name, "capture resumed");
+        }
+        resumed
+    }
+
+    /// Whether the source is waiting for a viewer.
+    pub fn paused(&self) -> bool {
+        self.demand.paused()
+    }
+
+    /// Records how long after capture a frame was written to a client.
+    pub fn observe_latency(&self, d: Duration) {
+        self.latency.observe(d);
+    }
+
+    /// The capture-to-send latency histogram.
+    pub fn latency(&self) -> LatencySnapshot {
+        self.latency.snapshot()
     }
 
     /// Counts bytes sent outside of stream parts (response heads, snapshots).
@@ -229,6 +339,8 @@ impl FrameHub {
             frames_skipped: c.skipped.load(Relaxed),
             frames_dropped: c.corrupt.load(Relaxed),
             bytes_out: c.bytes_out.load(Relaxed),
+            frames_unchanged: c.unchanged.load(Relaxed),
+            paused: self.demand.paused(),
             last_frame_age_ms: self.latest().map(|f| f.age().as_millis() as u64),
             uptime_s: round2(self.started.elapsed().as_secs_f64()),
         }
@@ -249,6 +361,21 @@ fn round2(x: f64) -> f64 {
 pub struct ClientGuard {
     hub: Arc<FrameHub>,
     last_seq: u64,
+    frames: u64,
+    since: Instant,
+    /// Dropped with the client: the stream loses a viewer.
+    _viewer: ViewerGuard,
+}
+
+/// Somebody waiting for or watching a stream's frames; see [`FrameHub::viewer`].
+pub struct ViewerGuard {
+    hub: Arc<FrameHub>,
+}
+
+impl Drop for ViewerGuard {
+    fn drop(&mut self) {
+        self.hub.demand.leave();
+    }
 }
 
 impl ClientGuard {
@@ -261,6 +388,17 @@ impl ClientGuard {
             c.skipped.fetch_add(frame.seq - self.last_seq - 1, Relaxed);
         }
         self.last_seq = frame.seq;
+        self.frames += 1;
+    }
+
+    /// Frames written to this client so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// Time since the client connected.
+    pub fn connected_for(&self) -> Duration {
+        self.since.elapsed()
     }
 
     /// Counts bytes sent outside of frames (response heads, snapshots).
@@ -310,5 +448,48 @@ mod tests {
         assert_eq!(s.frames_skipped, 1);
         assert_eq!(s.frames_captured, 3);
         assert!(s.online);
+    }
+
+    #[test]
+    fn drop_same_frames_skips_repeats_within_a_second() {
+        let hub = FrameHub::new("t", "pattern", "pattern");
+        let a = hub.publish(b"\xff\xd8a\xff\xd9", FrameMeta::now(1, 1));
+        // Off by default: identical frames are published.
+        let b = hub.publish(b"\xff\xd8a\xff\xd9", FrameMeta::now(1, 1));
+        assert_eq!(b.seq, a.seq + 1);
+        hub.set_drop_same_frames(true);
+        let c = hub.publish(b"\xff\xd8a\xff\xd9", FrameMeta::now(1, 1));
+        assert_eq!(c.seq, b.seq, "identical frame not published");
+        let d = hub.publish(b"\xff\xd8b\xff\xd9", FrameMeta::now(1, 1));
+        assert_eq!(d.seq, b.seq + 1, "a change is published");
+        // The same picture after a second is published again.
+        let old = FrameMeta {
+            captured_at: Instant::now() - SAME_FRAME_REPEAT,
+            ..FrameMeta::now(1, 1)
+        };
+        let hub2 = FrameHub::new("u", "pattern", "pattern");
+        hub2.set_drop_same_frames(true);
+        let e = hub2.publish(b"\xff\xd8a\xff\xd9", old);
+        let f = hub2.publish(b"\xff\xd8a\xff\xd9", FrameMeta::now(1, 1));
+        assert_eq!(f.seq, e.seq + 1, "repeated once a second");
+        let s = hub.status();
+        assert_eq!((s.frames_captured, s.frames_unchanged), (4, 1));
+    }
+
+    #[test]
+    fn viewers_are_clients_and_snapshot_waiters() {
+        let hub = FrameHub::new("t", "pattern", "pattern");
+        hub.set_capture_on_demand(Some(Duration::from_millis(1)));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(!hub.has_demand());
+        let v = hub.viewer();
+        assert!(hub.has_demand());
+        drop(v);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(!hub.has_demand());
+        let c = hub.client();
+        assert!(hub.has_demand());
+        drop(c);
+        assert_eq!(hub.clients(), 0);
     }
 }

@@ -10,11 +10,14 @@
 pub mod canvas;
 pub mod clock;
 pub mod config;
+pub mod demand;
 pub mod encode;
 pub mod frame;
 pub mod http;
 pub mod hub;
 pub mod jpeg;
+pub mod latency;
+pub mod logging;
 pub mod memfd;
 pub mod mjpeg;
 pub mod server;

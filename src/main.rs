@@ -9,7 +9,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 /// Pending connections the kernel may hold: enough for thousands of clients
 /// connecting at once.
@@ -32,12 +31,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    mjpegd::logging::init(config.log_format);
     raise_fd_limit();
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,

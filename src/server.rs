@@ -4,13 +4,17 @@
 use crate::config::Config;
 use crate::http::{HttpContext, HttpOptions, serve_connection};
 use crate::hub::FrameHub;
+use crate::logging::Summary;
 use crate::source::{SourceContext, supervise};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, debug_span, info, warn};
+
+/// How often each stream's activity is summarized in the log.
+const SUMMARY_EVERY: Duration = Duration::from_secs(60);
 
 /// Runs the server on `listeners` until `shutdown` is cancelled, then ends
 /// every source and connection, waiting at most the configured grace time.
@@ -20,6 +24,8 @@ pub async fn run(config: Config, listeners: Vec<TcpListener>, shutdown: Cancella
     for stream in &config.streams {
         let spec = stream.source.clone();
         let hub = FrameHub::new(&stream.name, &spec.to_string(), spec.kind());
+        hub.set_drop_same_frames(config.drop_same_frames);
+        hub.set_capture_on_demand(config.capture_on_demand);
         info!(stream = %stream.name, source = %spec, "stream ready");
         let ctx = SourceContext {
             hub: hub.clone(),
@@ -34,6 +40,7 @@ pub async fn run(config: Config, listeners: Vec<TcpListener>, shutdown: Cancella
     let options = HttpOptions {
         header_timeout: config.header_timeout,
         snapshot_timeout: config.snapshot_timeout,
+        allow_origin: config.allow_origin.clone(),
         zero_copy: config.zero_copy,
         ..HttpOptions::default()
     };
@@ -85,12 +92,11 @@ async fn accept_loop(
                     let _ = socket2::SockRef::from(&socket).set_send_buffer_size(send_buffer);
                 }
                 debug!(%peer, "connection");
-                tasks.spawn(serve_connection(
-                    socket,
-                    peer,
-                    ctx.clone(),
-                    shutdown.clone(),
-                ));
+                // Every log line of the connection names the peer.
+                tasks.spawn(
+                    serve_connection(socket, peer, ctx.clone(), shutdown.clone())
+                        .instrument(debug_span!("conn", %peer)),
+                );
             }
             Err(e) => {
                 // Typically out of file descriptors: wait for some to close
@@ -105,13 +111,20 @@ async fn accept_loop(
     }
 }
 
-/// Updates every stream's measured frame rates once a second.
+/// Updates every stream's measured frame rates once a second, and logs a
+/// summary of each stream every `SUMMARY_EVERY`.
 async fn tick_rates(hubs: Vec<Arc<FrameHub>>, shutdown: CancellationToken) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
+    let mut summary = Summary::new(&hubs);
+    let mut next_summary = tokio::time::Instant::now() + SUMMARY_EVERY;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = every.tick() => hubs.iter().for_each(|h| h.tick()),
+        }
+        if tokio::time::Instant::now() >= next_summary {
+            summary.log(&hubs);
+            next_summary += SUMMARY_EVERY;
         }
     }
 }

@@ -10,12 +10,14 @@ pub fn respond(ctx: &HttpContext) -> Response {
     let mut cards = String::new();
     for hub in &ctx.streams {
         // Stream names are restricted to [A-Za-z0-9_.-] by the configuration,
-        // so they need no escaping in HTML or URLs.
+        // so they need no escaping in HTML or URLs. Links are relative, so the
+        // page also works behind a reverse proxy under a sub-path.
         let name = hub.name();
         cards.push_str(&format!(
-            r#"<div class="stream">
-<h2>{name}</h2>
-<img src="streams/{name}/stream" alt="live stream {name}">
+            r#"<div class="stream" data-stream="{name}">
+<h2>{name} <span class="state" id="state-{name}"></span></h2>
+<div class="message" id="message-{name}" hidden></div>
+<img src="streams/{name}/stream" alt="live stream {name}" data-src="streams/{name}/stream">
 <div class="stats" id="stats-{name}"></div>
 <div class="stats"><a href="streams/{name}/stream">stream</a> &middot; <a href="streams/{name}/snapshot">snapshot</a></div>
 </div>

@@ -5,7 +5,9 @@
 //!
 //! This module sees streams only through their `FrameHub`s.
 
+mod cors;
 mod index;
+mod metrics;
 pub mod request;
 pub mod response;
 mod router;
@@ -34,6 +36,8 @@ pub struct HttpOptions {
     pub max_head: usize,
     /// Longest wait for a fresh frame when serving `/snapshot`.
     pub snapshot_timeout: Duration,
+    /// `Access-Control-Allow-Origin` for every response (`--allow-origin`).
+    pub allow_origin: Option<String>,
     /// Send stream parts to plain TCP clients with `sendfile` from the
     /// frame's memory file (else with `write` from the shared buffer).
     pub zero_copy: bool,
@@ -45,6 +49,7 @@ impl Default for HttpOptions {
             header_timeout: Duration::from_secs(5),
             max_head: 16 * 1024,
             snapshot_timeout: Duration::from_secs(1),
+            allow_origin: None,
             zero_copy: true,
         }
     }
@@ -115,19 +120,20 @@ pub async fn serve_connection<S>(
             }
             Ok(Err(ReadError::TooLarge)) => {
                 let resp = Response::text(431, "request head too large");
+                let resp = cors::decorate(resp, &ctx.options);
                 let _ = resp.write(&mut io, 1, false, false).await;
                 return;
             }
             Ok(Err(ReadError::Malformed(why))) => {
                 debug!(%peer, "{why}");
-                let _ = Response::text(400, &why)
-                    .write(&mut io, 1, false, false)
-                    .await;
+                let resp = cors::decorate(Response::text(400, &why), &ctx.options);
+                let _ = resp.write(&mut io, 1, false, false).await;
                 return;
             }
             Err(_elapsed) => {
                 if !buf.is_empty() {
                     let resp = Response::text(408, "request head not received in time");
+                    let resp = cors::decorate(resp, &ctx.options);
                     let _ = resp.write(&mut io, 1, false, false).await;
                 }
                 return;

@@ -1,7 +1,9 @@
 //! Maps a request to its endpoint and enforces the method rules.
 
 use super::response::Response;
-use super::{HttpContext, Transport, index, request::Request, snapshot, status, stream};
+use super::{
+    HttpContext, Transport, cors, index, metrics, request::Request, snapshot, status, stream,
+};
 use crate::hub::FrameHub;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -16,6 +18,7 @@ enum Endpoint {
     Stream(Arc<FrameHub>),
     Snapshot(Arc<FrameHub>),
     Status,
+    Metrics,
     /// Known path or action, but no such stream (or no stream at all).
     NoStream(String),
     NotFound,
@@ -37,6 +40,7 @@ fn resolve(req: &Request, ctx: &HttpContext) -> Endpoint {
         "/stream" => ("stream", default()),
         "/snapshot" => ("snapshot", default()),
         "/status" => return Endpoint::Status,
+        "/metrics" => return Endpoint::Metrics,
         _ => match path
             .strip_prefix("/streams/")
             .and_then(|r| r.rsplit_once('/'))
@@ -71,7 +75,11 @@ where
     let response = match (req.method.as_str(), endpoint) {
         (_, Endpoint::NotFound) => Response::text(404, "not found"),
         (_, Endpoint::NoStream(path)) => Response::text(404, &format!("no stream at {path}")),
-        ("OPTIONS", _) => Response::empty(204).header("Allow", ALLOW),
+        ("OPTIONS", _) => cors::preflight(
+            Response::empty(204).header("Allow", ALLOW),
+            req,
+            &ctx.options,
+        ),
         ("GET" | "HEAD", Endpoint::Stream(hub)) => {
             return stream::serve(io, req, &hub, &ctx.options, cancel, head_only).await
                 && keep_alive;
@@ -80,8 +88,15 @@ where
             snapshot::respond(req, &hub, &ctx.options, cancel).await
         }
         ("GET" | "HEAD", Endpoint::Status) => status::respond(ctx),
+        ("GET" | "HEAD", Endpoint::Metrics) => metrics::respond(ctx),
         ("GET" | "HEAD", Endpoint::Index) => index::respond(ctx),
         _ => Response::text(405, "method not allowed").header("Allow", ALLOW),
+    };
+    // Every answer carries the CORS headers (a preflight has them already).
+    let response = if req.method == "OPTIONS" {
+        response
+    } else {
+        cors::decorate(response, &ctx.options)
     };
     match response
         .write(io, req.minor_version, keep_alive, head_only)

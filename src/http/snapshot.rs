@@ -20,6 +20,8 @@ pub async fn respond(
     cancel: &CancellationToken,
 ) -> Response {
     let asked_at = Instant::now();
+    // Waiting for a fresh frame is watching: a paused source resumes.
+    let _viewer = hub.viewer();
     let max_age = req
         .query("max_age")
         .and_then(|v| v.parse::<u64>().ok())

@@ -7,10 +7,10 @@
 
 use super::request::Request;
 use super::response::{NO_CACHE, push_header, status_line};
-use super::{HttpOptions, Transport};
+use super::{HttpOptions, Transport, cors};
 use crate::frame::Frame;
 use crate::frame::{BOUNDARY, stream_preamble};
-use crate::hub::FrameHub;
+use crate::hub::{ClientGuard, FrameHub};
 use crate::memfd::PartFile;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -45,6 +45,7 @@ where
     for (name, value) in NO_CACHE {
         push_header(&mut head, name, value);
     }
+    cors::push(&mut head, options);
     push_header(&mut head, "Connection", "close");
     head.push_str("\r\n");
     if head_only {
@@ -55,17 +56,51 @@ where
 
     let min_interval = rate_cap(req);
     let mut client = hub.client();
+    debug!(stream = %hub.name(), "client connected");
+    let why = pump(
+        io,
+        &head,
+        hub,
+        &mut client,
+        min_interval,
+        options.zero_copy,
+        cancel,
+    )
+    .await;
+    debug!(
+        stream = %hub.name(),
+        frames = client.frames(),
+        duration_s = format_args!("{:.1}", client.connected_for().as_secs_f64()),
+        "client disconnected: {why}"
+    );
+    false
+}
+
+/// Writes the head, then frames until the client leaves or shutdown; returns
+/// why it stopped.
+async fn pump<S>(
+    io: &mut S,
+    head: &str,
+    hub: &FrameHub,
+    client: &mut ClientGuard,
+    min_interval: Option<Duration>,
+    zero_copy: bool,
+    cancel: &CancellationToken,
+) -> String
+where
+    S: Transport,
+{
+    const SHUTDOWN: &str = "server shutting down";
     let mut frames = hub.subscribe();
     if let Err(e) = io.write_all(head.as_bytes()).await {
-        debug!("stream write error: {e}");
-        return false;
+        return format!("write error: {e}");
     }
     client.sent_bytes(head.len());
     let mut next_due = Instant::now();
     loop {
         tokio::select! {
-            _ = cancel.cancelled() => return false,
-            changed = frames.changed() => if changed.is_err() { return false },
+            _ = cancel.cancelled() => return SHUTDOWN.into(),
+            changed = frames.changed() => if changed.is_err() { return "stream closed".into() },
         }
         if let Some(interval) = min_interval {
             // Capped rate: wait for this client's next slot, then send the
@@ -73,7 +108,7 @@ where
             let now = Instant::now();
             if next_due > now {
                 tokio::select! {
-                    _ = cancel.cancelled() => return false,
+                    _ = cancel.cancelled() => return SHUTDOWN.into(),
                     _ = tokio::time::sleep_until(next_due) => {}
                 }
             }
@@ -83,14 +118,14 @@ where
             continue;
         };
         let written = tokio::select! {
-            _ = cancel.cancelled() => return false,
-            r = send_part(io, &frame, options.zero_copy) => r,
+            _ = cancel.cancelled() => return SHUTDOWN.into(),
+            r = send_part(io, &frame, zero_copy) => r,
         };
         if let Err(e) = written {
-            debug!(stream = hub.name(), "client left: {e}");
-            return false;
+            return format!("client left ({e})");
         }
         client.sent(&frame);
+        hub.observe_latency(frame.meta.captured_at.elapsed());
     }
 }
 

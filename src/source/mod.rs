@@ -6,6 +6,14 @@
 //! every failure into an "offline" placeholder frame that says why, retries
 //! with capped exponential backoff, and resumes by itself: a source never
 //! takes the server down or disconnects viewers.
+//!
+//! With `--capture-on-demand`, the supervisor stops any source once nobody
+//! has watched for the linger time (closing its camera, connection or child
+//! process) and starts it again when a viewer arrives. A source may also
+//! pause between frames by itself: an async source awaits
+//! `ctx.hub.wait_for_demand()` and a capture thread calls
+//! `ctx.hub.wait_for_demand_blocking(&ctx.cancel)` (false: shutting down);
+//! both return at once while somebody watches.
 
 mod files;
 pub mod http_client;
@@ -69,10 +77,32 @@ pub async fn supervise(spec: SourceSpec, ctx: SourceContext) {
     let stream = ctx.hub.name().to_owned();
     let mut backoff = MIN_BACKOFF;
     loop {
+        tokio::select! {
+            _ = ctx.cancel.cancelled() => return,
+            _ = ctx.hub.wait_for_demand() => {}
+        }
         let started = Instant::now();
-        let result = run_once(&spec, &ctx).await;
+        // The source runs under its own token, so that it can be stopped for
+        // lack of viewers without stopping anything else.
+        let run = SourceContext {
+            cancel: ctx.cancel.child_token(),
+            ..ctx.clone()
+        };
+        let idle = ctx
+            .hub
+            .capture_on_demand()
+            .then(|| tokio::spawn(stop_when_idle(ctx.hub.clone(), run.cancel.clone())));
+        let result = run_once(&spec, &run).await;
+        if let Some(idle) = idle {
+            idle.abort();
+        }
         if ctx.cancel.is_cancelled() {
             return;
+        }
+        if run.cancel.is_cancelled() {
+            // Stopped because nobody watches: wait for a viewer, no error.
+            backoff = MIN_BACKOFF;
+            continue;
         }
         let reason = match result {
             Ok(()) => SourceError::new(format!("{spec} ended")),
@@ -88,6 +118,18 @@ pub async fn supervise(spec: SourceSpec, ctx: SourceContext) {
         }
         info!(%stream, source = %spec, "restarting source");
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Cancels `run` once the stream has had no viewers for its linger time.
+async fn stop_when_idle(hub: Arc<FrameHub>, run: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        every.tick().await;
+        if !hub.has_demand() {
+            run.cancel();
+            return;
+        }
     }
 }
 

@@ -22,6 +22,11 @@ pub async fn run(spec: PatternSpec, ctx: &SourceContext) -> Result<(), SourceErr
         let start = Instant::now();
         let mut n: u64 = 0;
         while !ctx.cancel.is_cancelled() {
+            // `--capture-on-demand`: nobody watching, nothing to render. After
+            // a pause the schedule below is behind and restarts at once.
+            if !ctx.hub.wait_for_demand_blocking(&ctx.cancel) {
+                break;
+            }
             let due = start + period.mul_f64(n as f64);
             let now = Instant::now();
             if due > now {
@@ -122,14 +127,17 @@ impl TestPattern {
         c.fill_rect(bx + 2, by + 2, size - 4, size - 4, Rgb(255, 128, 0));
 
         // Frame number and time, on a black band in the middle.
-        let scale = (h / 160).max(1);
+        let info = format!("frame {n}  {}x{} @ {} fps", w, h, self.fps);
+        let time = utc_time(at);
+        // As large as fits: the widest line (the time) within the width.
+        let widest = info.chars().count().max(time.chars().count()) as i32;
+        let scale = (h / 160).min((w - 8) / (8 * widest)).max(1);
         let line = 10 * scale;
         let band_y = h / 2 - line * 3 / 2;
         c.fill_rect(0, band_y - scale * 2, w, line * 3 + scale * 4, BLACK);
         c.draw_text_centered(band_y, "mjpegd test pattern", scale, WHITE);
-        let info = format!("frame {n}  {}x{} @ {} fps", w, h, self.fps);
         c.draw_text_centered(band_y + line, &info, scale, WHITE);
-        c.draw_text_centered(band_y + 2 * line, &utc_time(at), scale, Rgb(255, 255, 0));
+        c.draw_text_centered(band_y + 2 * line, &time, scale, Rgb(255, 255, 0));
         &self.frame
     }
 }

@@ -1,0 +1,330 @@
+//! `/metrics`: Prometheus text exposition format (version 0.0.4).
+//!
+//! Written by hand rather than through a metrics library: every number already
+//! lives in the hubs as an atomic counter (the send path must stay lock-free),
+//! so a registry would only mirror them. The format is a few line shapes:
+//! `# HELP`, `# TYPE`, and `name{label="value"} number`.
+
+use super::HttpContext;
+use super::response::Response;
+use crate::hub::{FrameHub, StreamStatus};
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The exposition format's media type.
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+pub fn respond(ctx: &HttpContext) -> Response {
+    Response::new(200, CONTENT_TYPE, render(ctx)).no_cache()
+}
+
+/// The whole exposition.
+pub fn render(ctx: &HttpContext) -> String {
+    let mut out = String::with_capacity(4096);
+    let streams: Vec<(&Arc<FrameHub>, StreamStatus)> =
+        ctx.streams.iter().map(|h| (h, h.status())).collect();
+
+    type Field = fn(&StreamStatus) -> f64;
+    let per_stream: [(&str, &str, &str, Field); 9] = [
+        (
+            "mjpegd_frames_captured_total",
+            "counter",
+            "Frames the source produced.",
+            |s| s.frames_captured as f64,
+        ),
+        (
+            "mjpegd_frames_delivered_total",
+            "counter",
+            "Frames written whole to stream clients.",
+            |s| s.frames_delivered as f64,
+        ),
+        (
+            "mjpegd_frames_skipped_total",
+            "counter",
+            "Frames a slow or rate-capped client did not get because a newer one replaced them.",
+            |s| s.frames_skipped as f64,
+        ),
+        (
+            "mjpegd_frames_dropped_total",
+            "counter",
+            "Frames from the source that were not complete JPEGs.",
+            |s| s.frames_dropped as f64,
+        ),
+        (
+            "mjpegd_frames_unchanged_total",
+            "counter",
+            "Frames identical to the previous one, not sent (--drop-same-frames).",
+            |s| s.frames_unchanged as f64,
+        ),
+        (
+            "mjpegd_bytes_out_total",
+            "counter",
+            "Bytes sent to clients of the stream (stream parts, snapshots, heads).",
+            |s| s.bytes_out as f64,
+        ),
+        (
+            "mjpegd_clients",
+            "gauge",
+            "Connected stream clients.",
+            |s| s.clients as f64,
+        ),
+        (
+            "mjpegd_source_online",
+            "gauge",
+            "1 while the source delivers frames, 0 while it is down.",
+            |s| f64::from(u8::from(s.online)),
+        ),
+        (
+            "mjpegd_source_paused",
+            "gauge",
+            "1 while capture is paused for lack of viewers (--capture-on-demand).",
+            |s| f64::from(u8::from(s.paused)),
+        ),
+    ];
+    for (name, kind, help, field) in per_stream {
+        family(&mut out, name, kind, help);
+        for (_, s) in &streams {
+            sample(&mut out, name, &[("stream", &s.name)], field(s));
+        }
+    }
+
+    let name = "mjpegd_capture_to_send_seconds";
+    family(
+        &mut out,
+        name,
+        "histogram",
+        "Time from capture of a frame to the end of its write to a stream client.",
+    );
+    for (hub, s) in &streams {
+        let h = hub.latency();
+        for (le, count) in &h.buckets {
+            let le = if le.is_infinite() {
+                "+Inf".to_owned()
+            } else {
+                le.to_string()
+            };
+            sample(
+                &mut out,
+                &format!("{name}_bucket"),
+                &[("stream", &s.name), ("le", &le)],
+                *count as f64,
+            );
+        }
+        sample(
+            &mut out,
+            &format!("{name}_sum"),
+            &[("stream", &s.name)],
+            h.sum_seconds,
+        );
+        sample(
+            &mut out,
+            &format!("{name}_count"),
+            &[("stream", &s.name)],
+            h.count as f64,
+        );
+    }
+
+    family(
+        &mut out,
+        "mjpegd_build_info",
+        "gauge",
+        "Always 1; the version as a label.",
+    );
+    sample(
+        &mut out,
+        "mjpegd_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1.0,
+    );
+    let uptime = ctx.started.elapsed().as_secs_f64();
+    family(
+        &mut out,
+        "mjpegd_uptime_seconds",
+        "gauge",
+        "Seconds since the server started.",
+    );
+    sample(&mut out, "mjpegd_uptime_seconds", &[], round3(uptime));
+
+    let p = process_stats();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let process: [(&str, &str, &str, Option<f64>); 5] = [
+        (
+            "process_open_fds",
+            "gauge",
+            "Open file descriptors (sockets included).",
+            p.open_fds,
+        ),
+        (
+            "process_max_fds",
+            "gauge",
+            "Limit on open file descriptors.",
+            p.max_fds,
+        ),
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory in bytes.",
+            p.rss_bytes,
+        ),
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "User and system CPU time in seconds.",
+            p.cpu_seconds,
+        ),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process in seconds since the Unix epoch.",
+            // Without /proc, the server's own start is the next best thing.
+            Some(p.start_time.unwrap_or(now - uptime)),
+        ),
+    ];
+    for (name, kind, help, value) in process {
+        if let Some(v) = value {
+            family(&mut out, name, kind, help);
+            sample(&mut out, name, &[], v);
+        }
+    }
+    out
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
+    out.push_str(name);
+    if !labels.is_empty() {
+        out.push('{');
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(k);
+            out.push_str("=\"");
+            escape_label(out, v);
+            out.push('"');
+        }
+        out.push('}');
+    }
+    let _ = writeln!(out, " {value}");
+}
+
+/// Label values escape backslash, double quote and line feed.
+fn escape_label(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// This process's numbers from /proc (Linux); `None` where unavailable.
+#[derive(Default)]
+struct ProcessStats {
+    open_fds: Option<f64>,
+    max_fds: Option<f64>,
+    rss_bytes: Option<f64>,
+    cpu_seconds: Option<f64>,
+    start_time: Option<f64>,
+}
+
+fn process_stats() -> ProcessStats {
+    // SAFETY: sysconf only reads a configuration value.
+    let (page, ticks) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PAGESIZE),
+            libc::sysconf(libc::_SC_CLK_TCK),
+        )
+    };
+    let mut p = ProcessStats {
+        open_fds: std::fs::read_dir("/proc/self/fd")
+            .ok()
+            .map(|d| d.count() as f64),
+        ..ProcessStats::default()
+    };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        p.max_fds = Some(lim.rlim_cur as f64);
+    }
+    if let Ok(statm) = std::fs::read_to_string("/proc/self/statm")
+        && let Some(pages) = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse::<f64>().ok())
+        && page > 0
+    {
+        p.rss_bytes = Some(pages * page as f64);
+    }
+    if ticks > 0
+        && let Ok(stat) = std::fs::read_to_string("/proc/self/stat")
+        // The command name may contain spaces and parentheses: fields are
+        // counted after its closing parenthesis (field 3 is `state`).
+        && let Some((_, rest)) = stat.rsplit_once(')')
+    {
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok());
+        let ticks = ticks as f64;
+        if let (Some(utime), Some(stime)) = (field(14), field(15)) {
+            p.cpu_seconds = Some((utime + stime) / ticks);
+        }
+        if let (Some(start), Some(boot)) = (field(22), boot_time()) {
+            p.start_time = Some(boot + start / ticks);
+        }
+    }
+    p
+}
+
+/// System boot time in seconds since the epoch (`btime` in /proc/stat).
+fn boot_time() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    stat.lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut out = String::new();
+        sample(&mut out, "m", &[("stream", "a\"b\\c\nd")], 1.5);
+        assert_eq!(out, "m{stream=\"a\\\"b\\\\c\\nd\"} 1.5\n");
+    }
+
+    #[test]
+    fn process_stats_are_read_on_linux() {
+        let p = process_stats();
+        assert!(p.open_fds.is_some_and(|n| n >= 3.0));
+        assert!(p.rss_bytes.is_some_and(|n| n > 1e5));
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs_f64();
+        let start = p.start_time.expect("start time");
+        assert!(
+            start <= now + 1.0 && start > now - 3600.0,
+            "{start} vs {now}"
+        );
+    }
+}
