@@ -3,6 +3,7 @@
 //! Used by the test pattern and by the offline placeholder. Text uses the
 //! built-in 8x8 font (no font files), scaled by whole pixels.
 
+use crate::encode::{EncodeError, encode_rgb};
 use bytes::Bytes;
 use font8x8::UnicodeFonts;
 
@@ -101,17 +102,9 @@ impl Canvas {
         self.draw_text(x, y, text, scale, color);
     }
 
-    /// Encodes the canvas as a baseline JPEG.
-    pub fn encode_jpeg(&self, quality: u8) -> Result<Bytes, jpeg_encoder::EncodingError> {
-        let mut out = Vec::with_capacity(self.pixels.len() / 8);
-        let encoder = jpeg_encoder::Encoder::new(&mut out, quality.clamp(1, 100));
-        encoder.encode(
-            &self.pixels,
-            self.width,
-            self.height,
-            jpeg_encoder::ColorType::Rgb,
-        )?;
-        Ok(Bytes::from(out))
+    /// Encodes the canvas as a baseline JPEG (through [`crate::encode`]).
+    pub fn encode_jpeg(&self, quality: u8) -> Result<Bytes, EncodeError> {
+        encode_rgb(&self.pixels, self.width, self.height, quality).map(Bytes::from)
     }
 }
 

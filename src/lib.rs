@@ -11,6 +11,7 @@ pub mod canvas;
 pub mod clock;
 pub mod config;
 pub mod demand;
+pub mod encode;
 pub mod frame;
 pub mod http;
 pub mod hub;

@@ -1,13 +1,11 @@
-//! JPEG encoding of raw camera pictures (YUYV 4:2:2 and NV12 4:2:0).
+//! Raw camera pictures (YUYV 4:2:2 and NV12 4:2:0) and their JPEG encoding.
 //!
 //! Cameras deliver Y'CbCr already, and JPEG stores Y'CbCr, so no RGB
-//! round trip is needed: the camera's samples are fed to the encoder
-//! row by row (through `jpeg_encoder::ImageBuffer`) straight from the
-//! capture buffer, with only the range stretched from the video range
-//! cameras use (Y' 16..235, Cb/Cr 16..240) to the full range JPEG (JFIF)
-//! uses. Both use the BT.601 matrix, so the colours come out unchanged.
+//! round trip is needed: [`RawImage`] checks that a capture buffer covers
+//! the picture's geometry and hands it to [`crate::encode`], which only
+//! stretches the video range cameras use to the full range JPEG uses.
 
-use jpeg_encoder::{Encoder, EncodingError, ImageBuffer, JpegColorType, SamplingFactor};
+use crate::encode::{self, EncodeError};
 use std::fmt;
 
 /// The raw pixel layouts we can encode.
@@ -78,90 +76,15 @@ impl<'a> RawImage<'a> {
         })
     }
 
-    /// Encodes the picture as a JPEG of `quality` (1-100).
-    pub fn encode(&self, quality: u8) -> Result<Vec<u8>, EncodingError> {
-        let (w, h) = (usize::from(self.width), usize::from(self.height));
-        let mut out = Vec::with_capacity(w * h / 4);
-        let mut encoder = Encoder::new(&mut out, quality.clamp(1, 100));
-        // Keep the camera's chroma resolution: no detail is lost, none invented.
-        encoder.set_sampling_factor(match self.format {
-            RawFormat::Yuyv => SamplingFactor::R_4_2_2,
-            RawFormat::Nv12 => SamplingFactor::R_4_2_0,
-        });
-        encoder.encode_image(*self)?;
-        Ok(out)
-    }
-}
-
-impl ImageBuffer for RawImage<'_> {
-    fn get_jpeg_color_type(&self) -> JpegColorType {
-        JpegColorType::Ycbcr
-    }
-
-    fn width(&self) -> u16 {
-        self.width
-    }
-
-    fn height(&self) -> u16 {
-        self.height
-    }
-
-    fn fill_buffers(&self, y: u16, buffers: &mut [Vec<u8>; 4]) {
-        let (w, y) = (usize::from(self.width), usize::from(y));
-        // `new` checked the buffer covers every row: slicing cannot fail,
-        // but stay panic-free anyway by padding with grey.
-        let [luma, cb, cr, _] = buffers;
+    /// Encodes the picture as a JPEG of `quality` (1-100), keeping the
+    /// camera's chroma resolution.
+    pub fn encode(&self, quality: u8) -> Result<Vec<u8>, EncodeError> {
+        let (data, w, h, stride) = (self.data, self.width, self.height, self.stride);
         match self.format {
-            RawFormat::Yuyv => {
-                let row = self.data.get(y * self.stride..).unwrap_or_default();
-                for x in 0..w {
-                    let pair = row
-                        .get(x / 2 * 4..x / 2 * 4 + 4)
-                        .unwrap_or(&[16, 128, 16, 128]);
-                    luma.push(Y_FULL[usize::from(pair[(x & 1) * 2])]);
-                    cb.push(C_FULL[usize::from(pair[1])]);
-                    cr.push(C_FULL[usize::from(pair[3])]);
-                }
-            }
-            RawFormat::Nv12 => {
-                let h = usize::from(self.height);
-                let row = self.data.get(y * self.stride..).unwrap_or_default();
-                let chroma = self
-                    .data
-                    .get((h + y / 2) * self.stride..)
-                    .unwrap_or_default();
-                for x in 0..w {
-                    luma.push(Y_FULL[usize::from(row.get(x).copied().unwrap_or(16))]);
-                    let c = chroma.get(x / 2 * 2..x / 2 * 2 + 2).unwrap_or(&[128, 128]);
-                    cb.push(C_FULL[usize::from(c[0])]);
-                    cr.push(C_FULL[usize::from(c[1])]);
-                }
-            }
+            RawFormat::Yuyv => encode::encode_yuyv(data, w, h, stride, quality),
+            RawFormat::Nv12 => encode::encode_nv12(data, w, h, stride, quality),
         }
     }
-}
-
-/// Video-range Y' (16..235) to full range (0..255).
-static Y_FULL: [u8; 256] = stretch(16, 219);
-/// Video-range Cb/Cr (16..240, centred on 128) to full range.
-static C_FULL: [u8; 256] = stretch(16, 224);
-
-/// The table mapping `lo..lo+span` linearly onto 0..255, clamped.
-const fn stretch(lo: i32, span: i32) -> [u8; 256] {
-    let mut t = [0u8; 256];
-    let mut i = 0;
-    while i < 256 {
-        let v = ((i as i32 - lo) * 255 + span / 2) / span;
-        t[i] = if v < 0 {
-            0
-        } else if v > 255 {
-            255
-        } else {
-            v as u8
-        };
-        i += 1;
-    }
-    t
 }
 
 #[cfg(test)]
@@ -221,9 +144,10 @@ pub(crate) mod tests {
         out
     }
 
-    /// Packs RGB as NV12 (chroma of each 2x2 block from its top-left pixel).
+    /// Packs RGB as NV12 (chroma of each 2x2 block from its top-left pixel),
+    /// rows of `w` rounded up to even bytes.
     pub(crate) fn to_nv12(rgb: &[u8], w: usize, h: usize) -> Vec<u8> {
-        let stride = w;
+        let stride = w.next_multiple_of(2);
         let mut out = vec![0u8; stride * (h + h.div_ceil(2))];
         for y in 0..h {
             for x in 0..w {
@@ -305,20 +229,20 @@ pub(crate) mod tests {
         let rgb = test_picture(w, h);
         let raw = to_yuyv(&rgb, w, h, 68);
         let img = RawImage::new(&raw, w as u16, h as u16, 68, RawFormat::Yuyv).expect("fits");
-        let (dw, dh, _) = decode_rgb(&img.encode(80).expect("encodes"));
+        let (dw, dh, back) = decode_rgb(&img.encode(90).expect("encodes"));
         assert_eq!((dw, dh), (w, h));
+        let err = mean_abs_error(&rgb, &back);
+        assert!(err < 6.5, "mean abs error {err}");
         assert!(RawImage::new(&raw[..100], 33, 17, 68, RawFormat::Yuyv).is_err());
         assert!(RawImage::new(&raw, 33, 17, 64, RawFormat::Yuyv).is_err());
+        let raw = to_nv12(&rgb, w, h);
+        let img = RawImage::new(&raw, w as u16, h as u16, w + 1, RawFormat::Nv12).expect("fits");
+        let (dw, dh, back) = decode_rgb(&img.encode(90).expect("encodes"));
+        assert_eq!((dw, dh), (w, h));
+        // The edge column and row (padded by the encoder) come back right too.
+        let err = mean_abs_error(&rgb, &back);
+        assert!(err < 9.5, "mean abs error {err}");
         assert!(RawImage::new(&[0; 10], 4, 4, 4, RawFormat::Nv12).is_err());
         assert!(RawImage::new(&[0; 24], 4, 4, 4, RawFormat::Nv12).is_ok());
-    }
-
-    #[test]
-    fn range_tables() {
-        assert_eq!(
-            (Y_FULL[16], Y_FULL[235], Y_FULL[0], Y_FULL[255]),
-            (0, 255, 0, 255)
-        );
-        assert_eq!((C_FULL[16], C_FULL[128], C_FULL[240]), (0, 128, 255));
     }
 }

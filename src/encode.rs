@@ -1,0 +1,503 @@
+//! JPEG encoding: the one place mjpegd turns pixels into JPEG.
+//!
+//! Two kinds of input reach it: RGB canvases (the test pattern and the
+//! "NO SIGNAL" placeholder, see [`crate::canvas`]) and raw camera pictures
+//! in Y'CbCr (YUYV 4:2:2 and NV12 4:2:0, see [`crate::source::yuv`]).
+//!
+//! Two backends sit behind the same functions:
+//! - by default the pure-Rust `jpeg-encoder` crate (SIMD on x86-64), so a
+//!   plain `cargo build` needs nothing but Rust;
+//! - with the cargo feature `turbojpeg`, libjpeg-turbo (compiled from
+//!   source by the `turbojpeg` crate; needs cmake and nasm at build time),
+//!   several times faster (figures in `bench/ENCODE.md`).
+//!
+//! Both produce baseline JFIF with the standard quantization and Huffman
+//! tables. Camera pictures keep their chroma resolution (4:2:2 stays 4:2:2,
+//! 4:2:0 stays 4:2:0): no detail is lost, none invented. Cameras use the
+//! video range (Y' 16..235, Cb/Cr 16..240) and JFIF the full range, both
+//! with the BT.601 matrix, so samples are only stretched, never converted
+//! through RGB.
+
+use std::fmt;
+
+/// Which library encodes: `"jpeg-encoder"` or `"libjpeg-turbo"`.
+pub const BACKEND: &str = if cfg!(feature = "turbojpeg") {
+    "libjpeg-turbo"
+} else {
+    "jpeg-encoder"
+};
+
+/// Why a picture could not be encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EncodeError {
+    /// The pixel buffer does not fit the geometry it came with.
+    BadInput(String),
+    /// The encoder library failed.
+    Encoder(String),
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EncodeError::BadInput(msg) => write!(f, "bad picture: {msg}"),
+            EncodeError::Encoder(msg) => write!(f, "JPEG encoder: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for EncodeError {}
+
+/// Encodes packed RGB (3 bytes per pixel, rows top to bottom, no padding).
+/// Chroma is subsampled 4:2:0 below quality 90, kept whole from 90 up.
+pub fn encode_rgb(
+    pixels: &[u8],
+    width: u16,
+    height: u16,
+    quality: u8,
+) -> Result<Vec<u8>, EncodeError> {
+    let needed = usize::from(width) * usize::from(height) * 3;
+    if width == 0 || height == 0 || pixels.len() < needed {
+        return Err(EncodeError::BadInput(format!(
+            "RGB {width}x{height} needs {needed} bytes, got {}",
+            pixels.len()
+        )));
+    }
+    backend::rgb(&pixels[..needed], width, height, quality.clamp(1, 100))
+}
+
+/// Encodes a video-range YUYV (`Y0 Cb Y1 Cr` per pixel pair) picture with
+/// `stride` bytes per row, as JPEG 4:2:2.
+pub fn encode_yuyv(
+    data: &[u8],
+    width: u16,
+    height: u16,
+    stride: usize,
+    quality: u8,
+) -> Result<Vec<u8>, EncodeError> {
+    let yuv = Yuv::new(data, width, height, stride, Layout::Yuyv)?;
+    backend::yuv(&yuv, quality.clamp(1, 100))
+}
+
+/// Encodes a video-range NV12 picture (the Y' plane, then one plane of
+/// interleaved `Cb Cr` per 2x2 block; both with `stride` bytes per row),
+/// as JPEG 4:2:0.
+pub fn encode_nv12(
+    data: &[u8],
+    width: u16,
+    height: u16,
+    stride: usize,
+    quality: u8,
+) -> Result<Vec<u8>, EncodeError> {
+    let yuv = Yuv::new(data, width, height, stride, Layout::Nv12)?;
+    backend::yuv(&yuv, quality.clamp(1, 100))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    Yuyv,
+    Nv12,
+}
+
+/// A raw camera picture whose buffer was checked to cover its geometry, so
+/// the backends can index rows without running off the end.
+#[derive(Clone, Copy)]
+struct Yuv<'a> {
+    data: &'a [u8],
+    width: u16,
+    height: u16,
+    stride: usize,
+    layout: Layout,
+}
+
+impl<'a> Yuv<'a> {
+    fn new(
+        data: &'a [u8],
+        width: u16,
+        height: u16,
+        stride: usize,
+        layout: Layout,
+    ) -> Result<Yuv<'a>, EncodeError> {
+        let (w, h) = (usize::from(width), usize::from(height));
+        let (min_stride, rows) = match layout {
+            Layout::Yuyv => (w.div_ceil(2) * 4, h),
+            Layout::Nv12 => (w.div_ceil(2) * 2, h + h.div_ceil(2)),
+        };
+        let needed = stride.saturating_mul(rows);
+        if w == 0 || h == 0 || stride < min_stride || data.len() < needed {
+            return Err(EncodeError::BadInput(format!(
+                "{layout:?} {width}x{height} with {stride}-byte rows needs {needed} bytes, got {}",
+                data.len()
+            )));
+        }
+        Ok(Yuv {
+            data,
+            width,
+            height,
+            stride,
+            layout,
+        })
+    }
+}
+
+/// Video-range Y' (16..235) to full range (0..255).
+static Y_FULL: [u8; 256] = stretch(16, 219);
+/// Video-range Cb/Cr (16..240, centred on 128) to full range.
+static C_FULL: [u8; 256] = stretch(16, 224);
+
+/// The table mapping `lo..lo+span` linearly onto 0..255, clamped.
+const fn stretch(lo: i32, span: i32) -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let v = ((i as i32 - lo) * 255 + span / 2) / span;
+        t[i] = if v < 0 {
+            0
+        } else if v > 255 {
+            255
+        } else {
+            v as u8
+        };
+        i += 1;
+    }
+    t
+}
+
+/// The pure-Rust backend: `jpeg-encoder`, fed camera pictures row by row
+/// straight from the capture buffer.
+#[cfg(not(feature = "turbojpeg"))]
+mod backend {
+    use super::{C_FULL, EncodeError, Layout, Y_FULL, Yuv};
+    use jpeg_encoder::{ColorType, Encoder, ImageBuffer, JpegColorType, SamplingFactor};
+
+    fn failed(e: jpeg_encoder::EncodingError) -> EncodeError {
+        EncodeError::Encoder(e.to_string())
+    }
+
+    pub(super) fn rgb(
+        pixels: &[u8],
+        width: u16,
+        height: u16,
+        quality: u8,
+    ) -> Result<Vec<u8>, EncodeError> {
+        let mut out = Vec::with_capacity(pixels.len() / 8);
+        Encoder::new(&mut out, quality)
+            .encode(pixels, width, height, ColorType::Rgb)
+            .map_err(failed)?;
+        Ok(out)
+    }
+
+    pub(super) fn yuv(img: &Yuv<'_>, quality: u8) -> Result<Vec<u8>, EncodeError> {
+        let (w, h) = (usize::from(img.width), usize::from(img.height));
+        let mut out = Vec::with_capacity(w * h / 4);
+        let mut encoder = Encoder::new(&mut out, quality);
+        encoder.set_sampling_factor(match img.layout {
+            Layout::Yuyv => SamplingFactor::R_4_2_2,
+            Layout::Nv12 => SamplingFactor::R_4_2_0,
+        });
+        encoder.encode_image(*img).map_err(failed)?;
+        Ok(out)
+    }
+
+    impl ImageBuffer for Yuv<'_> {
+        fn get_jpeg_color_type(&self) -> JpegColorType {
+            JpegColorType::Ycbcr
+        }
+
+        fn width(&self) -> u16 {
+            self.width
+        }
+
+        fn height(&self) -> u16 {
+            self.height
+        }
+
+        fn fill_buffers(&self, y: u16, buffers: &mut [Vec<u8>; 4]) {
+            let (w, y) = (usize::from(self.width), usize::from(y));
+            // `Yuv::new` checked the buffer covers every row: slicing cannot
+            // fail, but stay panic-free anyway by padding with grey.
+            let [luma, cb, cr, _] = buffers;
+            match self.layout {
+                Layout::Yuyv => {
+                    let row = self.data.get(y * self.stride..).unwrap_or_default();
+                    for x in 0..w {
+                        let pair = row
+                            .get(x / 2 * 4..x / 2 * 4 + 4)
+                            .unwrap_or(&[16, 128, 16, 128]);
+                        luma.push(Y_FULL[usize::from(pair[(x & 1) * 2])]);
+                        cb.push(C_FULL[usize::from(pair[1])]);
+                        cr.push(C_FULL[usize::from(pair[3])]);
+                    }
+                }
+                Layout::Nv12 => {
+                    let h = usize::from(self.height);
+                    let row = self.data.get(y * self.stride..).unwrap_or_default();
+                    let chroma = self
+                        .data
+                        .get((h + y / 2) * self.stride..)
+                        .unwrap_or_default();
+                    for x in 0..w {
+                        luma.push(Y_FULL[usize::from(row.get(x).copied().unwrap_or(16))]);
+                        let c = chroma.get(x / 2 * 2..x / 2 * 2 + 2).unwrap_or(&[128, 128]);
+                        cb.push(C_FULL[usize::from(c[0])]);
+                        cr.push(C_FULL[usize::from(c[1])]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The libjpeg-turbo backend. Camera pictures are split into the planar
+/// Y'/Cb/Cr layout libjpeg-turbo compresses from (range-stretched on the
+/// way), which skips its colour conversion and downsampling entirely.
+#[cfg(feature = "turbojpeg")]
+mod backend {
+    use super::{C_FULL, EncodeError, Layout, Y_FULL, Yuv};
+    use std::cell::RefCell;
+    use turbojpeg::{Compressor, Image, PixelFormat, Subsamp, YuvPlanesImage};
+
+    /// Per-thread encoder state: the libjpeg-turbo handle, the planes a
+    /// camera picture is split into and the output buffer, all reused from
+    /// frame to frame (camera frames are encoded on a pool of threads).
+    #[derive(Default)]
+    struct State {
+        compressor: Option<Compressor>,
+        planes: [Vec<u8>; 3],
+        out: Vec<u8>,
+    }
+
+    thread_local! {
+        static STATE: RefCell<State> = RefCell::new(State::default());
+    }
+
+    fn failed(e: turbojpeg::Error) -> EncodeError {
+        EncodeError::Encoder(e.to_string())
+    }
+
+    /// Runs `f` with this thread's compressor (created on first use) and
+    /// scratch buffers.
+    fn with_state<T>(
+        f: impl FnOnce(&mut Compressor, &mut [Vec<u8>; 3], &mut Vec<u8>) -> Result<T, EncodeError>,
+    ) -> Result<T, EncodeError> {
+        STATE.with(|cell| {
+            // Re-entry is impossible (`f` never encodes), but a failed
+            // borrow must not panic: fall back to a fresh state.
+            let mut fresh = State::default();
+            let mut borrowed = cell.try_borrow_mut();
+            let state = match borrowed.as_mut() {
+                Ok(s) => &mut **s,
+                Err(_) => &mut fresh,
+            };
+            if state.compressor.is_none() {
+                state.compressor = Some(Compressor::new().map_err(failed)?);
+            }
+            let State {
+                compressor,
+                planes,
+                out,
+            } = state;
+            match compressor.as_mut() {
+                Some(c) => f(c, planes, out),
+                None => Err(EncodeError::Encoder("no compressor".into())),
+            }
+        })
+    }
+
+    /// Compresses into the reused worst-case-sized buffer (no allocation by
+    /// libjpeg-turbo, no reallocation), then copies out the JPEG itself.
+    fn compress_into(
+        out: &mut Vec<u8>,
+        width: usize,
+        height: usize,
+        subsamp: Subsamp,
+        compress: impl FnOnce(&mut [u8]) -> turbojpeg::Result<usize>,
+    ) -> Result<Vec<u8>, EncodeError> {
+        let worst = turbojpeg::compressed_buf_len(width, height, subsamp).map_err(failed)?;
+        if out.len() < worst {
+            out.resize(worst, 0);
+        }
+        let len = compress(&mut out[..]).map_err(failed)?;
+        Ok(out[..len.min(out.len())].to_vec())
+    }
+
+    pub(super) fn rgb(
+        pixels: &[u8],
+        width: u16,
+        height: u16,
+        quality: u8,
+    ) -> Result<Vec<u8>, EncodeError> {
+        // Same choice as jpeg-encoder, so both builds give alike pictures.
+        let subsamp = if quality < 90 {
+            Subsamp::Sub2x2
+        } else {
+            Subsamp::None
+        };
+        let (w, h) = (usize::from(width), usize::from(height));
+        with_state(|c, _, out| {
+            c.set_quality(i32::from(quality)).map_err(failed)?;
+            c.set_subsamp(subsamp).map_err(failed)?;
+            let image = Image {
+                pixels,
+                width: w,
+                pitch: w * 3,
+                height: h,
+                format: PixelFormat::RGB,
+            };
+            compress_into(out, w, h, subsamp, |buf| c.compress_to_slice(image, buf))
+        })
+    }
+
+    pub(super) fn yuv(img: &Yuv<'_>, quality: u8) -> Result<Vec<u8>, EncodeError> {
+        let (w, h) = (usize::from(img.width), usize::from(img.height));
+        // libjpeg-turbo wants whole chroma samples: luma planes are padded
+        // to even width (and to even height for 4:2:0) by repeating the last
+        // column/row.
+        let pw = w.next_multiple_of(2);
+        let (subsamp, ph) = match img.layout {
+            Layout::Yuyv => (Subsamp::Sub2x1, h),
+            Layout::Nv12 => (Subsamp::Sub2x2, h.next_multiple_of(2)),
+        };
+        let cw = pw / 2;
+        let ch = match img.layout {
+            Layout::Yuyv => ph,
+            Layout::Nv12 => ph / 2,
+        };
+        with_state(|c, planes, out| {
+            let [yp, up, vp] = planes;
+            yp.resize(pw * ph, 0);
+            up.resize(cw * ch, 0);
+            vp.resize(cw * ch, 0);
+            match img.layout {
+                Layout::Yuyv => split_yuyv(img, yp, up, vp),
+                Layout::Nv12 => split_nv12(img, yp, up, vp),
+            }
+            c.set_quality(i32::from(quality)).map_err(failed)?;
+            let image = YuvPlanesImage {
+                y_plane: &yp[..],
+                u_plane: &up[..],
+                v_plane: &vp[..],
+                width: w,
+                height: h,
+                y_stride: pw,
+                u_stride: cw,
+                v_stride: cw,
+                subsamp,
+            };
+            compress_into(out, w, h, subsamp, |buf| {
+                c.compress_yuv_planes_to_slice(&image, buf)
+            })
+        })
+    }
+
+    /// YUYV rows into planar 4:2:2 (`y`: even width × height; `u`, `v`:
+    /// half width × height). Rows run whole pixel pairs (checked by
+    /// `Yuv::new`), so an odd width's padding column is the camera's own.
+    fn split_yuyv(img: &Yuv<'_>, y: &mut [u8], u: &mut [u8], v: &mut [u8]) {
+        let pairs = usize::from(img.width).div_ceil(2);
+        let rows = img.data.chunks(img.stride);
+        let planes = y
+            .chunks_exact_mut(pairs * 2)
+            .zip(u.chunks_exact_mut(pairs))
+            .zip(v.chunks_exact_mut(pairs));
+        for (row, ((yr, ur), vr)) in rows.zip(planes) {
+            let src = row.chunks_exact(4);
+            for (((px, yy), uu), vv) in src
+                .zip(yr.chunks_exact_mut(2))
+                .zip(ur.iter_mut())
+                .zip(vr.iter_mut())
+            {
+                yy[0] = Y_FULL[usize::from(px[0])];
+                *uu = C_FULL[usize::from(px[1])];
+                yy[1] = Y_FULL[usize::from(px[2])];
+                *vv = C_FULL[usize::from(px[3])];
+            }
+        }
+    }
+
+    /// NV12 into planar 4:2:0 (`y`: even width × even height; `u`, `v`: a
+    /// quarter of that), repeating the last column and row into padding.
+    fn split_nv12(img: &Yuv<'_>, y: &mut [u8], u: &mut [u8], v: &mut [u8]) {
+        let (w, h) = (usize::from(img.width), usize::from(img.height));
+        let pw = w.next_multiple_of(2);
+        let cw = pw / 2;
+        let (luma, chroma) = img.data.split_at(img.stride * h);
+        for (yr, row) in y.chunks_exact_mut(pw).zip(luma.chunks(img.stride)) {
+            for (d, s) in yr.iter_mut().zip(&row[..w]) {
+                *d = Y_FULL[usize::from(*s)];
+            }
+            if pw > w {
+                yr[w] = yr[w - 1];
+            }
+        }
+        if y.len() > pw * h {
+            let (done, pad) = y.split_at_mut(pw * h);
+            pad.copy_from_slice(&done[pw * (h - 1)..]);
+        }
+        let planes = u.chunks_exact_mut(cw).zip(v.chunks_exact_mut(cw));
+        for (row, (ur, vr)) in chroma.chunks(img.stride).zip(planes) {
+            for ((cbcr, uu), vv) in row.chunks_exact(2).zip(ur.iter_mut()).zip(vr.iter_mut()) {
+                *uu = C_FULL[usize::from(cbcr[0])];
+                *vv = C_FULL[usize::from(cbcr[1])];
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_jpeg(b: &[u8]) -> bool {
+        b.starts_with(&[0xff, 0xd8]) && b.ends_with(&[0xff, 0xd9])
+    }
+
+    #[test]
+    fn range_tables() {
+        assert_eq!(
+            (Y_FULL[16], Y_FULL[235], Y_FULL[0], Y_FULL[255]),
+            (0, 255, 0, 255)
+        );
+        assert_eq!((C_FULL[16], C_FULL[128], C_FULL[240]), (0, 128, 255));
+    }
+
+    #[test]
+    fn rgb_encodes_and_checks_its_input() {
+        let px = vec![200u8; 17 * 9 * 3];
+        for q in [0, 50, 95, 255] {
+            assert!(is_jpeg(&encode_rgb(&px, 17, 9, q).expect("encodes")));
+        }
+        assert!(matches!(
+            encode_rgb(&px[1..], 17, 9, 80),
+            Err(EncodeError::BadInput(_))
+        ));
+        assert!(encode_rgb(&px, 0, 9, 80).is_err());
+    }
+
+    #[test]
+    fn yuv_checks_its_input() {
+        // 4x4 NV12 needs 4 luma rows + 2 chroma rows of 4 bytes.
+        assert!(is_jpeg(
+            &encode_nv12(&[128; 24], 4, 4, 4, 80).expect("fits")
+        ));
+        assert!(encode_nv12(&[128; 23], 4, 4, 4, 80).is_err());
+        assert!(encode_yuyv(&[128; 32], 4, 4, 8, 80).is_ok());
+        assert!(encode_yuyv(&[128; 32], 4, 4, 6, 80).is_err());
+        assert!(encode_yuyv(&[128; 32], 4, 0, 8, 80).is_err());
+        assert!(encode_yuyv(&[128; 8], 4, 4, usize::MAX, 80).is_err());
+    }
+
+    #[test]
+    fn odd_sizes_encode() {
+        for (w, h) in [(1u16, 1u16), (3, 5), (33, 17)] {
+            let stride = usize::from(w).div_ceil(2) * 4 + 4;
+            let yuyv = vec![100u8; stride * usize::from(h)];
+            let nv12 = vec![100u8; stride * (usize::from(h) * 2)];
+            assert!(is_jpeg(
+                &encode_yuyv(&yuyv, w, h, stride, 70).expect("yuyv")
+            ));
+            assert!(is_jpeg(
+                &encode_nv12(&nv12, w, h, stride, 70).expect("nv12")
+            ));
+        }
+    }
+}
