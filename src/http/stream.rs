@@ -88,9 +88,13 @@ where
     }
     client.sent_bytes(head.len());
     let mut next_due = Instant::now();
+    // One shutdown future for the whole stream: it registers with the token
+    // once, instead of once per frame.
+    let shutdown = cancel.cancelled();
+    tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            _ = cancel.cancelled() => return SHUTDOWN.into(),
+            _ = &mut shutdown => return SHUTDOWN.into(),
             changed = frames.changed() => if changed.is_err() { return "stream closed".into() },
         }
         if let Some(interval) = min_interval {
@@ -99,7 +103,7 @@ where
             let now = Instant::now();
             if next_due > now {
                 tokio::select! {
-                    _ = cancel.cancelled() => return SHUTDOWN.into(),
+                    _ = &mut shutdown => return SHUTDOWN.into(),
                     _ = tokio::time::sleep_until(next_due) => {}
                 }
             }
@@ -109,7 +113,7 @@ where
             continue;
         };
         let written = tokio::select! {
-            _ = cancel.cancelled() => return SHUTDOWN.into(),
+            _ = &mut shutdown => return SHUTDOWN.into(),
             r = send_part(io, &frame, options) => r,
         };
         if let Err(e) = written {
