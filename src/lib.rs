@@ -21,6 +21,7 @@ pub mod listen;
 pub mod logging;
 pub mod memfd;
 pub mod mjpeg;
+pub mod rlimit;
 pub mod server;
 pub mod source;
 pub mod tls;

@@ -51,7 +51,7 @@ fn main() -> ExitCode {
         }
     };
     mjpegd::logging::init(config.log_format);
-    raise_fd_limit();
+    mjpegd::rlimit::raise_fd_limit();
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -177,19 +177,4 @@ async fn cancel_on_signal(token: CancellationToken) {
         _ = term.recv() => {}
     }
     token.cancel();
-}
-
-/// Raises the open-file limit to its hard maximum: every client is a socket.
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
 }

@@ -119,7 +119,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    raise_fd_limit();
+    mjpegd::rlimit::raise_fd_limit();
     if let Some(cmd) = &args.startup {
         return match runtime.block_on(startup::measure(cmd, &target, args.runs)) {
             // `measure` returns one figure per run and runs >= 1, so `ms`
@@ -190,20 +190,6 @@ async fn run(args: Args, target: client::Target) -> report::Report {
     let server = monitor.map(|m| m.stop());
     let client_cpu = procmon::self_cpu_seconds() - self_cpu0;
     report::Report::new(&args, results, elapsed, server, client_cpu)
-}
-
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
 }
 
 #[cfg(test)]
