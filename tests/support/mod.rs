@@ -100,13 +100,7 @@ impl Daemon {
 
     /// Resident memory in KiB.
     pub fn rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .expect("proc status")
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .expect("VmRSS line")
+        crate::common::rss_kib(self.pid())
     }
 }
 
@@ -193,15 +187,8 @@ pub async fn read_frames<R: AsyncRead + Unpin>(
     frames
 }
 
-/// Decodes a JPEG fully; returns (width, height). Panics if it is not valid.
-pub fn decode(jpeg: &[u8]) -> (usize, usize) {
-    use zune_jpeg::zune_core::bytestream::ZCursor;
-    let mut d = zune_jpeg::JpegDecoder::new(ZCursor::new(jpeg));
-    let pixels = d.decode().expect("frame decodes as JPEG");
-    let (w, h) = d.dimensions().expect("dimensions");
-    assert!(!pixels.is_empty());
-    (w, h)
-}
+// Every test crate that uses this module also has `mod common`.
+pub use crate::common::decode;
 
 /// Sends `raw` on a fresh connection of any kind and reads the response until
 /// the server closes; returns (status, head, body).
