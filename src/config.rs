@@ -182,7 +182,15 @@ impl Config {
             .map_err(clap_error)?;
         let cli = Cli::from_arg_matches(&matches).map_err(clap_error)?;
         let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
-        let security = cli.security.resolve(env).map_err(ConfigError::Invalid)?;
+        let file = match &cli.config {
+            Some(path) => Some(ConfigFile::load(path).map_err(ConfigError::Invalid)?),
+            None => None,
+        };
+        let mut security_args = cli.security;
+        if let Some(file) = &file {
+            file.apply_security(&mut security_args, &given)?;
+        }
+        let security = security_args.resolve(env).map_err(ConfigError::Invalid)?;
         let (listen, listen_unix) = split_listen(cli.listen);
         let mut config = Config {
             listen,
@@ -205,8 +213,7 @@ impl Config {
             log_format: cli.log_format,
         };
         let mut file_streams = Vec::new();
-        if let Some(path) = &cli.config {
-            let file = ConfigFile::load(path).map_err(ConfigError::Invalid)?;
+        if let Some(file) = &file {
             file_streams = file.apply(&mut config, &given)?;
         }
         config.streams = if given("source") || file_streams.is_empty() {
@@ -259,6 +266,15 @@ struct FileSettings {
     capture_on_demand: Option<Spanned<f64>>,
     /// `"text"` or `"json"`.
     log_format: Option<Spanned<String>>,
+    /// Security: secrets only by file, so the config file holds no secret.
+    auth_file: Option<Spanned<String>>,
+    token_secret_file: Option<Spanned<String>>,
+    tls_cert: Option<Spanned<String>>,
+    tls_key: Option<Spanned<String>>,
+    max_connections: Option<Spanned<i64>>,
+    max_clients: Option<Spanned<i64>>,
+    max_streams_per_ip: Option<Spanned<i64>>,
+    send_timeout: Option<Spanned<f64>>,
     #[serde(default)]
     stream: Vec<FileStream>,
 }
@@ -459,6 +475,48 @@ impl ConfigFile {
     }
 
     /// The operations settings: frame dropping, CORS, capture on demand, logs.
+    /// The security keys, into the arguments before they are resolved;
+    /// flags given on the command line win.
+    fn apply_security(
+        &self,
+        args: &mut security::SecurityArgs,
+        given: &dyn Fn(&str) -> bool,
+    ) -> Result<(), ConfigError> {
+        let s = &self.settings;
+        let path = |v: &Option<Spanned<String>>| v.as_ref().map(|p| PathBuf::from(p.get_ref()));
+        let count = |v: &Option<Spanned<i64>>, key: &str| -> Result<Option<usize>, ConfigError> {
+            let Some(n) = v else { return Ok(None) };
+            match usize::try_from(*n.get_ref()) {
+                Ok(n) => Ok(Some(n)),
+                Err(_) => self.error(
+                    n.span(),
+                    format_args!("bad value for '{key}': expected 0 or more"),
+                ),
+            }
+        };
+        let send_timeout = match &s.send_timeout {
+            None => None,
+            Some(v) => match parse_secs(&v.get_ref().to_string()) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    return self.error(v.span(), format_args!("bad value for 'send_timeout': {e}"));
+                }
+            },
+        };
+        let file = security::FileSecurity {
+            auth_file: path(&s.auth_file),
+            token_secret_file: path(&s.token_secret_file),
+            tls_cert: path(&s.tls_cert),
+            tls_key: path(&s.tls_key),
+            max_connections: count(&s.max_connections, "max_connections")?,
+            max_clients: count(&s.max_clients, "max_clients")?,
+            max_streams_per_ip: count(&s.max_streams_per_ip, "max_streams_per_ip")?,
+            send_timeout,
+        };
+        args.apply_file(file, given);
+        Ok(())
+    }
+
     fn apply_operations(
         &self,
         config: &mut Config,

@@ -64,6 +64,18 @@ pub(super) struct SecurityArgs {
     send_timeout: Duration,
 }
 
+/// The security keys of a `--config` file.
+pub(super) struct FileSecurity {
+    pub auth_file: Option<PathBuf>,
+    pub token_secret_file: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub max_connections: Option<usize>,
+    pub max_clients: Option<usize>,
+    pub max_streams_per_ip: Option<usize>,
+    pub send_timeout: Option<Duration>,
+}
+
 /// The resolved security settings.
 pub(super) struct Security {
     pub access: Access,
@@ -81,6 +93,45 @@ pub(super) fn process_env(name: &str) -> Option<String> {
 }
 
 impl SecurityArgs {
+    /// Takes the config file's values for what the command line left unset
+    /// (a secret given on the command line, by flag or file, wins as a whole).
+    pub(super) fn apply_file(&mut self, file: FileSecurity, given: &dyn Fn(&str) -> bool) {
+        if !given("auth") && !given("auth_file") && file.auth_file.is_some() {
+            self.auth_file = file.auth_file;
+        }
+        if !given("token_secret") && !given("token_secret_file") && file.token_secret_file.is_some()
+        {
+            self.token_secret_file = file.token_secret_file;
+        }
+        if !given("tls_cert") && !given("tls_key") {
+            if file.tls_cert.is_some() {
+                self.tls_cert = file.tls_cert;
+            }
+            if file.tls_key.is_some() {
+                self.tls_key = file.tls_key;
+            }
+        }
+        let set = |id: &str, slot: &mut usize, v: Option<usize>| {
+            if let Some(v) = v.filter(|_| !given(id)) {
+                *slot = v;
+            }
+        };
+        set(
+            "max_connections",
+            &mut self.max_connections,
+            file.max_connections,
+        );
+        set("max_clients", &mut self.max_clients, file.max_clients);
+        set(
+            "max_streams_per_ip",
+            &mut self.max_streams_per_ip,
+            file.max_streams_per_ip,
+        );
+        if let Some(t) = file.send_timeout.filter(|_| !given("send_timeout")) {
+            self.send_timeout = t;
+        }
+    }
+
     pub(super) fn resolve(self, env: Env<'_>) -> Result<Security, String> {
         let basic = secret(self.auth, self.auth_file, "--auth", AUTH_ENV, env)?
             .map(|(s, from)| Credentials::parse(&s).map_err(|e| format!("{from}: {e}")))
@@ -294,6 +345,40 @@ mod tests {
         assert!(m.contains("/nonexistent/c.pem"), "{m}");
         let m = invalid(&["--send-timeout", "0"], &no_env);
         assert!(m.contains("'0'"), "{m}");
+    }
+
+    #[test]
+    fn security_keys_in_the_config_file() {
+        let auth = temp_file("file-auth", "viewer:pw-from-file\n");
+        let conf = temp_file(
+            "security.toml",
+            &format!(
+                "auth_file = \"{}\"\nmax_clients = 5\nmax_streams_per_ip = 2\nsend_timeout = 3\n",
+                auth.display()
+            ),
+        );
+        let conf_arg = conf.display().to_string();
+        let c = parse_with(&["--config", &conf_arg], &no_env).expect("valid");
+        assert!(
+            c.access.basic.is_some(),
+            "credentials from the file's auth_file"
+        );
+        assert_eq!(c.limits.max_clients, 5);
+        assert_eq!(c.limits.max_streams_per_ip, 2);
+        assert_eq!(c.send_timeout, Duration::from_secs(3));
+        // The command line wins.
+        let c = parse_with(&["--config", &conf_arg, "--max-clients", "7"], &no_env).expect("valid");
+        assert_eq!(c.limits.max_clients, 7);
+
+        let bad = temp_file("bad-security.toml", "quality = 50\nmax_clients = -1\n");
+        let m = invalid(&["--config", &bad.display().to_string()], &no_env);
+        assert!(m.contains(":2:") && m.contains("max_clients"), "{m}");
+        let secret_inline = temp_file("inline.toml", "auth = \"u:p\"\n");
+        let m = invalid(&["--config", &secret_inline.display().to_string()], &no_env);
+        assert!(m.contains("auth"), "{m}");
+        for f in [auth, conf, bad, secret_inline] {
+            let _ = std::fs::remove_file(f);
+        }
     }
 
     #[test]
