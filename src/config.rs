@@ -33,6 +33,9 @@ pub struct Config {
     pub header_timeout: Duration,
     /// Send stream parts with `sendfile` (zero-copy) rather than `write`.
     pub zero_copy: bool,
+    /// With `zero_copy`: one loop per stream sends each frame to all its
+    /// clients, instead of each client's own task.
+    pub batch_sends: bool,
     /// SO_SNDBUF of client sockets in bytes (0: the kernel's autotuning).
     pub send_buffer: usize,
     /// Threads that serve HTTP clients (0: one per core).
@@ -148,7 +151,7 @@ struct Cli {
     /// references to the frame's pages (no copy per client); `write` copies
     /// the shared bytes into each socket.
     #[arg(long, value_name = "METHOD", default_value = "sendfile",
-          value_parser = ["sendfile", "write"])]
+          value_parser = ["sendfile", "sendfile-per-client", "write"])]
     send_method: String,
 
     /// Threads serving HTTP clients (0: one per CPU core). Capture and
@@ -199,7 +202,8 @@ impl Config {
             snapshot_timeout: cli.snapshot_timeout,
             header_timeout: cli.header_timeout,
             send_buffer: cli.send_buffer,
-            zero_copy: cli.send_method == "sendfile",
+            zero_copy: cli.send_method != "write",
+            batch_sends: cli.send_method == "sendfile",
             workers: usize::from(cli.workers),
             shutdown_grace: Duration::from_millis(500),
             listen_unix,
@@ -366,14 +370,16 @@ impl ConfigFile {
         if let Some(v) = &s.send_method
             && !given("send_method")
         {
-            config.zero_copy = match v.get_ref().as_str() {
-                "sendfile" => true,
-                "write" => false,
+            (config.zero_copy, config.batch_sends) = match v.get_ref().as_str() {
+                "sendfile" => (true, true),
+                "sendfile-per-client" => (true, false),
+                "write" => (false, false),
                 other => {
                     return self.error(
                         v.span(),
                         format_args!(
-                            "bad value for 'send_method': '{other}' (expected sendfile or write)"
+                            "bad value for 'send_method': '{other}' \
+                             (expected sendfile, sendfile-per-client or write)"
                         ),
                     );
                 }

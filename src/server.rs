@@ -52,6 +52,7 @@ pub async fn run<L: Into<Listener>>(
         limits: config.limits,
         send_timeout: config.send_timeout,
         zero_copy: config.zero_copy,
+        batch_sends: config.batch_sends,
         ..HttpOptions::default()
     };
     let ctx = Arc::new(HttpContext::new(hubs, options));

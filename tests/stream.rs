@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_frames_are_exact_valid_and_advance() {
-    // Both send paths: sendfile from the frame's memory file, and write.
-    for method in ["sendfile", "write"] {
+    // Every send path: the per-stream sendfile loop, sendfile from each
+    // client's task, and write.
+    for method in ["sendfile", "sendfile-per-client", "write"] {
         stream_frames_with(method).await;
     }
 }

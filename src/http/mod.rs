@@ -7,6 +7,7 @@
 
 pub mod auth;
 mod cors;
+mod fanout;
 mod index;
 pub mod limits;
 mod metrics;
@@ -51,6 +52,9 @@ pub struct HttpOptions {
     /// Send stream parts to plain TCP clients with `sendfile` from the
     /// frame's memory file (else with `write` from the shared buffer).
     pub zero_copy: bool,
+    /// With `zero_copy`: each stream's frames go to its plain-TCP clients
+    /// from one loop (`fanout.rs`) rather than from every client's task.
+    pub batch_sends: bool,
 }
 
 impl Default for HttpOptions {
@@ -64,6 +68,7 @@ impl Default for HttpOptions {
             send_timeout: Duration::from_secs(10),
             allow_origin: None,
             zero_copy: true,
+            batch_sends: true,
         }
     }
 }
@@ -76,16 +81,36 @@ pub struct HttpContext {
     pub started: Instant,
     /// Live connection and stream client counts for `options.limits`.
     pub gate: Gate,
+    /// Each stream's fanout loop, started with its first client.
+    fanouts: Vec<std::sync::OnceLock<Arc<fanout::Fanout>>>,
 }
 
 impl HttpContext {
     pub fn new(streams: Vec<Arc<FrameHub>>, options: HttpOptions) -> HttpContext {
+        let streams_len = streams.len();
         HttpContext {
             streams,
             options,
             started: Instant::now(),
             gate: Gate::default(),
+            fanouts: (0..streams_len)
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
         }
+    }
+
+    /// The fanout loop of `hub`, started on first use; it ends with `shutdown`.
+    fn fanout(
+        &self,
+        hub: &Arc<FrameHub>,
+        shutdown: &CancellationToken,
+    ) -> Option<Arc<fanout::Fanout>> {
+        let i = self.streams.iter().position(|h| Arc::ptr_eq(h, hub))?;
+        let cell = self.fanouts.get(i)?;
+        Some(
+            cell.get_or_init(|| fanout::Fanout::start(hub.clone(), shutdown.clone()))
+                .clone(),
+        )
     }
 
     /// The stream named `name`.

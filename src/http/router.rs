@@ -86,7 +86,10 @@ where
             &ctx.options,
         ),
         ("GET" | "HEAD", Endpoint::Stream(hub)) => {
-            return stream::serve(io, req, &hub, &ctx.options, cancel, head_only).await
+            let fanout = (ctx.options.zero_copy && ctx.options.batch_sends && io.tcp().is_some())
+                .then(|| ctx.fanout(&hub, cancel))
+                .flatten();
+            return stream::serve(io, req, &hub, &ctx.options, fanout, cancel, head_only).await
                 && keep_alive;
         }
         ("GET" | "HEAD", Endpoint::Snapshot(hub)) => {

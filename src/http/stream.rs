@@ -5,6 +5,7 @@
 //! slow client, newer frames simply replace older ones in the hub, so the
 //! client skips frames and nothing queues up for it.
 
+use super::fanout::Fanout;
 use super::request::Request;
 use super::response::{NO_CACHE, push_header, status_line};
 use super::{HttpOptions, Transport, cors};
@@ -13,7 +14,7 @@ use crate::frame::{BOUNDARY, stream_preamble};
 use crate::hub::{ClientGuard, FrameHub};
 use crate::memfd::PartFile;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -30,6 +31,7 @@ pub async fn serve<S>(
     req: &Request,
     hub: &Arc<FrameHub>,
     options: &HttpOptions,
+    fanout: Option<Arc<Fanout>>,
     cancel: &CancellationToken,
     head_only: bool,
 ) -> bool
@@ -57,14 +59,92 @@ where
     let min_interval = rate_cap(req);
     let mut client = hub.client();
     debug!(stream = %hub.name(), "client connected");
-    let why = pump(io, &head, hub, &mut client, min_interval, options, cancel).await;
-    debug!(
-        stream = %hub.name(),
-        frames = client.frames(),
-        duration_s = format_args!("{:.1}", client.connected_for().as_secs_f64()),
-        "client disconnected: {why}"
-    );
+    // Rate-capped clients keep their own schedule in their own task.
+    let (why, client) = match fanout.filter(|_| min_interval.is_none()) {
+        Some(fanout) => pump_batched(io, &head, hub, client, &fanout, options, cancel).await,
+        None => {
+            let why = pump(io, &head, hub, &mut client, min_interval, options, cancel).await;
+            (why, Some(client))
+        }
+    };
+    if let Some(client) = client {
+        debug!(
+            stream = %hub.name(),
+            frames = client.frames(),
+            duration_s = format_args!("{:.1}", client.connected_for().as_secs_f64()),
+            "client disconnected: {why}"
+        );
+    }
     false
+}
+
+/// Like `pump`, but after the first frame the stream's fanout loop sends
+/// the frames; this task only finishes parts the socket did not take whole.
+async fn pump_batched<S>(
+    io: &mut S,
+    head: &str,
+    hub: &FrameHub,
+    mut client: ClientGuard,
+    fanout: &Fanout,
+    options: &HttpOptions,
+    cancel: &CancellationToken,
+) -> (String, Option<ClientGuard>)
+where
+    S: Transport,
+{
+    const SHUTDOWN: &str = "server shutting down";
+    let mut frames = hub.subscribe();
+    if let Err(e) = io.write_all(head.as_bytes()).await {
+        return (format!("write error: {e}"), Some(client));
+    }
+    client.sent_bytes(head.len());
+    let shutdown = cancel.cancelled();
+    tokio::pin!(shutdown);
+    // The newest frame at once (or the first one the source makes), from
+    // this task: a new client does not wait for the next frame.
+    let first = loop {
+        tokio::select! {
+            _ = &mut shutdown => return (SHUTDOWN.into(), Some(client)),
+            changed = frames.changed() => if changed.is_err() {
+                return ("stream closed".into(), Some(client));
+            },
+        }
+        if let Some(frame) = frames.borrow_and_update().clone() {
+            break frame;
+        }
+    };
+    if let Err(e) = send_part(io, &first, 0, options).await {
+        return (format!("client left ({e})"), Some(client));
+    }
+    client.sent(&first);
+    hub.observe_latency(first.meta.captured_at.elapsed());
+    drop(frames);
+    let dup = match io.tcp().map(|t| t.as_fd().try_clone_to_owned()) {
+        Some(Ok(fd)) => fd,
+        // Out of descriptors: this client cannot join the loop; end it
+        // rather than serve it differently from the others.
+        Some(Err(e)) => return (format!("cannot share the socket: {e}"), Some(client)),
+        None => return ("not a TCP connection".into(), Some(client)),
+    };
+    let slot = fanout.join(dup, client, first.seq);
+    let why = loop {
+        tokio::select! {
+            _ = &mut shutdown => break SHUTDOWN.to_owned(),
+            _ = slot.handed_back() => {}
+        }
+        match slot.take_pending() {
+            Err(()) => break "client left".to_owned(),
+            Ok(None) => {}
+            Ok(Some((frame, offset))) => match send_part(io, &frame, offset, options).await {
+                Ok(()) => {
+                    hub.observe_latency(frame.meta.captured_at.elapsed());
+                    slot.resume(&frame);
+                }
+                Err(e) => break format!("client left ({e})"),
+            },
+        }
+    };
+    (why, fanout.leave(&slot))
 }
 
 /// Writes the head, then frames until the client leaves or shutdown; returns
@@ -114,7 +194,7 @@ where
         };
         let written = tokio::select! {
             _ = &mut shutdown => return SHUTDOWN.into(),
-            r = send_part(io, &frame, options) => r,
+            r = send_part(io, &frame, 0, options) => r,
         };
         if let Err(e) = written {
             return format!("client left ({e})");
@@ -136,21 +216,27 @@ fn rate_cap(req: &Request) -> Option<Duration> {
 async fn send_part<S: Transport>(
     io: &mut S,
     frame: &Frame,
+    offset: usize,
     options: &HttpOptions,
 ) -> io::Result<()> {
     if options.zero_copy
         && let (Some(tcp), Some(file)) = (io.tcp(), frame.part_file())
     {
-        return sendfile_all(tcp, file, options.send_timeout).await;
+        return sendfile_all(tcp, file, offset, options.send_timeout).await;
     }
-    io.write_all(frame.part()).await
+    io.write_all(frame.part().get(offset..).unwrap_or_default())
+        .await
 }
 
 /// `sendfile` until the socket has taken the whole file, waiting for the
 /// socket to become writable whenever it is full; a client whose socket
 /// takes nothing for `send_timeout` is given up.
-async fn sendfile_all(tcp: &TcpStream, file: &PartFile, send_timeout: Duration) -> io::Result<()> {
-    let mut offset = 0;
+async fn sendfile_all(
+    tcp: &TcpStream,
+    file: &PartFile,
+    mut offset: usize,
+    send_timeout: Duration,
+) -> io::Result<()> {
     while offset < file.len() {
         tokio::time::timeout(send_timeout, tcp.writable())
             .await
