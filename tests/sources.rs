@@ -231,36 +231,9 @@ fn jpeg_with_thumbnail(w: u16, h: u16, n: usize) -> Vec<u8> {
 
 /// Runs the built binary with stdin piped to the test.
 fn start_with_stdin(args: &[&str]) -> (ServerProcess, ChildStdin) {
-    use std::io::BufRead;
-    let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mjpegd"))
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run mjpegd");
-    let stdin = child.stdin.take().expect("piped stdin");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut line = String::new();
-    std::io::BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read stdout");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .expect("address");
-    (
-        ServerProcess {
-            child,
-            addr,
-            started,
-        },
-        stdin,
-    )
+    let mut server = ServerProcess::start_with_stdin(args, Stdio::piped());
+    let stdin = server.child.stdin.take().expect("piped stdin");
+    (server, stdin)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -74,11 +74,18 @@ impl ServerProcess {
     /// Runs the binary with `args` plus `--listen 127.0.0.1:0` and waits for
     /// its `listening on http://ADDR` line.
     pub fn start(args: &[&str]) -> ServerProcess {
+        ServerProcess::start_with_stdin(args, Stdio::null())
+    }
+
+    /// `start` with the given standard input (e.g. `Stdio::piped()` to feed
+    /// `--source stdin`; take it from `child.stdin`).
+    pub fn start_with_stdin(args: &[&str], stdin: Stdio) -> ServerProcess {
         use std::io::BufRead;
         let started = Instant::now();
         let mut child = Command::new(env!("CARGO_BIN_EXE_mjpegd"))
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
