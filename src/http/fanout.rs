@@ -134,7 +134,11 @@ impl Fanout {
             }
             return;
         };
-        for slot in slots.iter().filter(|s| s.wants(frame)) {
+        // Start at a different client each frame, so that when sending takes
+        // long (a saturated machine) no client is always served last.
+        let start = (frame.seq as usize).checked_rem(slots.len()).unwrap_or(0);
+        let (later, first) = slots.split_at(start);
+        for slot in first.iter().chain(later).filter(|s| s.wants(frame)) {
             match file.send_to(slot.sock.as_raw_fd(), 0) {
                 Ok(n) if n == file.len() => {
                     slot.delivered(frame);
