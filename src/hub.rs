@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 /// The newest frame of a stream, if any has been published yet.
@@ -246,20 +245,6 @@ impl FrameHub {
         info!(stream = %self.name, "capture paused: no viewers");
         self.demand.wait().await;
         info!(stream = %self.name, "capture resumed");
-    }
-
-    /// For capture threads: like [`wait_for_demand`](Self::wait_for_demand),
-    /// blocking; returns false if `cancel` fired first.
-    pub fn wait_for_demand_blocking(&self, cancel: &CancellationToken) -> bool {
-        if self.demand.has_demand() {
-            return true;
-        }
-        info!(stream = %self.name, "capture paused: no viewers");
-        let resumed = self.demand.wait_blocking(|| cancel.is_cancelled());
-        if resumed {
-            info!(stream = %self.name, "capture resumed");
-        }
-        resumed
     }
 
     /// Whether the source is waiting for a viewer.

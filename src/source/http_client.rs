@@ -518,15 +518,8 @@ impl Connection {
     /// buffered; `None` when the upstream closed the connection. Used for
     /// endless (streamed) bodies.
     pub async fn read_raw(&mut self, idle: Duration) -> Result<Option<Bytes>, SourceError> {
-        if self.buf.is_empty() {
-            let n = tokio::time::timeout(idle, self.fill())
-                .await
-                .map_err(|_| {
-                    SourceError::new(format!("upstream sent nothing for {}", secs(idle)))
-                })??;
-            if n == 0 {
-                return Ok(None);
-            }
+        if self.buf.is_empty() && self.fill_within(idle).await? == 0 {
+            return Ok(None);
         }
         Ok(Some(self.buf.split().freeze()))
     }
@@ -577,25 +570,25 @@ impl Connection {
             if self.buf.len() > max {
                 return Err(too_big());
             }
-            let n = tokio::time::timeout(idle, self.fill())
-                .await
-                .map_err(|_| {
-                    SourceError::new(format!("upstream sent nothing for {}", secs(idle)))
-                })??;
-            if n == 0 {
+            if self.fill_within(idle).await? == 0 {
                 return Ok(self.buf.split().freeze());
             }
         }
     }
 
     async fn fill_or_fail(&mut self, idle: Duration) -> Result<(), SourceError> {
-        let n = tokio::time::timeout(idle, self.fill())
-            .await
-            .map_err(|_| SourceError::new(format!("upstream sent nothing for {}", secs(idle))))??;
-        if n == 0 {
+        if self.fill_within(idle).await? == 0 {
             return Err(SourceError::new("upstream closed the connection mid-body"));
         }
         Ok(())
+    }
+
+    /// Reads more bytes (0: the upstream closed), failing when none come
+    /// for `idle`.
+    async fn fill_within(&mut self, idle: Duration) -> Result<usize, SourceError> {
+        tokio::time::timeout(idle, self.fill())
+            .await
+            .map_err(|_| SourceError::new(format!("upstream sent nothing for {}", secs(idle))))?
     }
 }
 

@@ -9,11 +9,8 @@
 //!
 //! With `--capture-on-demand`, the supervisor stops any source once nobody
 //! has watched for the linger time (closing its camera, connection or child
-//! process) and starts it again when a viewer arrives. A source may also
-//! pause between frames by itself: an async source awaits
-//! `ctx.hub.wait_for_demand()` and a capture thread calls
-//! `ctx.hub.wait_for_demand_blocking(&ctx.cancel)` (false: shutting down);
-//! both return at once while somebody watches.
+//! process) and starts it again when a viewer arrives; sources themselves
+//! know nothing of it.
 
 mod files;
 pub mod http_client;

@@ -22,11 +22,6 @@ pub async fn run(spec: PatternSpec, ctx: &SourceContext) -> Result<(), SourceErr
         let start = Instant::now();
         let mut n: u64 = 0;
         while !ctx.cancel.is_cancelled() {
-            // `--capture-on-demand`: nobody watching, nothing to render. After
-            // a pause the schedule below is behind and restarts at once.
-            if !ctx.hub.wait_for_demand_blocking(&ctx.cancel) {
-                break;
-            }
             let due = start + period.mul_f64(n as f64);
             let now = Instant::now();
             if due > now {

@@ -308,16 +308,21 @@ pub async fn request(addr: SocketAddr, raw: &str) -> (u16, String, Vec<u8>) {
         .await
         .expect("response within 10 s")
         .expect("read");
+    split_response(&all)
+}
+
+/// A whole response as read until close: (status code, head, body).
+pub fn split_response(all: &[u8]) -> (u16, String, Vec<u8>) {
     let end = all
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(&all)));
+        .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(all)));
     let head = String::from_utf8_lossy(&all[..end + 4]).into_owned();
     let status = head
         .split(' ')
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .expect("status code");
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
     (status, head, all[end + 4..].to_vec())
 }
 

@@ -202,17 +202,7 @@ where
     let _ = tokio::time::timeout(Duration::from_secs(10), io.read_to_end(&mut all))
         .await
         .expect("response within 10 s");
-    let end = all
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(&all)));
-    let head = String::from_utf8_lossy(&all[..end + 4]).into_owned();
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {head:?}"));
-    (status, head, all[end + 4..].to_vec())
+    crate::common::split_response(&all)
 }
 
 /// Raises this process's open-file limit to its hard maximum (tests that
