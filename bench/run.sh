@@ -9,7 +9,8 @@
 #
 # Servers: mjpegd (the default: one send loop per stream, sendfile),
 # mjpegd-perclient (--send-method sendfile-per-client), mjpegd-write
-# (--send-method write), mjpegd-1worker (--workers 1); "limit", the single-threaded C epoll+writev
+# (--send-method write), mjpegd-1worker (--workers 1), mjpegd-1loop
+# (--send-loops 1: one send loop per stream instead of one per core); "limit", the single-threaded C epoll+writev
 # ceiling, when ../shared/bench/limit/limit.c is beside the repository;
 # mjpg-streamer when built at $MJPG_BIN (see bench/README.md).
 #
@@ -63,6 +64,7 @@ server_cmd() { # name res_dir -> command line
     mjpegd-write) echo "exec $MJPEGD --listen 127.0.0.1:$PORT --source dir:$2@$FPS --send-method write" ;;
     mjpegd-perclient) echo "exec $MJPEGD --listen 127.0.0.1:$PORT --source dir:$2@$FPS --send-method sendfile-per-client" ;;
     mjpegd-1worker) echo "exec $MJPEGD --listen 127.0.0.1:$PORT --source dir:$2@$FPS --workers 1" ;;
+    mjpegd-1loop) echo "exec $MJPEGD --listen 127.0.0.1:$PORT --source dir:$2@$FPS --send-loops 1" ;;
     limit) echo "exec $LIMIT $2 $FPS $PORT" ;;
     mjpg-streamer) echo "exec $MJPG_DIR/mjpg_streamer -i '$MJPG_DIR/plugins/input_file/input_file.so -f $2/ -e -d $(python3 -c "print(1/$FPS)")' -o '$MJPG_DIR/plugins/output_http/output_http.so -p $PORT -l 127.0.0.1'" ;;
   esac
@@ -75,7 +77,7 @@ server_url() {
 }
 available() {
   case "$1" in
-    mjpegd|mjpegd-write|mjpegd-perclient|mjpegd-1worker) return 0 ;;
+    mjpegd|mjpegd-write|mjpegd-perclient|mjpegd-1worker|mjpegd-1loop) return 0 ;;
     limit) [ -x "$LIMIT" ] ;;
     mjpg-streamer) [ -x "$MJPG_DIR/mjpg_streamer" ] ;;
     *) return 1 ;;

@@ -40,6 +40,8 @@ pub struct Config {
     pub send_buffer: usize,
     /// Threads that serve HTTP clients (0: one per core).
     pub workers: usize,
+    /// Send loops per stream (0: one per HTTP worker thread).
+    pub send_loops: usize,
     /// How long shutdown waits for open connections and sources to finish.
     pub shutdown_grace: Duration,
     /// Unix socket paths to listen on (besides `listen`).
@@ -160,6 +162,13 @@ struct Cli {
           value_parser = clap::value_parser!(u16).range(0..=1024))]
     workers: u16,
 
+    /// Send loops per stream with `--send-method sendfile` (0: one per HTTP
+    /// worker thread); a stream's clients are spread over them, so one
+    /// stream with many clients uses every core.
+    #[arg(long, value_name = "N", default_value_t = 0,
+          value_parser = clap::value_parser!(u16).range(0..=1024))]
+    send_loops: u16,
+
     #[command(flatten)]
     security: security::SecurityArgs,
 }
@@ -205,6 +214,7 @@ impl Config {
             zero_copy: cli.send_method != "write",
             batch_sends: cli.send_method == "sendfile",
             workers: usize::from(cli.workers),
+            send_loops: usize::from(cli.send_loops),
             shutdown_grace: Duration::from_millis(500),
             listen_unix,
             access: security.access,

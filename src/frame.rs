@@ -8,6 +8,7 @@
 use crate::memfd::PartFile;
 use bytes::{BufMut, Bytes, BytesMut};
 use std::fmt::Write as _;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The multipart boundary of every `/stream` response.
@@ -46,9 +47,11 @@ pub struct Frame {
     /// False for the placeholder frames a stream shows while its source is down.
     pub online: bool,
     part: Bytes,
-    /// The same part in a sealed memory file, for `sendfile` (None if the
-    /// file could not be made; clients then write `part`).
-    part_file: Option<PartFile>,
+    /// The same part in a sealed memory file, for `sendfile`; made by the
+    /// first sender that wants it (a copy and a few system calls that only
+    /// pay off once several clients share them). `None` inside: the file
+    /// could not be made, and clients write `part`.
+    part_file: OnceLock<Option<PartFile>>,
     jpeg_start: usize,
     jpeg_len: usize,
 }
@@ -70,12 +73,11 @@ impl Frame {
         part.put_slice(head.as_bytes());
         part.put_slice(jpeg);
         part.put_slice(tail.as_bytes());
-        let part_file = PartFile::create(&part).ok();
         Frame {
             seq,
             meta,
             online,
-            part_file,
+            part_file: OnceLock::new(),
             part: part.freeze(),
             jpeg_start: head.len(),
             jpeg_len: jpeg.len(),
@@ -95,9 +97,17 @@ impl Frame {
         &self.part
     }
 
-    /// The part as a sealed memory file, for zero-copy sends.
+    /// The part as a sealed memory file, for zero-copy sends; made now if
+    /// no sender has asked for it yet (`None`: it could not be made).
     pub fn part_file(&self) -> Option<&PartFile> {
-        self.part_file.as_ref()
+        self.part_file
+            .get_or_init(|| PartFile::create(&self.part).ok())
+            .as_ref()
+    }
+
+    /// The memory file if a sender already made it; never makes one.
+    pub fn built_part_file(&self) -> Option<&PartFile> {
+        self.part_file.get().and_then(Option::as_ref)
     }
 
     /// Time since capture.

@@ -8,7 +8,7 @@
 
 use crate::demand::Demand;
 use crate::frame::{Frame, FrameMeta};
-use crate::latency::{LatencyHistogram, LatencySnapshot};
+use crate::latency::{LatencyHistogram, LatencySnapshot, LatencyTally};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -257,6 +257,22 @@ impl FrameHub {
         self.latency.observe(d);
     }
 
+    /// Adds what one send pass delivered: frames, bytes, skipped frames and
+    /// their capture-to-send times.
+    pub fn record_sent(&self, sent: &SendTally, latency: &LatencyTally) {
+        self.count_sent(sent);
+        self.latency.merge(latency);
+    }
+
+    fn count_sent(&self, sent: &SendTally) {
+        let c = &self.counters;
+        c.delivered.fetch_add(sent.frames, Relaxed);
+        c.bytes_out.fetch_add(sent.bytes, Relaxed);
+        if sent.skipped > 0 {
+            c.skipped.fetch_add(sent.skipped, Relaxed);
+        }
+    }
+
     /// The capture-to-send latency histogram.
     pub fn latency(&self) -> LatencySnapshot {
         self.latency.snapshot()
@@ -342,6 +358,28 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
+/// Frames written whole to stream clients, counted by a sender and added to
+/// the stream's counters at once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SendTally {
+    pub frames: u64,
+    pub bytes: u64,
+    /// Frames a client did not get because a newer one replaced them.
+    pub skipped: u64,
+}
+
+impl SendTally {
+    /// Counts `frame` sent to a client whose previous frame was `prev_seq`
+    /// (0: none yet).
+    pub fn add(&mut self, frame: &Frame, prev_seq: u64) {
+        self.frames += 1;
+        self.bytes += frame.part().len() as u64;
+        if prev_seq != 0 && frame.seq > prev_seq + 1 {
+            self.skipped += frame.seq - prev_seq - 1;
+        }
+    }
+}
+
 /// A connected stream client; counts what it was sent and unregisters on drop.
 pub struct ClientGuard {
     hub: Arc<FrameHub>,
@@ -366,12 +404,9 @@ impl Drop for ViewerGuard {
 impl ClientGuard {
     /// Records that `frame` was written whole to this client.
     pub fn sent(&mut self, frame: &Frame) {
-        let c = &self.hub.counters;
-        c.delivered.fetch_add(1, Relaxed);
-        c.bytes_out.fetch_add(frame.part().len() as u64, Relaxed);
-        if self.last_seq != 0 && frame.seq > self.last_seq + 1 {
-            c.skipped.fetch_add(frame.seq - self.last_seq - 1, Relaxed);
-        }
+        let mut tally = SendTally::default();
+        tally.add(frame, self.last_seq);
+        self.hub.count_sent(&tally);
         self.last_seq = frame.seq;
         self.frames += 1;
     }

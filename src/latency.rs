@@ -36,10 +36,19 @@ pub struct LatencySnapshot {
 impl LatencyHistogram {
     /// Records one observation.
     pub fn observe(&self, d: Duration) {
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        let i = BUCKET_BOUNDS_US.partition_point(|&bound| bound < us);
+        let (i, us) = bucket(d);
         self.buckets[i].fetch_add(1, Relaxed);
-        self.sum_us.fetch_add(us.min(u64::MAX / 2), Relaxed);
+        self.sum_us.fetch_add(us, Relaxed);
+    }
+
+    /// Adds the observations a send pass collected.
+    pub fn merge(&self, tally: &LatencyTally) {
+        for (b, &n) in self.buckets.iter().zip(&tally.buckets) {
+            if n > 0 {
+                b.fetch_add(n, Relaxed);
+            }
+        }
+        self.sum_us.fetch_add(tally.sum_us, Relaxed);
     }
 
     /// The cumulative buckets, count and sum.
@@ -59,6 +68,30 @@ impl LatencyHistogram {
             sum_seconds: self.sum_us.load(Relaxed) as f64 / 1e6,
         }
     }
+}
+
+/// Observations collected without atomics by one send pass, merged into
+/// the stream's histogram once at its end (send loops on several cores
+/// would otherwise contend for the same buckets at every send).
+#[derive(Default)]
+pub struct LatencyTally {
+    buckets: [u64; BUCKET_BOUNDS_US.len() + 1],
+    sum_us: u64,
+}
+
+impl LatencyTally {
+    pub fn observe(&mut self, d: Duration) {
+        let (i, us) = bucket(d);
+        self.buckets[i] += 1;
+        self.sum_us = self.sum_us.saturating_add(us);
+    }
+}
+
+/// The bucket of `d` and `d` in microseconds (capped so sums cannot overflow).
+fn bucket(d: Duration) -> (usize, u64) {
+    let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    let i = BUCKET_BOUNDS_US.partition_point(|&bound| bound < us);
+    (i, us.min(u64::MAX / 2))
 }
 
 #[cfg(test)]
@@ -84,5 +117,18 @@ mod tests {
             "{}",
             s.sum_seconds
         );
+    }
+
+    #[test]
+    fn a_merged_tally_counts_like_single_observations() {
+        let single = LatencyHistogram::default();
+        let merged = LatencyHistogram::default();
+        let mut tally = LatencyTally::default();
+        for us in [10, 1_000, 7_000, 7_000, 9_000_000] {
+            single.observe(Duration::from_micros(us));
+            tally.observe(Duration::from_micros(us));
+        }
+        merged.merge(&tally);
+        assert_eq!(single.snapshot(), merged.snapshot());
     }
 }

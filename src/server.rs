@@ -53,9 +53,10 @@ pub async fn run<L: Into<Listener>>(
         send_timeout: config.send_timeout,
         zero_copy: config.zero_copy,
         batch_sends: config.batch_sends,
+        send_loops: send_loops(&config),
         ..HttpOptions::default()
     };
-    let ctx = Arc::new(HttpContext::new(hubs, options));
+    let ctx = Arc::new(HttpContext::new(hubs, options).with_tasks(tasks.clone()));
     let tls = config.tls.as_ref().map(|t| t.acceptor.clone());
     for listener in listeners {
         tasks.spawn(accept_loop(
@@ -80,6 +81,16 @@ pub async fn run<L: Into<Listener>>(
             tasks.len(),
             config.shutdown_grace
         );
+    }
+}
+
+/// Send loops per stream: as configured, else one per HTTP worker thread
+/// (the runtime's default is one per core).
+fn send_loops(config: &Config) -> usize {
+    match (config.send_loops, config.workers) {
+        (0, 0) => std::thread::available_parallelism().map_or(1, usize::from),
+        (0, workers) => workers,
+        (loops, _) => loops,
     }
 }
 

@@ -1,54 +1,100 @@
-//! `Fanout`: one task per stream that sends each new frame to all of the
-//! stream's plain-TCP clients in one pass, with one `sendfile` each.
+//! `Fanout`: a stream's plain-TCP clients, split over a few send loops
+//! ("shards"); each loop sends every new frame to its clients in one pass.
 //!
 //! Waking every client's own task for every frame costs more than the send
 //! itself once the send is a `sendfile` of page references. So clients whose
-//! socket takes a whole part at once (nearly always) are served from this
-//! single loop; a client whose socket is full gets the rest of the part from
-//! its own task, which waits for the socket and then hands the client back.
-//! The loop sends through a duplicate of the client's descriptor that it
-//! owns, so a descriptor number can never be reused under it.
+//! socket takes a whole part at once (nearly always) are served from a loop;
+//! a client whose socket is full is handed back to its own task, which waits
+//! for the socket, finishes the part and then catches up with the newest
+//! frame before it offers the client to the loop again. One loop is one core;
+//! a stream's clients are spread over as many loops as there are HTTP worker
+//! threads, so a stream with thousands of clients uses every core.
+//!
+//! Who may write to a client's socket is decided by one atomic state per
+//! client (`Slot`): idle (the loop may claim it), claimed by the loop for one
+//! send, owned by the client's task, or dead. Every frame reaches every live
+//! client, newest first: the loop sends each published frame to every idle
+//! client, and the task, whenever it gives the client back, first looks at
+//! the stream's newest frame and sends it itself if the client has not had
+//! it. Giving back is "store idle, then look"; the loop's pass is "frame
+//! published, then look at the state"; with a full fence on both sides at
+//! least one of them sees the other, so no frame falls between them.
+//!
+//! The loop never holds a lock while it sends: it takes the current list of
+//! its clients (an immutable, shared list that joins and leaves replace) and
+//! sends from that. It sends through a duplicate of the client's descriptor
+//! that the list owns, so a descriptor number can never be reused under it;
+//! a client that leaves is removed by a guard's `Drop`, whatever way its task
+//! ends.
 
 use crate::frame::Frame;
-use crate::hub::{ClientGuard, FrameHub};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use crate::hub::{ClientGuard, FrameHub, SendTally};
+use crate::latency::LatencyTally;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-/// The fanout may send to the client.
+/// The loop may claim the client for a send.
 const IDLE: u8 = 0;
-/// The client's task is finishing a part the socket did not take whole.
-const BUSY: u8 = 1;
-/// The client is gone (send error, or its task ended).
-const DEAD: u8 = 2;
+/// The loop is sending to the client.
+const LOOP: u8 = 1;
+/// The client's task writes to the socket (the rest of a part the socket did
+/// not take whole, or a frame the loop's pass went by).
+const TASK: u8 = 2;
+/// The client is gone (send error, shutdown, or its task ended).
+const DEAD: u8 = 3;
 
-/// One client as the fanout sees it.
+/// Below this many clients of a stream, a pass copies the part into each
+/// socket instead of making the frame's memory file: making the file is a
+/// copy plus a few system calls, which pays off only once it is shared.
+const SENDFILE_FROM_CLIENTS: usize = 3;
+
+/// One client as the loops see it.
 pub struct Slot {
     sock: OwnedFd,
     state: AtomicU8,
-    /// Sequence number of the newest frame this client has (never send a
+    /// Sequence number of the newest frame the client has whole (never send a
     /// frame twice, nor an older one).
     last_seq: AtomicU64,
-    /// The part to finish (frame and bytes already sent) while `BUSY`.
+    /// Frames the client got whole.
+    frames: AtomicU64,
+    /// The part to finish (frame and bytes already sent) while `TASK`.
     pending: Mutex<Option<(Arc<Frame>, usize)>>,
     client: Mutex<Option<ClientGuard>>,
     wake: Notify,
 }
 
 impl Slot {
-    /// Marks the slot busy with the rest of `frame` and wakes its task.
-    fn hand_back(&self, frame: &Arc<Frame>, offset: usize) {
-        *lock(&self.pending) = Some((frame.clone(), offset));
-        self.state.store(BUSY, Ordering::Release);
-        self.wake.notify_one();
+    /// Claims the idle client for sending `frame`, if it does not have it.
+    fn claim(&self, frame: &Frame) -> bool {
+        frame.seq > self.last_seq.load(Ordering::Acquire)
+            && self
+                .state
+                .compare_exchange(IDLE, LOOP, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
     }
 
-    /// Idle, and `frame` is newer than what the client has.
-    fn wants(&self, frame: &Frame) -> bool {
-        self.state.load(Ordering::Acquire) == IDLE
-            && frame.seq > self.last_seq.load(Ordering::Acquire)
+    /// Ends the loop's send: the client is idle again (unless it died).
+    fn unclaim(&self) {
+        let _ = self
+            .state
+            .compare_exchange(LOOP, IDLE, Ordering::AcqRel, Ordering::Relaxed);
+    }
+
+    /// Hands the client to its task with the rest of `frame` to send.
+    fn hand_back(&self, frame: &Arc<Frame>, offset: usize) {
+        *lock(&self.pending) = Some((frame.clone(), offset));
+        if self
+            .state
+            .compare_exchange(LOOP, TASK, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.wake.notify_one();
+        }
     }
 
     fn kill(&self) {
@@ -56,105 +102,268 @@ impl Slot {
         self.wake.notify_one();
     }
 
-    /// Waits until the fanout hands the client back (or drops it).
+    /// Waits until a loop hands the client back (or drops it).
     pub async fn handed_back(&self) {
         self.wake.notified().await;
     }
 
-    /// The part to finish, if the fanout handed one back; `Err` if the
-    /// client is gone.
+    /// The part to finish, if a loop handed one back; `Err` if the client is
+    /// gone.
     pub fn take_pending(&self) -> Result<Option<(Arc<Frame>, usize)>, ()> {
         match self.state.load(Ordering::Acquire) {
             DEAD => Err(()),
-            BUSY => Ok(lock(&self.pending).take()),
+            TASK => Ok(lock(&self.pending).take()),
             _ => Ok(None),
         }
     }
 
-    /// The client's task finished the part: the fanout may send again.
-    pub fn resume(&self, frame: &Frame) {
-        self.delivered(frame);
-        self.state.store(IDLE, Ordering::Release);
+    /// Records that `frame` reached the client whole; returns the sequence
+    /// number of the frame it had before.
+    fn delivered(&self, frame: &Frame) -> u64 {
+        self.frames.fetch_add(1, Ordering::Relaxed);
+        self.last_seq.swap(frame.seq, Ordering::AcqRel)
     }
 
-    /// Records that `frame` reached the client whole.
-    fn delivered(&self, frame: &Frame) {
-        self.last_seq.fetch_max(frame.seq, Ordering::AcqRel);
-        if let Some(c) = lock(&self.client).as_mut() {
-            c.sent(frame);
+    /// The client's task sent `frame` whole: counts it.
+    pub fn sent_by_task(&self, hub: &FrameHub, frame: &Frame) {
+        let mut sent = SendTally::default();
+        sent.add(frame, self.delivered(frame));
+        let mut latency = LatencyTally::default();
+        latency.observe(frame.meta.captured_at.elapsed());
+        hub.record_sent(&sent, &latency);
+    }
+
+    /// The client's task is done with the socket: offers the client to the
+    /// loop, unless the stream's newest frame is one the client does not
+    /// have and no loop is sending it; then the task keeps the client and
+    /// must send that frame (returned).
+    pub fn give_back(&self, hub: &FrameHub) -> Option<Arc<Frame>> {
+        loop {
+            if self
+                .state
+                .compare_exchange(TASK, IDLE, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+            {
+                return None; // dead
+            }
+            // Pairs with the fence in `Fanout::send`: either this look sees a
+            // frame published before the store above, or that frame's pass
+            // sees the client idle.
+            fence(Ordering::SeqCst);
+            let latest = hub.latest()?;
+            if latest.seq <= self.last_seq.load(Ordering::SeqCst) {
+                return None;
+            }
+            if self
+                .state
+                .compare_exchange(IDLE, TASK, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+            {
+                // A loop claimed the client (it will send this frame or one
+                // newer), or the client died.
+                return None;
+            }
+            if latest.seq > self.last_seq.load(Ordering::SeqCst) {
+                return Some(latest);
+            }
+            // A loop sent it between the look and the claim: look again.
+        }
+    }
+
+    /// Frames the client got whole so far.
+    pub fn frames(&self) -> u64 {
+        self.frames.load(Ordering::Relaxed)
+    }
+}
+
+/// The clients of one send loop.
+#[derive(Default)]
+struct Shard {
+    /// The current list; joins and leaves replace it, the loop sends from
+    /// the list it took at the start of a pass.
+    slots: Mutex<Arc<[Arc<Slot>]>>,
+    /// Wakes an empty loop when a client joins.
+    joined: Notify,
+}
+
+impl Shard {
+    fn snapshot(&self) -> Arc<[Arc<Slot>]> {
+        lock(&self.slots).clone()
+    }
+
+    fn len(&self) -> usize {
+        lock(&self.slots).len()
+    }
+
+    fn add(&self, slot: Arc<Slot>) {
+        let mut slots = lock(&self.slots);
+        let mut next = Vec::with_capacity(slots.len() + 1);
+        next.extend(slots.iter().cloned());
+        next.push(slot);
+        *slots = next.into();
+    }
+
+    fn remove(&self, slot: &Arc<Slot>) {
+        let mut slots = lock(&self.slots);
+        if slots.iter().any(|s| Arc::ptr_eq(s, slot)) {
+            *slots = slots
+                .iter()
+                .filter(|s| !Arc::ptr_eq(s, slot))
+                .cloned()
+                .collect();
+        }
+    }
+
+    /// Empties the list and tells every client's task to end.
+    fn kill_all(&self) {
+        let slots = std::mem::replace(&mut *lock(&self.slots), Arc::new([]));
+        for slot in slots.iter() {
+            slot.kill();
         }
     }
 }
 
-/// The clients of one stream served by the fanout loop.
-#[derive(Default)]
+/// The send loops of one stream.
 pub struct Fanout {
-    slots: Mutex<Vec<Arc<Slot>>>,
+    shards: Vec<Shard>,
+    /// Clients in all loops.
+    clients: AtomicUsize,
 }
 
 impl Fanout {
-    /// Starts the loop for `hub`; it ends with `shutdown`.
-    pub fn start(hub: Arc<FrameHub>, shutdown: CancellationToken) -> Arc<Fanout> {
-        let fanout = Arc::new(Fanout::default());
-        tokio::spawn(run(hub, fanout.clone(), shutdown));
+    /// Starts `loops` send loops for `hub` (at least one), tracked by
+    /// `tasks`; they end with `shutdown`.
+    pub fn start(
+        hub: Arc<FrameHub>,
+        loops: usize,
+        tasks: &TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Arc<Fanout> {
+        let fanout = Arc::new(Fanout {
+            shards: (0..loops.max(1)).map(|_| Shard::default()).collect(),
+            clients: AtomicUsize::new(0),
+        });
+        for i in 0..fanout.shards.len() {
+            tasks.spawn(run(hub.clone(), fanout.clone(), i, shutdown.clone()));
+        }
         fanout
     }
 
-    /// Adds a client that already has frame `seq`; `sock` is a duplicate of
-    /// its socket's descriptor.
-    pub fn join(&self, sock: OwnedFd, client: ClientGuard, seq: u64) -> Arc<Slot> {
+    /// Adds a client that has frame `seq` (sent by its task, which keeps the
+    /// socket until it calls [`Slot::give_back`]); `sock` is a duplicate of
+    /// its socket's descriptor. The client stays until the returned
+    /// membership drops.
+    pub fn join(self: &Arc<Self>, sock: OwnedFd, client: ClientGuard, seq: u64) -> Membership {
         let slot = Arc::new(Slot {
             sock,
-            state: AtomicU8::new(IDLE),
+            state: AtomicU8::new(TASK),
             last_seq: AtomicU64::new(seq),
+            frames: AtomicU64::new(1),
             pending: Mutex::new(None),
             client: Mutex::new(Some(client)),
             wake: Notify::new(),
         });
-        lock(&self.slots).push(slot.clone());
-        slot
+        let shard = (0..self.shards.len())
+            .min_by_key(|&i| self.shards[i].len())
+            .unwrap_or(0);
+        self.clients.fetch_add(1, Ordering::AcqRel);
+        self.shards[shard].add(slot.clone());
+        self.shards[shard].joined.notify_one();
+        Membership {
+            fanout: self.clone(),
+            shard,
+            slot,
+        }
     }
 
-    /// Removes a client (closing the fanout's descriptor at once) and returns
-    /// its guard.
-    pub fn leave(&self, slot: &Arc<Slot>) -> Option<ClientGuard> {
-        slot.state.store(DEAD, Ordering::Release);
-        lock(&self.slots).retain(|s| !Arc::ptr_eq(s, slot));
-        lock(&slot.client).take()
-    }
-
-    /// Sends `frame` to every idle client.
-    fn send(&self, hub: &FrameHub, frame: &Arc<Frame>) {
-        let slots = lock(&self.slots);
-        let Some(file) = frame.part_file() else {
-            // No memory file (could not be made): every client's own task
-            // writes this frame.
-            for s in slots.iter().filter(|s| s.wants(frame)) {
-                s.hand_back(frame, 0);
-            }
+    /// Sends `frame` to every idle client of shard `i` that does not have it.
+    fn send(&self, i: usize, hub: &FrameHub, frame: &Arc<Frame>) {
+        let slots = self.shards[i].snapshot();
+        if slots.is_empty() {
             return;
+        }
+        // Pairs with the fence in `Slot::give_back`.
+        fence(Ordering::SeqCst);
+        let file = if self.clients.load(Ordering::Relaxed) >= SENDFILE_FROM_CLIENTS {
+            frame.part_file()
+        } else {
+            None
         };
+        let part = frame.part();
+        let mut sent = SendTally::default();
+        let mut latency = LatencyTally::default();
         // Start at a different client each frame, so that when sending takes
         // long (a saturated machine) no client is always served last.
-        let start = (frame.seq as usize).checked_rem(slots.len()).unwrap_or(0);
+        let start = (frame.seq as usize) % slots.len();
         let (later, first) = slots.split_at(start);
-        for slot in first.iter().chain(later).filter(|s| s.wants(frame)) {
-            match file.send_to(slot.sock.as_raw_fd(), 0) {
-                Ok(n) if n == file.len() => {
-                    slot.delivered(frame);
-                    hub.observe_latency(frame.meta.captured_at.elapsed());
+        for slot in first.iter().chain(later) {
+            if !slot.claim(frame) {
+                continue;
+            }
+            let fd = slot.sock.as_raw_fd();
+            let result = match file {
+                Some(file) => file.send_to(fd, 0),
+                None => send_bytes(fd, part),
+            };
+            match result {
+                Ok(n) if n == part.len() => {
+                    sent.add(frame, slot.delivered(frame));
+                    latency.observe(frame.meta.captured_at.elapsed());
+                    slot.unclaim();
                 }
                 Ok(n) => slot.hand_back(frame, n),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => slot.hand_back(frame, 0),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    slot.hand_back(frame, 0)
+                }
                 Err(_) => slot.kill(),
             }
         }
+        hub.record_sent(&sent, &latency);
     }
 }
 
-async fn run(hub: Arc<FrameHub>, fanout: Arc<Fanout>, shutdown: CancellationToken) {
+/// A client's place in a send loop; leaving (on drop) takes it out of the
+/// loop's list, closes the loop's duplicate of its socket once no pass uses
+/// it any more, and ends its count as a stream client.
+pub struct Membership {
+    fanout: Arc<Fanout>,
+    shard: usize,
+    slot: Arc<Slot>,
+}
+
+impl Membership {
+    pub fn slot(&self) -> &Slot {
+        &self.slot
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.slot.state.store(DEAD, Ordering::Release);
+        self.fanout.shards[self.shard].remove(&self.slot);
+        self.fanout.clients.fetch_sub(1, Ordering::AcqRel);
+        drop(lock(&self.slot.client).take());
+        drop(lock(&self.slot.pending).take());
+    }
+}
+
+async fn run(hub: Arc<FrameHub>, fanout: Arc<Fanout>, i: usize, shutdown: CancellationToken) {
+    let shard = &fanout.shards[i];
     let mut frames = hub.subscribe();
     loop {
+        if shard.len() == 0 {
+            // Nobody to send to: sleep until a client joins rather than
+            // waking for every frame.
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = shard.joined.notified() => continue,
+            }
+        }
         tokio::select! {
             _ = shutdown.cancelled() => break,
             changed = frames.changed() => if changed.is_err() { break },
@@ -162,11 +371,28 @@ async fn run(hub: Arc<FrameHub>, fanout: Arc<Fanout>, shutdown: CancellationToke
         let Some(frame) = frames.borrow_and_update().clone() else {
             continue;
         };
-        fanout.send(&hub, &frame);
+        fanout.send(i, &hub, &frame);
     }
-    // Close the duplicates now, so clients see the end of the stream.
-    for slot in lock(&fanout.slots).drain(..) {
-        slot.kill();
+    // Tell every client's task now, so clients see the end of the stream.
+    shard.kill_all();
+}
+
+/// Copies `part` into the socket without waiting; returns how much it took.
+fn send_bytes(sock: RawFd, part: &[u8]) -> io::Result<usize> {
+    // SAFETY: `sock` is open for the call (its owner outlives it) and the
+    // buffer is a valid slice.
+    let n = unsafe {
+        libc::send(
+            sock,
+            part.as_ptr().cast(),
+            part.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
     }
 }
 

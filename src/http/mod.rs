@@ -30,6 +30,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 /// HTTP settings.
@@ -53,8 +54,10 @@ pub struct HttpOptions {
     /// frame's memory file (else with `write` from the shared buffer).
     pub zero_copy: bool,
     /// With `zero_copy`: each stream's frames go to its plain-TCP clients
-    /// from one loop (`fanout.rs`) rather than from every client's task.
+    /// from send loops (`fanout.rs`) rather than from every client's task.
     pub batch_sends: bool,
+    /// Send loops per stream with `batch_sends` (at least 1).
+    pub send_loops: usize,
 }
 
 impl Default for HttpOptions {
@@ -69,6 +72,7 @@ impl Default for HttpOptions {
             allow_origin: None,
             zero_copy: true,
             batch_sends: true,
+            send_loops: 1,
         }
     }
 }
@@ -81,8 +85,10 @@ pub struct HttpContext {
     pub started: Instant,
     /// Live connection and stream client counts for `options.limits`.
     pub gate: Gate,
-    /// Each stream's fanout loop, started with its first client.
+    /// Each stream's send loops, started with its first client.
     fanouts: Vec<std::sync::OnceLock<Arc<fanout::Fanout>>>,
+    /// Tracks the send loops, so shutdown waits for them.
+    tasks: TaskTracker,
 }
 
 impl HttpContext {
@@ -96,10 +102,17 @@ impl HttpContext {
             fanouts: (0..streams_len)
                 .map(|_| std::sync::OnceLock::new())
                 .collect(),
+            tasks: TaskTracker::new(),
         }
     }
 
-    /// The fanout loop of `hub`, started on first use; it ends with `shutdown`.
+    /// Tracks the tasks this context starts with `tasks` (the server's).
+    pub fn with_tasks(mut self, tasks: TaskTracker) -> HttpContext {
+        self.tasks = tasks;
+        self
+    }
+
+    /// The send loops of `hub`, started on first use; they end with `shutdown`.
     fn fanout(
         &self,
         hub: &Arc<FrameHub>,
@@ -108,8 +121,15 @@ impl HttpContext {
         let i = self.streams.iter().position(|h| Arc::ptr_eq(h, hub))?;
         let cell = self.fanouts.get(i)?;
         Some(
-            cell.get_or_init(|| fanout::Fanout::start(hub.clone(), shutdown.clone()))
-                .clone(),
+            cell.get_or_init(|| {
+                fanout::Fanout::start(
+                    hub.clone(),
+                    self.options.send_loops,
+                    &self.tasks,
+                    shutdown.clone(),
+                )
+            })
+            .clone(),
         )
     }
 

@@ -1,13 +1,17 @@
 //! `/stream`: the endless `multipart/x-mixed-replace` response.
 //!
 //! The client task waits for a frame newer than the one it sent last, then
-//! writes that frame's shared part bytes whole. While a write is blocked on a
-//! slow client, newer frames simply replace older ones in the hub, so the
-//! client skips frames and nothing queues up for it.
+//! writes that frame's shared part bytes whole (or, on plain TCP by default,
+//! sends the first frame and leaves the rest to the stream's send loops,
+//! `fanout.rs`). While a write is blocked on a slow client, newer frames
+//! simply replace older ones in the hub, so the client skips frames, nothing
+//! queues up for it, and when it can take data again it gets the newest one.
+//! While it waits, the task watches the connection, so a viewer who closes
+//! the page is gone at once even when no frame comes for a long time.
 
 use super::fanout::Fanout;
 use super::request::Request;
-use super::response::{NO_CACHE, push_header, status_line};
+use super::response::{NO_CACHE, Response, push_header, status_line};
 use super::{HttpOptions, Transport, cors};
 use crate::frame::Frame;
 use crate::frame::{BOUNDARY, stream_preamble};
@@ -17,8 +21,8 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 use tokio::io::Interest;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -38,6 +42,14 @@ pub async fn serve<S>(
 where
     S: Transport,
 {
+    let min_interval = match rate_cap(req) {
+        Ok(cap) => cap,
+        Err(why) => {
+            let resp = cors::decorate(Response::text(400, &why), options);
+            let _ = resp.write(io, req.minor_version, false, head_only).await;
+            return false;
+        }
+    };
     let mut head = status_line(req.minor_version, 200);
     push_header(
         &mut head,
@@ -56,95 +68,115 @@ where
     }
     head.push_str(&stream_preamble());
 
-    let min_interval = rate_cap(req);
     let mut client = hub.client();
     debug!(stream = %hub.name(), "client connected");
+    let since = Instant::now();
     // Rate-capped clients keep their own schedule in their own task.
-    let (why, client) = match fanout.filter(|_| min_interval.is_none()) {
+    let (why, frames) = match fanout.filter(|_| min_interval.is_none()) {
         Some(fanout) => pump_batched(io, &head, hub, client, &fanout, options, cancel).await,
         None => {
             let why = pump(io, &head, hub, &mut client, min_interval, options, cancel).await;
-            (why, Some(client))
+            (why, client.frames())
         }
     };
-    if let Some(client) = client {
-        debug!(
-            stream = %hub.name(),
-            frames = client.frames(),
-            duration_s = format_args!("{:.1}", client.connected_for().as_secs_f64()),
-            "client disconnected: {why}"
-        );
-    }
+    debug!(
+        stream = %hub.name(),
+        frames,
+        duration_s = format_args!("{:.1}", since.elapsed().as_secs_f64()),
+        "client disconnected: {why}"
+    );
     false
 }
 
-/// Like `pump`, but after the first frame the stream's fanout loop sends
-/// the frames; this task only finishes parts the socket did not take whole.
+const SHUTDOWN: &str = "server shutting down";
+
+/// Like `pump`, but after the first frame the stream's send loops send the
+/// frames; this task finishes parts a socket did not take whole, sends the
+/// newest frame when the loops went by while it had the socket, and watches
+/// the connection so that a client that leaves is gone at once. Returns why
+/// it stopped and how many frames the client got.
 async fn pump_batched<S>(
     io: &mut S,
     head: &str,
     hub: &FrameHub,
     mut client: ClientGuard,
-    fanout: &Fanout,
+    fanout: &Arc<Fanout>,
     options: &HttpOptions,
     cancel: &CancellationToken,
-) -> (String, Option<ClientGuard>)
+) -> (String, u64)
 where
     S: Transport,
 {
-    const SHUTDOWN: &str = "server shutting down";
     let mut frames = hub.subscribe();
     if let Err(e) = io.write_all(head.as_bytes()).await {
-        return (format!("write error: {e}"), Some(client));
+        return (format!("write error: {e}"), 0);
     }
     client.sent_bytes(head.len());
     let shutdown = cancel.cancelled();
     tokio::pin!(shutdown);
+    let mut watch = PeerWatch::default();
     // The newest frame at once (or the first one the source makes), from
     // this task: a new client does not wait for the next frame.
     let first = loop {
         tokio::select! {
-            _ = &mut shutdown => return (SHUTDOWN.into(), Some(client)),
+            _ = &mut shutdown => return (SHUTDOWN.into(), 0),
+            why = watch.gone(io) => return (why, 0),
             changed = frames.changed() => if changed.is_err() {
-                return ("stream closed".into(), Some(client));
+                return ("stream closed".into(), 0);
             },
         }
         if let Some(frame) = frames.borrow_and_update().clone() {
             break frame;
         }
     };
-    if let Err(e) = send_part(io, &first, 0, options).await {
-        return (format!("client left ({e})"), Some(client));
+    let written = tokio::select! {
+        _ = &mut shutdown => return (SHUTDOWN.into(), 0),
+        r = send_part(io, &first, 0, options, false) => r,
+    };
+    if let Err(e) = written {
+        return (format!("client left ({e})"), 0);
     }
     client.sent(&first);
     hub.observe_latency(first.meta.captured_at.elapsed());
     drop(frames);
     let dup = match io.tcp().map(|t| t.as_fd().try_clone_to_owned()) {
         Some(Ok(fd)) => fd,
-        // Out of descriptors: this client cannot join the loop; end it
-        // rather than serve it differently from the others.
-        Some(Err(e)) => return (format!("cannot share the socket: {e}"), Some(client)),
-        None => return ("not a TCP connection".into(), Some(client)),
+        // Out of descriptors: this client cannot join a loop; end it rather
+        // than serve it differently from the others.
+        Some(Err(e)) => return (format!("cannot share the socket: {e}"), 1),
+        None => return ("not a TCP connection".into(), 1),
     };
-    let slot = fanout.join(dup, client, first.seq);
+    // From here on the membership's drop removes the client from its loop,
+    // however this task ends.
+    let member = fanout.join(dup, client, first.seq);
+    let slot = member.slot();
+    // A frame published between the first send and the join went to the
+    // loop's clients before this one was among them: catch up now.
+    let mut next = slot.give_back(hub).map(|f| (f, 0));
     let why = loop {
+        if let Some((frame, offset)) = next.take() {
+            let written = tokio::select! {
+                _ = &mut shutdown => break SHUTDOWN.to_owned(),
+                r = send_part(io, &frame, offset, options, false) => r,
+            };
+            if let Err(e) = written {
+                break format!("client left ({e})");
+            }
+            slot.sent_by_task(hub, &frame);
+            next = slot.give_back(hub).map(|f| (f, 0));
+            continue;
+        }
         tokio::select! {
             _ = &mut shutdown => break SHUTDOWN.to_owned(),
+            why = watch.gone(io) => break why,
             _ = slot.handed_back() => {}
         }
         match slot.take_pending() {
-            Err(()) => break "client left".to_owned(),
-            Ok(None) => {}
-            Ok(Some((frame, offset))) => match send_part(io, &frame, offset, options).await {
-                Ok(()) => {
-                    hub.observe_latency(frame.meta.captured_at.elapsed());
-                    slot.resume(&frame);
-                }
-                Err(e) => break format!("client left ({e})"),
-            },
+            Err(()) => break "client left (send failed)".to_owned(),
+            Ok(pending) => next = pending,
         }
     };
-    (why, fanout.leave(&slot))
+    (why, slot.frames())
 }
 
 /// Writes the head, then frames until the client leaves or shutdown; returns
@@ -161,7 +193,6 @@ async fn pump<S>(
 where
     S: Transport,
 {
-    const SHUTDOWN: &str = "server shutting down";
     let mut frames = hub.subscribe();
     if let Err(e) = io.write_all(head.as_bytes()).await {
         return format!("write error: {e}");
@@ -172,9 +203,11 @@ where
     // once, instead of once per frame.
     let shutdown = cancel.cancelled();
     tokio::pin!(shutdown);
+    let mut watch = PeerWatch::default();
     loop {
         tokio::select! {
             _ = &mut shutdown => return SHUTDOWN.into(),
+            why = watch.gone(io) => return why,
             changed = frames.changed() => if changed.is_err() { return "stream closed".into() },
         }
         if let Some(interval) = min_interval {
@@ -184,6 +217,7 @@ where
             if next_due > now {
                 tokio::select! {
                     _ = &mut shutdown => return SHUTDOWN.into(),
+                    why = watch.gone(io) => return why,
                     _ = tokio::time::sleep_until(next_due) => {}
                 }
             }
@@ -194,7 +228,7 @@ where
         };
         let written = tokio::select! {
             _ = &mut shutdown => return SHUTDOWN.into(),
-            r = send_part(io, &frame, 0, options) => r,
+            r = send_part(io, &frame, 0, options, true) => r,
         };
         if let Err(e) = written {
             return format!("client left ({e})");
@@ -204,24 +238,77 @@ where
     }
 }
 
-/// The `?fps=N` cap as an interval between frames, if given and valid.
-fn rate_cap(req: &Request) -> Option<Duration> {
-    let fps: f64 = req.query("fps")?.parse().ok()?;
-    (fps > 0.0 && fps.is_finite()).then(|| Duration::from_secs_f64(1.0 / fps.min(1000.0)))
+/// Lowest and highest `?fps=` a client may ask for.
+const FPS_RANGE: std::ops::RangeInclusive<f64> = 0.01..=1000.0;
+
+/// The `?fps=N` cap as an interval between frames (`None`: no cap), or why
+/// the value is refused.
+fn rate_cap(req: &Request) -> Result<Option<Duration>, String> {
+    let Some(raw) = req.query("fps") else {
+        return Ok(None);
+    };
+    match raw.trim().parse::<f64>() {
+        Ok(fps) if FPS_RANGE.contains(&fps) => Ok(Some(Duration::from_secs_f64(1.0 / fps))),
+        _ => Err(format!(
+            "fps must be a number from {} to {}",
+            FPS_RANGE.start(),
+            FPS_RANGE.end()
+        )),
+    }
+}
+
+/// Most bytes a stream client may send after its request; a client that
+/// sends more is not a viewer and is dropped.
+const MAX_CLIENT_CHATTER: usize = 64 * 1024;
+
+/// Watches a stream connection's read side while the task waits: a stream
+/// client sends nothing after its request, so end of input (the viewer
+/// closed the tab) or a reset means it is gone, now rather than at the next
+/// frame, which may be minutes away.
+#[derive(Default)]
+struct PeerWatch {
+    read: usize,
+}
+
+impl PeerWatch {
+    /// Resolves when the client has gone; returns why. Reading is cancel-safe,
+    /// so this can race other futures in a `select!`.
+    async fn gone<S: AsyncRead + Unpin>(&mut self, io: &mut S) -> String {
+        let mut scratch = [0u8; 512];
+        loop {
+            match io.read(&mut scratch).await {
+                Ok(0) => return "client closed the connection".into(),
+                Ok(n) => {
+                    self.read += n;
+                    if self.read > MAX_CLIENT_CHATTER {
+                        return "client sent data while streaming".into();
+                    }
+                }
+                Err(e) => return format!("client left ({e})"),
+            }
+        }
+    }
 }
 
 /// Writes one frame's part whole: by `sendfile` from the frame's memory file
 /// on plain TCP, else by writing the shared bytes (the connection's
 /// `StallGuard` then enforces the send timeout).
+/// `make_file`: make the frame's memory file if no sender has yet (else
+/// use it only if it exists).
 async fn send_part<S: Transport>(
     io: &mut S,
     frame: &Frame,
     offset: usize,
     options: &HttpOptions,
+    make_file: bool,
 ) -> io::Result<()> {
-    if options.zero_copy
-        && let (Some(tcp), Some(file)) = (io.tcp(), frame.part_file())
-    {
+    let tcp = io.tcp().filter(|_| options.zero_copy);
+    let file = match (tcp, make_file) {
+        (None, _) => None,
+        (Some(_), true) => frame.part_file(),
+        (Some(_), false) => frame.built_part_file(),
+    };
+    if let (Some(tcp), Some(file)) = (tcp, file) {
         return sendfile_all(tcp, file, offset, options.send_timeout).await;
     }
     io.write_all(frame.part().get(offset..).unwrap_or_default())

@@ -183,7 +183,12 @@ impl StreamClient {
 
     /// Sends a GET with HTTP/1.`version` and reads the response head.
     pub async fn open(addr: SocketAddr, path: &str, version: &str) -> StreamClient {
-        let mut io = TcpStream::connect(addr).await.expect("connect");
+        let io = TcpStream::connect(addr).await.expect("connect");
+        StreamClient::open_on(io, path, version).await
+    }
+
+    /// `open` on a connected socket (e.g. one with a small receive buffer).
+    pub async fn open_on(mut io: TcpStream, path: &str, version: &str) -> StreamClient {
         let req = format!("GET {path} HTTP/{version}\r\nHost: test\r\n\r\n");
         io.write_all(req.as_bytes()).await.expect("send request");
         let mut c = StreamClient {
@@ -195,6 +200,31 @@ impl StreamClient {
         let head = c.buf.split_to(end + 4);
         c.head = String::from_utf8(head.to_vec()).expect("head is UTF-8");
         c
+    }
+
+    /// Checks the head of a 200 stream response and reads the first
+    /// delimiter (what `connect` does after `open`).
+    pub async fn expect_stream_head(&mut self) {
+        assert!(
+            self.head.starts_with("HTTP/1.1 200 OK\r\n"),
+            "{}",
+            self.head
+        );
+        self.expect_bytes(format!("--{BOUNDARY}\r\n").as_bytes())
+            .await;
+    }
+
+    /// The next frame, or `None` if none comes within `wait` (the stream
+    /// may be still).
+    pub async fn next_frame_within(&mut self, wait: Duration) -> Option<Received> {
+        if self.buf.is_empty() {
+            let n = tokio::time::timeout(wait, self.io.read_buf(&mut self.buf))
+                .await
+                .ok()?
+                .expect("read");
+            assert!(n > 0, "connection closed");
+        }
+        Some(self.next_frame_checked().await)
     }
 
     /// Reads the next part; checks its exact header lines, the JPEG, and the

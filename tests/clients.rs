@@ -1,0 +1,403 @@
+//! What stream viewers do, on every send method, against the real binary:
+//! a source that changes rarely (a `file:` another program replaces), a
+//! viewer on a slow link who stops reading for a while, many viewers joining
+//! while the picture changes, viewers who close the page of a still stream,
+//! and `?fps=` values from the absurd to the hostile.
+//!
+//! The promises: every viewer ends on the newest frame; a viewer who leaves
+//! is gone at once (client count, descriptors, `--max-clients`), whatever
+//! the source and `?fps=` do; a bad `?fps=` is a 400, never a panic.
+
+mod common;
+mod support;
+
+use common::{StreamClient, decode, get};
+use mjpegd::canvas::{Canvas, Rgb};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use support::{Daemon, temp_path};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// Every way stream parts reach a plain-TCP client.
+const SEND_METHODS: [&str; 3] = ["sendfile", "sendfile-per-client", "write"];
+
+/// A small JPEG with `n` drawn on it.
+fn small_jpeg(n: usize) -> Vec<u8> {
+    let mut c = Canvas::new(160, 120, Rgb((n * 50 % 256) as u8, 90, 30));
+    c.draw_text(4, 4, &format!("{n}"), 3, Rgb(255, 255, 255));
+    c.encode_jpeg(80).expect("encodes").to_vec()
+}
+
+/// A 1920x1080 JPEG of noise (well over a megabyte), different for each `n`.
+fn big_jpeg(n: u32) -> Vec<u8> {
+    let (w, h) = (1920u16, 1080u16);
+    let mut x = 0x9E37_79B9u32 ^ n.wrapping_mul(0x85EB_CA6B);
+    let pixels: Vec<u8> = (0..usize::from(w) * usize::from(h) * 3)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect();
+    mjpegd::encode::encode_rgb(&pixels, w, h, 85).expect("encodes")
+}
+
+/// Replaces `path` at once, as a camera program writing a ram-disk image
+/// does (write aside, rename over).
+fn replace(path: &Path, jpeg: &[u8]) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, jpeg).expect("write frame");
+    std::fs::rename(&tmp, path).expect("rename frame");
+}
+
+/// A folder with `image.jpg` holding `first`, removed on drop.
+struct ImageFile {
+    dir: std::path::PathBuf,
+}
+
+impl ImageFile {
+    fn new(first: &[u8]) -> ImageFile {
+        let dir = temp_path("image");
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let f = ImageFile { dir };
+        replace(&f.path(), first);
+        f
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        self.dir.join("image.jpg")
+    }
+
+    fn spec(&self) -> String {
+        format!("file:{}", self.path().display())
+    }
+}
+
+impl Drop for ImageFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start(source: &str, method: &str, extra: &[&str]) -> Daemon {
+    let mut args = vec![
+        "--listen",
+        "127.0.0.1:0",
+        "--source",
+        source,
+        "--send-method",
+        method,
+    ];
+    args.extend_from_slice(extra);
+    Daemon::start(&args, &[], 1)
+}
+
+/// Polls `/status` until the default stream has published a frame of
+/// `len` bytes' JPEG (the file source picked up a replacement).
+async fn wait_published(addr: SocketAddr, jpeg: &[u8]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, _, body) = get(addr, "/snapshot?max_age=60000").await;
+        if code == 200 && body == jpeg {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the new file is never served");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The stream's client count from `/status`.
+async fn clients(addr: SocketAddr) -> u64 {
+    common::status(addr).await["streams"][0]["clients"]
+        .as_u64()
+        .expect("clients")
+}
+
+/// Polls until `check` holds, for at most `within`; returns how long it took.
+async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let t = Instant::now();
+    loop {
+        if check().await {
+            return t.elapsed();
+        }
+        assert!(t.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A viewer on a slow link: a receive buffer of a few KiB, and it stops
+/// reading while a big frame is on its way; meanwhile the file changes
+/// again. When it reads again it must get the newest frame, though the file
+/// never changes after that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_slow_viewer_ends_on_the_newest_frame() {
+    let a = small_jpeg(1);
+    let b = big_jpeg(2);
+    let c = small_jpeg(3);
+    assert!(b.len() > 1_000_000, "big frame is {} bytes", b.len());
+    for method in SEND_METHODS {
+        let image = ImageFile::new(&a);
+        let d = start(&image.spec(), method, &[]);
+        let addr = d.addr(0);
+        let socket = TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        let io = socket.connect(addr).await.expect("connect");
+        let mut viewer = StreamClient::open_on(io, "/stream", "1.1").await;
+        viewer.expect_stream_head().await;
+        assert_eq!(viewer.next_frame().await.jpeg, a, "{method}: first frame");
+
+        // B goes out while the viewer does not read: it cannot all fit.
+        replace(&image.path(), &b);
+        wait_published(addr, &b).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // C arrives while B is still on its way.
+        replace(&image.path(), &c);
+        wait_published(addr, &c).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        // Reading again: B (finished), then C, the current frame.
+        let mut last = None;
+        let mut got = 0;
+        while let Some(f) = viewer.next_frame_within(Duration::from_secs(2)).await {
+            got += 1;
+            last = Some(f.jpeg);
+            if last.as_deref() == Some(&c[..]) {
+                break;
+            }
+        }
+        println!(
+            "{method}: {got} frames after resuming, last is C: {}",
+            last.as_deref() == Some(&c[..])
+        );
+        assert!(
+            last.as_deref() == Some(&c[..]),
+            "{method}: the viewer was left on an old frame ({got} frames after resuming)"
+        );
+        decode(last.as_deref().expect("a frame"));
+    }
+}
+
+/// `jpeg` with a comment segment holding `n`: a different file, the same
+/// picture (cheap unique big frames).
+fn numbered(jpeg: &[u8], n: u32) -> Vec<u8> {
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&[0xFF, 0xFE, 0, 6]);
+    out.extend_from_slice(&n.to_be_bytes());
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+/// Viewers join while the file changes every 150 ms, half of them on a slow
+/// link that takes longer than that for each frame; when the file stops
+/// changing, every one of them must show the last picture.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_joining_while_the_picture_changes_all_end_on_it() {
+    const VIEWERS: usize = 40;
+    let big = big_jpeg(9);
+    for method in SEND_METHODS {
+        let image = ImageFile::new(&numbered(&big, 0));
+        let d = start(&image.spec(), method, &[]);
+        let addr = d.addr(0);
+        let path = image.path();
+        let frames = big.clone();
+        let feeder = tokio::task::spawn_blocking(move || {
+            let mut last = Vec::new();
+            for n in 1..=20 {
+                last = numbered(&frames, n);
+                replace(&path, &last);
+                std::thread::sleep(Duration::from_millis(150));
+            }
+            last
+        });
+        let mut viewers = Vec::new();
+        for i in 0..VIEWERS {
+            viewers.push(tokio::spawn(async move {
+                let socket = TcpSocket::new_v4().expect("socket");
+                if i % 2 == 0 {
+                    socket.set_recv_buffer_size(16 * 1024).expect("SO_RCVBUF");
+                }
+                let io = socket.connect(addr).await.expect("connect");
+                let mut v = StreamClient::open_on(io, "/stream", "1.1").await;
+                v.expect_stream_head().await;
+                let mut last = v.next_frame_checked().await.jpeg;
+                // Read until the stream has been still for a while (long
+                // enough for a loaded machine).
+                while let Some(f) = v.next_frame_within(Duration::from_secs(3)).await {
+                    last = f.jpeg;
+                    if i % 2 == 0 {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+                last
+            }));
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        let final_frame = feeder.await.expect("feeder");
+        let mut stale = 0;
+        for v in viewers {
+            let got = v.await.expect("viewer");
+            if got != final_frame {
+                println!("{method}: a viewer ended on frame {:?} of 20", &got[6..8]);
+                stale += 1;
+            }
+        }
+        println!("{method}: {stale} of {VIEWERS} viewers ended on an old frame");
+        assert_eq!(stale, 0, "{method}: viewers left on an old frame");
+    }
+}
+
+/// Viewers of a still picture close the page (FIN) or vanish (RST): the
+/// server lets go of them at once, though no frame is sent for a long time,
+/// and `--max-clients` admits new viewers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_who_leave_a_still_stream_are_gone_at_once() {
+    for method in SEND_METHODS {
+        let image = ImageFile::new(&small_jpeg(7));
+        let d = start(&image.spec(), method, &["--max-clients", "3"]);
+        let addr = d.addr(0);
+        // Let the source settle before counting descriptors.
+        get(addr, "/snapshot?max_age=60000").await;
+        let fds_before = d.open_fds();
+        for round in 0..3 {
+            let mut viewers = Vec::new();
+            for _ in 0..3 {
+                let mut v = StreamClient::connect(addr, "/stream").await;
+                v.next_frame().await;
+                viewers.push(v);
+            }
+            assert_eq!(clients(addr).await, 3);
+            // A fourth is refused while three watch.
+            let (code, _, _) = get(addr, "/stream").await;
+            assert_eq!(code, 503, "{method}: --max-clients 3 with 3 viewers");
+            for (i, v) in viewers.into_iter().enumerate() {
+                if (i + round) % 2 == 0 {
+                    // Reset instead of a clean close: a vanished phone.
+                    let std = v.io.into_std().expect("std socket");
+                    socket2::SockRef::from(&std)
+                        .set_linger(Some(Duration::ZERO))
+                        .expect("SO_LINGER");
+                    drop(std);
+                } else {
+                    drop(v);
+                }
+            }
+            let took = eventually(Duration::from_secs(1), "clients back to 0", || async {
+                clients(addr).await == 0
+            })
+            .await;
+            println!("{method} round {round}: 3 viewers gone after {took:?}");
+        }
+        let fds = d.open_fds();
+        println!("{method}: descriptors {fds_before} before, {fds} after 9 viewers left");
+        assert!(fds <= fds_before + 1, "{method}: descriptors leaked");
+        let mut v = StreamClient::connect(addr, "/stream").await;
+        v.next_frame().await;
+    }
+}
+
+/// Short `curl` viewers, as in a shell loop or a home-automation poller:
+/// each ends after a second; none may stay counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_curl_viewers_do_not_stay_counted() {
+    assert!(
+        std::process::Command::new("curl")
+            .arg("--version")
+            .output()
+            .is_ok(),
+        "curl is needed for this test (apt-get install curl)"
+    );
+    let image = ImageFile::new(&small_jpeg(3));
+    let d = start(&image.spec(), "sendfile", &["--max-clients", "3"]);
+    let addr = d.addr(0);
+    let url = format!("http://{addr}/stream");
+    for _ in 0..5 {
+        let out = tokio::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "--max-time", "0.5", &url])
+            .output()
+            .await
+            .expect("run curl");
+        // 28: the time limit ended the endless body, as intended.
+        assert_eq!(out.status.code(), Some(28), "curl: {out:?}");
+    }
+    let took = eventually(Duration::from_secs(1), "curl viewers released", || async {
+        clients(addr).await == 0
+    })
+    .await;
+    println!("5 curl viewers released {took:?} after the last one ended");
+    let (code, _, _) = get(addr, "/snapshot").await;
+    assert_ne!(code, 503);
+    let mut v = StreamClient::connect(addr, "/stream").await;
+    v.next_frame().await;
+}
+
+/// `?fps=` within 0.01..=1000 is a cap; anything else is a 400, never a
+/// panic; a capped viewer who leaves is gone at once, not after 1/fps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fps_values_are_checked_and_capped_viewers_leave_at_once() {
+    let d = start("pattern:160x120@30", "sendfile", &[]);
+    let addr = d.addr(0);
+    for bad in [
+        "0", "-1", "0.0001", "1e-300", "1e-19", "1001", "1e300", "NaN", "inf", "abc", "",
+    ] {
+        let (code, _, body) = get(addr, &format!("/stream?fps={bad}")).await;
+        assert_eq!(code, 400, "fps={bad}: {}", String::from_utf8_lossy(&body));
+        assert!(String::from_utf8_lossy(&body).contains("fps"));
+    }
+    for good in ["0.01", "1", "29.97", "1000"] {
+        let mut v = StreamClient::connect(addr, &format!("/stream?fps={good}")).await;
+        v.next_frame().await;
+    }
+    // Each capped viewer gets its first frame, then would wait 100 s.
+    let mut viewers = Vec::new();
+    for _ in 0..20 {
+        let mut v = StreamClient::connect(addr, "/stream?fps=0.01").await;
+        v.next_frame().await;
+        viewers.push(v);
+    }
+    let fds_with = d.open_fds();
+    drop(viewers);
+    let took = eventually(
+        Duration::from_secs(1),
+        "capped viewers released",
+        || async { clients(addr).await == 0 },
+    )
+    .await;
+    let fds_after = d.open_fds();
+    println!(
+        "20 viewers at fps=0.01 released after {took:?}; descriptors {fds_with} -> {fds_after}"
+    );
+    assert!(fds_after + 20 <= fds_with, "descriptors not closed");
+    assert!(!d.stderr_text().contains("panicked"), "{}", d.stderr_text());
+}
+
+/// A source that never produces a frame: viewers wait for the first one,
+/// and one who gives up is gone at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_of_a_silent_source_leave_at_once() {
+    for method in SEND_METHODS {
+        let d = start("exec:sleep 1000", method, &[]);
+        let addr = d.addr(0);
+        let mut waiting = Vec::new();
+        for _ in 0..5 {
+            let io = TcpStream::connect(addr).await.expect("connect");
+            let mut v = StreamClient::open_on(io, "/stream", "1.1").await;
+            v.expect_stream_head().await;
+            waiting.push(v);
+        }
+        assert_eq!(clients(addr).await, 5);
+        drop(waiting);
+        let took = eventually(
+            Duration::from_secs(1),
+            "waiting viewers released",
+            || async { clients(addr).await == 0 },
+        )
+        .await;
+        println!("{method}: 5 viewers of a silent source released after {took:?}");
+    }
+}
