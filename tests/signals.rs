@@ -100,7 +100,7 @@ fn signals_shut_down_cleanly_and_leave_no_process_or_socket_behind() {
             std::thread::sleep(Duration::from_millis(20));
         }
         println!(
-            "{name}: exit {status} after {took:?} (fds before: {fds}); command {leader} alive: {}, \
+            "{name}: {status} after {took:?} (fds before: {fds}); command {leader} alive: {}, \
              setsid grandchild {escaped} alive: {}, socket file left: {}",
             alive(leader),
             alive(escaped),
@@ -164,7 +164,7 @@ fn a_broken_stdout_at_start_is_one_line_not_a_panic() {
         .expect("run mjpegd");
     let out = child.wait_with_output().expect("wait");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("exit {}; stderr: {stderr:?}", out.status);
+    println!("{}; stderr: {stderr:?}", out.status);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     let lines: Vec<&str> = stderr
