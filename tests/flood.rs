@@ -164,7 +164,7 @@ async fn stalled_tls_handshakes_count_against_max_connections() {
         1,
     );
     let a = d.addr(0);
-    let fds_before = d.open_fds();
+    let (fds_before, rss_before) = (d.open_fds(), d.rss_kib());
     // Connections that never send a ClientHello.
     let mut stalled = Vec::new();
     for _ in 0..100 {
@@ -184,7 +184,9 @@ async fn stalled_tls_handshakes_count_against_max_connections() {
     let (code, _, _) = split_response(&all);
     println!(
         "100 stalled TLS handshakes with --max-connections 10: server fds {fds_before} before, \
-         {fds_held} while stalled; a client from 127.0.0.2 got {code}"
+         {fds_held} while stalled; RSS {rss_before} KiB before, {} KiB after; 1 request from \
+         127.0.0.2 answered {code}",
+        d.rss_kib()
     );
     assert_eq!(code, 200);
     assert!(
