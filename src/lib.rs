@@ -8,6 +8,7 @@
 //! [`server::run`] wires them together under one cancellation token.
 
 pub mod canvas;
+pub mod children;
 pub mod clock;
 pub mod config;
 pub mod demand;

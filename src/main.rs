@@ -1,7 +1,10 @@
-//! The `mjpegd` binary: parse the configuration, bind, run until Ctrl-C or
-//! SIGTERM.
+//! The `mjpegd` binary: parse the configuration, bind, run until Ctrl-C,
+//! SIGTERM or another signal that would otherwise kill it (SIGHUP, SIGQUIT,
+//! SIGUSR1, SIGUSR2), then stop every source and child process and remove
+//! the unix socket files it made.
 
 use anyhow::Context;
+use mjpegd::children;
 use mjpegd::config::{Config, ConfigError};
 use mjpegd::listen::Listener;
 use std::io::Write;
@@ -20,14 +23,8 @@ fn main() -> ExitCode {
     // `mjpegd token ...` makes a signed URL token instead of serving.
     if std::env::args_os().nth(1).is_some_and(|a| a == "token") {
         return match mjpegd::config::token_command(std::env::args_os()) {
-            Ok(token) => {
-                println!("{token}");
-                ExitCode::SUCCESS
-            }
-            Err(ConfigError::Info(text)) => {
-                print!("{text}");
-                ExitCode::SUCCESS
-            }
+            Ok(token) => print_text(&format!("{token}\n")),
+            Err(ConfigError::Info(text)) => print_text(&text),
             Err(ConfigError::Invalid(line)) => {
                 eprintln!("mjpegd token: {line}");
                 ExitCode::from(2)
@@ -36,15 +33,11 @@ fn main() -> ExitCode {
     }
     // `mjpegd devices` lists cameras; every other command line runs the server.
     if std::env::args_os().nth(1).is_some_and(|a| a == "devices") {
-        print!("{}", mjpegd::source::v4l2::describe_devices());
-        return ExitCode::SUCCESS;
+        return print_text(&mjpegd::source::v4l2::describe_devices());
     }
     let config = match Config::from_args(std::env::args_os()) {
         Ok(c) => c,
-        Err(ConfigError::Info(text)) => {
-            print!("{text}");
-            return ExitCode::SUCCESS;
-        }
+        Err(ConfigError::Info(text)) => return print_text(&text),
         Err(ConfigError::Invalid(line)) => {
             eprintln!("mjpegd: {line}");
             return ExitCode::from(2);
@@ -61,7 +54,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes `text` to stdout; a closed or broken stdout is one line on stderr
+/// and a failed exit, not a panic.
+fn print_text(text: &str) -> ExitCode {
+    match say(text) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mjpegd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn say(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("cannot write to standard output")
+}
+
 fn run(config: Config) -> anyhow::Result<()> {
+    // Orphans of `exec:` commands become our children, so none escapes.
+    let subreaper = children::become_subreaper();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if config.workers > 0 {
         builder.worker_threads(config.workers);
@@ -72,12 +86,18 @@ fn run(config: Config) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     let mut sockets = UnixSockets::default();
     let result = runtime.block_on(async {
+        // Before anything is announced: a signal from then on ends the
+        // server cleanly instead of killing it.
+        let signals = EndSignals::watch().context("cannot watch signals")?;
+        if subreaper {
+            tokio::spawn(reap_orphans());
+        }
         let mut listeners: Vec<Listener> = Vec::new();
         let scheme = if config.tls.is_some() { "https" } else { "http" };
         for addr in &config.listen {
             let listener = bind(*addr).with_context(|| format!("cannot listen on {addr}"))?;
             let local = listener.local_addr()?;
-            println!("listening on {scheme}://{local}");
+            say(&format!("listening on {scheme}://{local}\n"))?;
             if !local.ip().is_loopback() {
                 if config.access.is_open() {
                     tracing::warn!(
@@ -95,12 +115,11 @@ fn run(config: Config) -> anyhow::Result<()> {
             let listener = sockets
                 .bind(path)
                 .with_context(|| format!("cannot listen on unix:{}", path.display()))?;
-            println!("listening on unix:{}", path.display());
+            say(&format!("listening on unix:{}\n", path.display()))?;
             listeners.push(listener.into());
         }
-        std::io::stdout().flush()?;
         let shutdown = CancellationToken::new();
-        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        tokio::spawn(signals.cancel(shutdown.clone()));
         mjpegd::server::run(config, listeners, shutdown).await;
         anyhow::Ok(())
     });
@@ -108,6 +127,11 @@ fn run(config: Config) -> anyhow::Result<()> {
     // Capture threads check for shutdown every few milliseconds; do not let
     // one stuck in a system call hold the exit.
     runtime.shutdown_timeout(Duration::from_millis(200));
+    // Sources are gone: anything still running below us is left over.
+    let left = children::kill_all_children();
+    if left > 0 {
+        tracing::debug!("killed {left} leftover child processes");
+    }
     result
 }
 
@@ -123,9 +147,19 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Unix socket files this process created; removed again when dropped (at
-/// exit), so that a restart finds no stale file.
+/// exit), so that a restart finds no stale file. A file is only removed if
+/// it is still the one we bound (same device and inode): another server may
+/// have taken the path over meanwhile.
 #[derive(Default)]
-struct UnixSockets(Vec<PathBuf>);
+struct UnixSockets(Vec<(PathBuf, Option<(u64, u64)>)>);
+
+/// The identity of the file at `path`, without following a symlink.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
 
 impl UnixSockets {
     /// Binds `path`, first removing a stale socket left by a previous run.
@@ -147,34 +181,69 @@ impl UnixSockets {
             std::fs::remove_file(path)?;
         }
         let listener = UnixListener::bind(path)?;
-        self.0.push(path.to_owned());
+        self.0.push((path.to_owned(), file_id(path)));
         Ok(listener)
     }
 }
 
 impl Drop for UnixSockets {
     fn drop(&mut self) {
-        for path in &self.0 {
-            let _ = std::fs::remove_file(path);
+        for (path, id) in &self.0 {
+            if id.is_some() && file_id(path) == *id {
+                let _ = std::fs::remove_file(path);
+            }
         }
     }
 }
 
-/// Cancels `token` on Ctrl-C (SIGINT) or SIGTERM.
-async fn cancel_on_signal(token: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("cannot watch SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            token.cancel();
-            return;
+/// The signals whose default action would kill the process: each one ends
+/// the server cleanly instead (sources stopped, children killed, socket
+/// files removed). A configuration reload on SIGHUP is not supported, so it
+/// stops too, as a service manager expects of a daemon without one.
+struct EndSignals(Vec<(tokio::signal::unix::Signal, &'static str)>);
+
+impl EndSignals {
+    /// Installs the handlers (inside the runtime).
+    fn watch() -> std::io::Result<EndSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let kinds = [
+            (SignalKind::interrupt(), "SIGINT"),
+            (SignalKind::terminate(), "SIGTERM"),
+            (SignalKind::hangup(), "SIGHUP"),
+            (SignalKind::quit(), "SIGQUIT"),
+            (SignalKind::user_defined1(), "SIGUSR1"),
+            (SignalKind::user_defined2(), "SIGUSR2"),
+        ];
+        let mut signals = Vec::with_capacity(kinds.len());
+        for (kind, name) in kinds {
+            signals.push((signal(kind)?, name));
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+        Ok(EndSignals(signals))
     }
-    token.cancel();
+
+    /// Cancels `token` when the first of the signals arrives.
+    async fn cancel(mut self, token: CancellationToken) {
+        let name = std::future::poll_fn(|cx| {
+            for (signal, name) in self.0.iter_mut() {
+                if signal.poll_recv(cx).is_ready() {
+                    return std::task::Poll::Ready(*name);
+                }
+            }
+            std::task::Poll::Pending
+        })
+        .await;
+        tracing::info!("{name} received");
+        token.cancel();
+    }
+}
+
+/// Reaps orphaned descendants that were handed to us and have exited.
+async fn reap_orphans() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut child_exits) = signal(SignalKind::child()) else {
+        return;
+    };
+    while child_exits.recv().await.is_some() {
+        children::reap_adopted();
+    }
 }

@@ -2,7 +2,8 @@
 //! loops, and one cancellation tree that ends them all on shutdown.
 
 use crate::config::Config;
-use crate::http::{HttpContext, HttpOptions, serve_connection};
+use crate::http::limits::{Admission, ConnectionPermit};
+use crate::http::{HttpContext, HttpOptions, serve_admitted};
 use crate::hub::FrameHub;
 use crate::listen::{Accepted, Listener, UNIX_PEER};
 use crate::logging::Summary;
@@ -110,6 +111,20 @@ async fn accept_loop(
         };
         match accepted {
             Ok(Accepted::Tcp(socket, peer)) => {
+                // Counted before the TLS handshake, so that handshakes in
+                // progress count against the limits too. A refused TLS
+                // client is closed at once: answering it would first cost a
+                // whole handshake.
+                let permit = match ctx
+                    .gate
+                    .admit(peer.ip(), &ctx.options.limits, tls.is_none())
+                {
+                    Admission::Serve(permit) => permit,
+                    Admission::Close(why) => {
+                        debug!(%peer, "closed at once: {why}");
+                        continue;
+                    }
+                };
                 // Frames are written whole; sending them at once matters more
                 // than coalescing small writes.
                 let _ = socket.set_nodelay(true);
@@ -121,7 +136,7 @@ async fn accept_loop(
                 let span = debug_span!("conn", %peer);
                 match &tls {
                     None => tasks.spawn(
-                        serve_connection(socket, peer, ctx.clone(), shutdown.clone())
+                        serve_admitted(socket, peer, ctx.clone(), shutdown.clone(), permit)
                             .instrument(span),
                     ),
                     Some(acceptor) => tasks.spawn(
@@ -131,6 +146,7 @@ async fn accept_loop(
                             peer,
                             ctx.clone(),
                             shutdown.clone(),
+                            permit,
                         )
                         .instrument(span),
                     ),
@@ -138,8 +154,15 @@ async fn accept_loop(
             }
             Ok(Accepted::Unix(socket)) => {
                 debug!("connection on a unix socket");
+                let permit = match ctx.gate.admit(UNIX_PEER.ip(), &ctx.options.limits, true) {
+                    Admission::Serve(permit) => permit,
+                    Admission::Close(why) => {
+                        debug!("unix socket connection closed at once: {why}");
+                        continue;
+                    }
+                };
                 tasks.spawn(
-                    serve_connection(socket, UNIX_PEER, ctx.clone(), shutdown.clone())
+                    serve_admitted(socket, UNIX_PEER, ctx.clone(), shutdown.clone(), permit)
                         .instrument(debug_span!("conn", peer = "unix")),
                 );
             }
@@ -165,13 +188,14 @@ async fn serve_tls(
     peer: std::net::SocketAddr,
     ctx: Arc<HttpContext>,
     shutdown: CancellationToken,
+    permit: ConnectionPermit,
 ) {
     let handshake = tokio::select! {
         _ = shutdown.cancelled() => return,
         h = tokio::time::timeout(ctx.options.header_timeout, acceptor.accept(socket)) => h,
     };
     match handshake {
-        Ok(Ok(stream)) => serve_connection(stream, peer, ctx, shutdown).await,
+        Ok(Ok(stream)) => serve_admitted(stream, peer, ctx, shutdown, permit).await,
         Ok(Err(e)) => debug!(%peer, "TLS handshake failed: {e}"),
         Err(_) => debug!(%peer, "TLS handshake not completed in time"),
     }

@@ -51,6 +51,11 @@ pub(super) struct SecurityArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     max_connections: usize,
 
+    /// Most open connections from one address, an IPv6 /64 counting as one
+    /// (0: half of --max-connections); more get 503.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    max_connections_per_ip: usize,
+
     /// Most stream clients over all streams (0: no limit); more get 503.
     #[arg(long, value_name = "N", default_value_t = 0)]
     max_clients: usize,
@@ -71,6 +76,7 @@ pub(super) struct FileSecurity {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
     pub max_clients: Option<usize>,
     pub max_streams_per_ip: Option<usize>,
     pub send_timeout: Option<Duration>,
@@ -121,6 +127,11 @@ impl SecurityArgs {
             &mut self.max_connections,
             file.max_connections,
         );
+        set(
+            "max_connections_per_ip",
+            &mut self.max_connections_per_ip,
+            file.max_connections_per_ip,
+        );
         set("max_clients", &mut self.max_clients, file.max_clients);
         set(
             "max_streams_per_ip",
@@ -146,6 +157,7 @@ impl SecurityArgs {
             tls,
             limits: Limits {
                 max_connections: self.max_connections,
+                max_connections_per_ip: self.max_connections_per_ip,
                 max_clients: self.max_clients,
                 max_streams_per_ip: self.max_streams_per_ip,
             },
@@ -194,7 +206,8 @@ fn secret(
     long_about = None
 )]
 struct TokenCli {
-    /// Path the token is for, as in the URL (e.g. /stream or /streams/cam/snapshot).
+    /// Path the token is for, as in the URL (e.g. /stream or /streams/cam/snapshot;
+    /// /?action=stream or /?action=snapshot for mjpg-streamer's URLs).
     #[arg(long, value_name = "PATH", default_value = "/stream")]
     path: String,
 
@@ -237,9 +250,10 @@ where
         }
         _ => ConfigError::Invalid(first_line(&e.to_string())),
     })?;
-    if !cli.path.starts_with('/') || cli.path.contains(['?', '#']) {
+    if !crate::http::auth::valid_scope(&cli.path) {
         return Err(ConfigError::Invalid(format!(
-            "--path '{}' must be a URL path starting with '/', without query",
+            "--path '{}' must be a URL path starting with '/', without query \
+             (but /?action=stream or /?action=snapshot)",
             cli.path
         )));
     }
@@ -391,6 +405,8 @@ mod tests {
                 "50",
                 "--max-streams-per-ip",
                 "2",
+                "--max-connections-per-ip",
+                "7",
                 "--send-timeout",
                 "2.5",
                 "--listen",
@@ -405,6 +421,7 @@ mod tests {
             c.limits,
             Limits {
                 max_connections: 50,
+                max_connections_per_ip: 7,
                 max_clients: 5,
                 max_streams_per_ip: 2
             }

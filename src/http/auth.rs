@@ -5,6 +5,12 @@
 //! path it was made for and its expiry (unix seconds). A valid token admits
 //! requests for that one path until it expires, without Basic credentials.
 //!
+//! The signed path is the request's *scope* (`token_scope`): for the
+//! mjpg-streamer URLs, where `/` serves the page, the stream or a snapshot
+//! depending on `?action=`, the action is part of it (`/?action=snapshot`),
+//! so a token made for snapshots never opens live video or the page that
+//! lists every stream.
+//!
 //! Secrets never appear in logs or `Debug` output, and every comparison of a
 //! secret against client input takes the same time whatever the input.
 
@@ -60,7 +66,7 @@ impl Access {
             return Ok(());
         }
         if let (Some(key), Some(token)) = (&self.tokens, req.query(TOKEN_KEY)) {
-            return match key.verify(&req.path, token, now) {
+            return match key.verify(&token_scope(req), token, now) {
                 Ok(()) => Ok(()),
                 Err(why) => Err(Response::text(403, why)),
             };
@@ -70,6 +76,28 @@ impl Access {
             Some(_) => Err(challenge()),
             // Tokens only: there is nothing to log in with.
             None => Err(Response::text(403, "a valid ?token= is required")),
+        }
+    }
+}
+
+/// What a token for `req` must have been signed for: its path, and for the
+/// paths whose answer depends on `?action=` (the first one, as the router
+/// reads it) that action too.
+pub fn token_scope(req: &Request) -> std::borrow::Cow<'_, str> {
+    match (req.path.as_str(), req.query("action")) {
+        (path @ ("/" | "/index.html"), Some(action)) => format!("{path}?action={action}").into(),
+        (path, _) => path.into(),
+    }
+}
+
+/// Whether `scope` is something a token can be made for: a path, or one of
+/// the paths that take `?action=` with that one query key.
+pub fn valid_scope(scope: &str) -> bool {
+    match scope.split_once('?') {
+        None => scope.starts_with('/') && !scope.contains('#'),
+        Some((path, query)) => {
+            matches!(path, "/" | "/index.html")
+                && matches!(query, "action=stream" | "action=snapshot")
         }
     }
 }
@@ -284,6 +312,42 @@ mod tests {
         );
         for bad in ["", ".", "1000", "1000.", "x.y", "-1.AAAA", "1000.!!"] {
             assert_eq!(k.verify("/stream", bad, at(10)), Err("invalid token"));
+        }
+    }
+
+    #[test]
+    fn mjpg_streamer_tokens_are_scoped_to_their_action() {
+        let both = Access {
+            basic: None,
+            tokens: Some(key()),
+        };
+        let now = at(500);
+        let admits = |signed: &str, target: &str| {
+            let t = key().sign(signed, 600);
+            let sep = if target.contains('?') { '&' } else { '?' };
+            both.check(&request(&format!("{target}{sep}token={t}"), None), now)
+                .is_ok()
+        };
+        assert!(admits("/?action=snapshot", "/?action=snapshot&1234"));
+        assert!(!admits("/?action=snapshot", "/?action=stream"));
+        assert!(!admits("/?action=snapshot", "/"));
+        assert!(!admits("/", "/?action=stream"));
+        assert!(!admits("/", "/?action=snapshot"));
+        assert!(admits("/", "/"));
+        // The router reads the first `action`; so does the scope.
+        assert!(!admits(
+            "/?action=snapshot",
+            "/?action=stream&action=snapshot"
+        ));
+        assert!(valid_scope("/?action=stream") && valid_scope("/streams/a/snapshot"));
+        for bad in [
+            "stream",
+            "/?action=x",
+            "/stream?fps=1",
+            "/?action=stream&x",
+            "/#",
+        ] {
+            assert!(!valid_scope(bad), "{bad}");
         }
     }
 

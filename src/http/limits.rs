@@ -4,14 +4,20 @@
 //! Limits are counted with guards: a permit is taken when a connection or a
 //! stream starts and given back when its guard drops, whatever way the
 //! connection ends.
+//!
+//! Connections are counted as they are accepted (TLS handshakes included),
+//! per address as well as in all: by default one address may hold at most
+//! half of `--max-connections`, so a single client opening sockets cannot
+//! lock everyone else out. A refused connection does not take a slot; it
+//! is answered with a 503 (or closed, when that would cost more).
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::IoSlice;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::pin::Pin;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -20,47 +26,129 @@ use tokio::time::{Instant, Sleep};
 /// Configured limits; 0 means no limit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Limits {
-    /// Open connections in all (more: 503 after reading the request).
+    /// Open connections in all, TLS handshakes included (more: 503).
     pub max_connections: usize,
+    /// Open connections from one address, an IPv6 /64 counting as one
+    /// address (more: 503). 0: half of `max_connections`, so that one
+    /// address can never hold every slot.
+    pub max_connections_per_ip: usize,
     /// Stream clients over all streams (more: 503).
     pub max_clients: usize,
     /// Stream clients from one IP address (more: 503).
     pub max_streams_per_ip: usize,
 }
 
+impl Limits {
+    /// The per-address connection cap in force (0: none).
+    pub fn connections_per_ip(&self) -> usize {
+        match (self.max_connections_per_ip, self.max_connections) {
+            (0, 0) => 0,
+            (0, all) => (all / 2).max(1),
+            (per_ip, _) => per_ip,
+        }
+    }
+}
+
 /// Seconds a refused client is told to wait before trying again.
 pub const RETRY_AFTER: &str = "2";
+
+/// Refused connections answered with a 503 at the same time; more are closed
+/// at once, so refusals cannot hold an unbounded number of descriptors.
+pub const MAX_REFUSING: usize = 64;
 
 /// The live counts the limits are checked against.
 #[derive(Default)]
 pub struct Gate {
+    /// Admitted connections (refused ones count in `refusing`).
     connections: AtomicUsize,
+    refusing: AtomicUsize,
     streams: AtomicUsize,
+    /// Admitted connections per address group.
+    connections_per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Stream clients per address group.
     per_ip: Mutex<HashMap<IpAddr, usize>>,
 }
 
 /// Why a permit was refused (the text of the 503).
 pub type Refusal = &'static str;
 
+/// What becomes of a new connection.
+pub enum Admission {
+    /// Served (`refusal()` is `None`), or answered with a 503 (`Some`).
+    Serve(ConnectionPermit),
+    /// Closed at once: over a limit, and either no cheap answer is possible
+    /// (a TLS handshake would come first) or too many refusals are pending.
+    Close(Refusal),
+}
+
+/// The address limits count under: IPv4 addresses as they are (an IPv4
+/// address mapped into IPv6 too), IPv6 addresses by their /64 (one host
+/// commonly has a whole /64 to pick addresses from). `None` for the
+/// unspecified address, which clients on a unix socket have.
+pub fn address_group(ip: IpAddr) -> Option<IpAddr> {
+    match ip {
+        ip if ip.is_unspecified() => None,
+        IpAddr::V6(v6) => Some(match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        }),
+        v4 => Some(v4),
+    }
+}
+
 impl Gate {
-    /// Counts a new connection; `Err` when over `max_connections`. The
-    /// connection still counts until the returned guard drops either way, so
-    /// that refused connections are visible as load.
-    pub fn connection(&self, limits: &Limits) -> (ConnectionPermit<'_>, Result<(), Refusal>) {
-        let n = self.connections.fetch_add(1, Ordering::AcqRel) + 1;
-        let permit = ConnectionPermit { gate: self };
-        let over = limits.max_connections > 0 && n > limits.max_connections;
-        (
-            permit,
-            if over {
-                Err("too many connections")
-            } else {
-                Ok(())
-            },
-        )
+    /// Decides about a new connection from `ip` as it is accepted, before
+    /// any TLS handshake, so handshakes in progress count as connections.
+    /// `can_answer`: whether a refusal can be told with a 503 (plain HTTP).
+    pub fn admit(self: &Arc<Self>, ip: IpAddr, limits: &Limits, can_answer: bool) -> Admission {
+        let group = address_group(ip);
+        let per_ip = limits.connections_per_ip();
+        let mut counted = None;
+        let refusal = 'check: {
+            if let (Some(g), true) = (group, per_ip > 0) {
+                let mut map = lock(&self.connections_per_ip);
+                let count = map.entry(g).or_insert(0);
+                if *count >= per_ip {
+                    break 'check Some("too many connections from this address");
+                }
+                *count += 1;
+                counted = Some(g);
+            }
+            let n = self.connections.fetch_add(1, Ordering::AcqRel) + 1;
+            if limits.max_connections > 0 && n > limits.max_connections {
+                self.connections.fetch_sub(1, Ordering::AcqRel);
+                if let Some(g) = counted.take() {
+                    release(&self.connections_per_ip, g);
+                }
+                break 'check Some("too many connections");
+            }
+            None
+        };
+        let Some(why) = refusal else {
+            return Admission::Serve(ConnectionPermit {
+                gate: self.clone(),
+                refused: None,
+                group: counted,
+            });
+        };
+        if !can_answer {
+            return Admission::Close(why);
+        }
+        if self.refusing.fetch_add(1, Ordering::AcqRel) >= MAX_REFUSING {
+            self.refusing.fetch_sub(1, Ordering::AcqRel);
+            return Admission::Close(why);
+        }
+        Admission::Serve(ConnectionPermit {
+            gate: self.clone(),
+            refused: Some(why),
+            group: None,
+        })
     }
 
-    /// Open connections now.
+    /// Admitted connections now.
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::Acquire)
     }
@@ -76,59 +164,80 @@ impl Gate {
         let n = self.streams.fetch_add(1, Ordering::AcqRel) + 1;
         let mut permit = StreamPermit {
             gate: self,
-            ip: None,
+            group: None,
         };
         if limits.max_clients > 0 && n > limits.max_clients {
             return Err("too many stream clients");
         }
-        if limits.max_streams_per_ip > 0 && !ip.is_unspecified() {
-            let mut per_ip = self.lock_per_ip();
-            let count = per_ip.entry(ip).or_insert(0);
+        if let (Some(g), true) = (address_group(ip), limits.max_streams_per_ip > 0) {
+            let mut per_ip = lock(&self.per_ip);
+            let count = per_ip.entry(g).or_insert(0);
             if *count >= limits.max_streams_per_ip {
                 return Err("too many streams from this address");
             }
             *count += 1;
-            permit.ip = Some(ip);
+            permit.group = Some(g);
         }
         Ok(permit)
     }
+}
 
-    fn lock_per_ip(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
-        // The map stays consistent even if a holder panicked: each update is
-        // a single insert or decrement.
-        self.per_ip.lock().unwrap_or_else(|e| e.into_inner())
+fn lock(map: &Mutex<HashMap<IpAddr, usize>>) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+    // The map stays consistent even if a holder panicked: each update is a
+    // single insert or decrement.
+    map.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Gives back one count of `group`; the map keeps only groups with a count,
+/// so it is as small as the set of current clients.
+fn release(map: &Mutex<HashMap<IpAddr, usize>>, group: IpAddr) {
+    let mut map = lock(map);
+    if let Some(count) = map.get_mut(&group) {
+        *count -= 1;
+        if *count == 0 {
+            map.remove(&group);
+        }
     }
 }
 
-/// One open connection; released on drop.
-pub struct ConnectionPermit<'a> {
-    gate: &'a Gate,
+/// One open connection, admitted or being refused; released on drop.
+pub struct ConnectionPermit {
+    gate: Arc<Gate>,
+    refused: Option<Refusal>,
+    group: Option<IpAddr>,
 }
 
-impl Drop for ConnectionPermit<'_> {
+impl ConnectionPermit {
+    /// Why this connection is only answered with a 503, if it is.
+    pub fn refusal(&self) -> Option<Refusal> {
+        self.refused
+    }
+}
+
+impl Drop for ConnectionPermit {
     fn drop(&mut self) {
+        if self.refused.is_some() {
+            self.gate.refusing.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
         self.gate.connections.fetch_sub(1, Ordering::AcqRel);
+        if let Some(g) = self.group {
+            release(&self.gate.connections_per_ip, g);
+        }
     }
 }
 
 /// One stream client; released on drop.
 pub struct StreamPermit<'a> {
     gate: &'a Gate,
-    ip: Option<IpAddr>,
+    group: Option<IpAddr>,
 }
 
 impl Drop for StreamPermit<'_> {
     fn drop(&mut self) {
         self.gate.streams.fetch_sub(1, Ordering::AcqRel);
-        if let Some(ip) = self.ip {
-            let mut per_ip = self.gate.lock_per_ip();
-            if let Some(count) = per_ip.get_mut(&ip) {
-                *count -= 1;
-                if *count == 0 {
-                    // Keep the map as small as the set of current clients.
-                    per_ip.remove(&ip);
-                }
-            }
+        if let Some(g) = self.group {
+            release(&self.gate.per_ip, g);
         }
     }
 }
@@ -252,23 +361,20 @@ mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
 
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
     #[test]
     fn permits_count_and_release() {
         let gate = Gate::default();
         let limits = Limits {
-            max_connections: 1,
+            max_connections: 0,
+            max_connections_per_ip: 0,
             max_clients: 2,
             max_streams_per_ip: 1,
         };
-        let a: IpAddr = "10.0.0.1".parse().expect("ip");
-        let b: IpAddr = "10.0.0.2".parse().expect("ip");
-        let c: IpAddr = "10.0.0.3".parse().expect("ip");
-        let (c1, ok1) = gate.connection(&limits);
-        let (c2, ok2) = gate.connection(&limits);
-        assert!(ok1.is_ok() && ok2.is_err());
-        drop((c1, c2));
-        assert_eq!(gate.connections(), 0);
-
+        let (a, b, c) = (ip("10.0.0.1"), ip("10.0.0.2"), ip("10.0.0.3"));
         let s1 = gate.stream(a, &limits).expect("first from a");
         assert!(gate.stream(a, &limits).is_err(), "second from a");
         let s2 = gate.stream(b, &limits).expect("first from b");
@@ -278,12 +384,86 @@ mod tests {
         let s3 = gate.stream(a, &limits).expect("a again after release");
         drop((s2, s3));
         assert_eq!(gate.streams(), 0);
-        assert!(gate.lock_per_ip().is_empty());
+        assert!(lock(&gate.per_ip).is_empty());
 
         // Clients on a unix socket share the unspecified address.
-        let unspecified: IpAddr = "0.0.0.0".parse().expect("ip");
+        let unspecified = ip("0.0.0.0");
         let _u1 = gate.stream(unspecified, &limits).expect("unix 1");
         let _u2 = gate.stream(unspecified, &limits).expect("unix 2");
+    }
+
+    fn served(a: Admission) -> Option<ConnectionPermit> {
+        match a {
+            Admission::Serve(p) if p.refusal().is_none() => Some(p),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn one_address_keeps_a_share_of_connections_for_others() {
+        let gate = Arc::new(Gate::default());
+        let limits = Limits {
+            max_connections: 4,
+            ..Limits::default()
+        };
+        assert_eq!(limits.connections_per_ip(), 2);
+        let a = ip("10.0.0.1");
+        let held: Vec<_> = (0..2)
+            .filter_map(|_| served(gate.admit(a, &limits, true)))
+            .collect();
+        assert_eq!(held.len(), 2);
+        // The third from `a` is refused and takes no slot.
+        let refused = match gate.admit(a, &limits, true) {
+            Admission::Serve(p) => p,
+            Admission::Close(_) => panic!("a refusal can be answered"),
+        };
+        assert!(refused.refusal().is_some());
+        assert!(matches!(gate.admit(a, &limits, false), Admission::Close(_)));
+        assert_eq!(gate.connections(), 2);
+        let b1 = served(gate.admit(ip("10.0.0.2"), &limits, true)).expect("b");
+        let c1 = served(gate.admit(ip("10.0.0.3"), &limits, true)).expect("c");
+        // Full: anyone else is refused.
+        assert!(served(gate.admit(ip("10.0.0.4"), &limits, true)).is_none());
+        drop((held, refused, b1, c1));
+        assert_eq!(gate.connections(), 0);
+        assert!(lock(&gate.connections_per_ip).is_empty());
+        assert_eq!(gate.refusing.load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn refusals_pending_at_once_are_bounded() {
+        let gate = Arc::new(Gate::default());
+        let limits = Limits {
+            max_connections: 1,
+            ..Limits::default()
+        };
+        let _one = served(gate.admit(ip("10.0.0.1"), &limits, true)).expect("first");
+        let pending: Vec<_> = (0..MAX_REFUSING + 5)
+            .filter_map(|_| match gate.admit(ip("10.0.0.2"), &limits, true) {
+                Admission::Serve(p) => Some(p),
+                Admission::Close(_) => None,
+            })
+            .collect();
+        assert_eq!(pending.len(), MAX_REFUSING);
+    }
+
+    #[test]
+    fn ipv6_addresses_count_by_their_64() {
+        let g = |s: &str| address_group(ip(s));
+        assert_eq!(g("2001:db8:1:2:aaaa::1"), g("2001:db8:1:2:bbbb::9"));
+        assert_ne!(g("2001:db8:1:2::1"), g("2001:db8:1:3::1"));
+        assert_eq!(g("::ffff:10.0.0.1"), Some(ip("10.0.0.1")));
+        assert_eq!(g("0.0.0.0"), None);
+        assert_eq!(g("::"), None);
+
+        let gate = Arc::new(Gate::default());
+        let limits = Limits {
+            max_connections_per_ip: 1,
+            ..Limits::default()
+        };
+        let _a = served(gate.admit(ip("2001:db8::1"), &limits, true)).expect("first");
+        assert!(served(gate.admit(ip("2001:db8::2"), &limits, true)).is_none());
+        assert!(served(gate.admit(ip("2001:db9::1"), &limits, true)).is_some());
     }
 
     #[tokio::test]

@@ -21,8 +21,8 @@ mod stream;
 use crate::hub::FrameHub;
 use auth::Access;
 use bytes::BytesMut;
-use limits::{Gate, Limits, StallGuard};
-use request::{ReadError, read_request};
+use limits::{ConnectionPermit, Gate, Limits, StallGuard};
+use request::{Printable, ReadError, read_request};
 use response::Response;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -84,7 +84,7 @@ pub struct HttpContext {
     pub options: HttpOptions,
     pub started: Instant,
     /// Live connection and stream client counts for `options.limits`.
-    pub gate: Gate,
+    pub gate: Arc<Gate>,
     /// Each stream's send loops, started with its first client.
     fanouts: Vec<std::sync::OnceLock<Arc<fanout::Fanout>>>,
     /// Tracks the send loops, so shutdown waits for them.
@@ -98,7 +98,7 @@ impl HttpContext {
             streams,
             options,
             started: Instant::now(),
-            gate: Gate::default(),
+            gate: Arc::default(),
             fanouts: (0..streams_len)
                 .map(|_| std::sync::OnceLock::new())
                 .collect(),
@@ -154,7 +154,13 @@ impl Transport for TcpStream {
     }
 }
 
-/// Serves one connection until the client leaves, an error, or `cancel`.
+/// Longest wait for the request of a connection that is only to be told
+/// 503: a refused client must not hold its socket for the whole head timeout.
+const REFUSED_WAIT: Duration = Duration::from_secs(1);
+
+/// Serves one connection until the client leaves, an error, or `cancel`,
+/// first taking its place under the limits (a connection over them is
+/// closed at once, or answered 503).
 pub async fn serve_connection<S>(
     io: S,
     peer: SocketAddr,
@@ -163,14 +169,37 @@ pub async fn serve_connection<S>(
 ) where
     S: Transport,
 {
+    if let limits::Admission::Serve(connection) =
+        ctx.gate.admit(peer.ip(), &ctx.options.limits, true)
+    {
+        serve_admitted(io, peer, ctx, cancel, connection).await;
+    }
+}
+
+/// Serves one connection until the client leaves, an error, or `cancel`.
+/// `connection` is its place under the limits, taken when it was accepted
+/// (held until this returns); a refused one is answered 503 whatever it asks.
+pub async fn serve_admitted<S>(
+    io: S,
+    peer: SocketAddr,
+    ctx: Arc<HttpContext>,
+    cancel: CancellationToken,
+    connection: ConnectionPermit,
+) where
+    S: Transport,
+{
     let mut io = StallGuard::new(io, ctx.options.send_timeout);
-    let (_connection, admitted) = ctx.gate.connection(&ctx.options.limits);
+    let admitted = connection.refusal().map_or(Ok(()), Err);
+    let head_timeout = match admitted {
+        Ok(()) => ctx.options.header_timeout,
+        Err(_) => ctx.options.header_timeout.min(REFUSED_WAIT),
+    };
     let mut buf = BytesMut::with_capacity(1024);
     loop {
         let read = tokio::select! {
             _ = cancel.cancelled() => return,
             r = tokio::time::timeout(
-                ctx.options.header_timeout,
+                head_timeout,
                 read_request(&mut io, &mut buf, ctx.options.max_head),
             ) => r,
         };
@@ -197,6 +226,14 @@ pub async fn serve_connection<S>(
                 }
                 return;
             }
+            Ok(Err(ReadError::NotImplemented(why))) => {
+                debug!(%peer, "{why}");
+                let resp = cors::decorate(Response::text(501, why), &ctx.options);
+                if resp.write(&mut io, 1, false, false).await.is_ok() {
+                    linger_close(&mut io, &cancel).await;
+                }
+                return;
+            }
             Err(_elapsed) => {
                 if !buf.is_empty() {
                     let resp = Response::text(408, "request head not received in time");
@@ -206,22 +243,29 @@ pub async fn serve_connection<S>(
                 return;
             }
         };
-        debug!(%peer, method = %request.method, path = %request.path, "request");
+        debug!(%peer, method = %request.method, path = %Printable(&request.path), "request");
         // Refusals come before any work; the stream permit (if any) lives as
         // long as the stream does.
-        // Browsers send a CORS preflight without credentials; it reveals
-        // nothing, so it is answered when cross-origin access is configured.
+        // Browsers send a CORS preflight without credentials, and `OPTIONS *`
+        // asks about the server as a whole: both are answered without
+        // credentials and the same for every path, so they reveal nothing
+        // (not even which stream names exist).
         let preflight = ctx.options.allow_origin.is_some()
             && request.method == "OPTIONS"
             && request.header("access-control-request-method").is_some();
+        let anonymous = preflight || (request.method == "OPTIONS" && request.path == "*");
         let permit = admitted
             .map_err(refuse_busy)
-            .and_then(|()| match preflight {
-                true => Ok(()),
-                false => ctx.options.access.check(&request, SystemTime::now()),
-            })
-            .and_then(|()| stream_permit(&request, peer, &ctx));
+            .and_then(|()| match anonymous {
+                true => Ok(None),
+                false => ctx
+                    .options
+                    .access
+                    .check(&request, SystemTime::now())
+                    .and_then(|()| stream_permit(&request, peer, &ctx)),
+            });
         let keep_alive = match permit {
+            Ok(_) if anonymous => router::options(&mut io, &request, &ctx).await,
             Ok(_permit) => router::handle(&mut io, &request, &ctx, &cancel).await,
             Err(response) => {
                 let response = cors::decorate(response, &ctx.options);

@@ -2,6 +2,11 @@
 //!
 //! Only the head is read: this server has no endpoint that takes a body, so a
 //! request that announces one is answered and its connection closed.
+//!
+//! The framing checks that request smuggling relies on are strict: a head
+//! whose `Content-Length` values disagree (RFC 9112 §6.3) is refused, and one
+//! with `Transfer-Encoding` is refused too, since a body this server does not
+//! read would otherwise be taken for the next request by some peer on the way.
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -13,7 +18,8 @@ const MAX_HEADERS: usize = 64;
 #[derive(Debug, Clone)]
 pub struct Request {
     pub method: String,
-    /// Percent-decoded path, without the query.
+    /// Percent-decoded path, without the query; `*` for `OPTIONS *`. An
+    /// absolute-form target (`http://host/path`) is reduced to its path.
     pub path: String,
     /// Query pairs in order; a key without `=` has an empty value.
     pub query: Vec<(String, String)>,
@@ -70,6 +76,8 @@ pub enum ReadError {
     TooLarge,
     /// Not a valid HTTP/1.x request head: 400, with the reason.
     Malformed(String),
+    /// A valid head this server cannot serve (a transfer coding): 501.
+    NotImplemented(&'static str),
     Io(std::io::Error),
 }
 
@@ -118,11 +126,12 @@ fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, ReadError> {
     else {
         return Err(ReadError::Malformed("incomplete request line".into()));
     };
+    let target = origin_form(method, target)?;
     let (raw_path, raw_query) = target.split_once('?').unwrap_or((target, ""));
     let path = percent_decode(raw_path, false)
         .ok_or_else(|| ReadError::Malformed("path is not valid UTF-8".into()))?;
     let query = parse_query(raw_query);
-    let headers = req
+    let headers: Vec<(String, String)> = req
         .headers
         .iter()
         .map(|h| {
@@ -132,6 +141,7 @@ fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, ReadError> {
             )
         })
         .collect();
+    check_framing(&headers)?;
     let request = Request {
         method: method.to_owned(),
         path,
@@ -140,6 +150,96 @@ fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, ReadError> {
         headers,
     };
     Ok(Some((request, len)))
+}
+
+/// The origin-form (`/path?query`) of a request target. The absolute form
+/// (`http://host/path`, which proxies send and servers must accept, RFC 9112
+/// §3.2.2) is reduced to its path; `*` is kept for `OPTIONS *` only.
+fn origin_form<'a>(method: &str, target: &'a str) -> Result<&'a str, ReadError> {
+    if target == "*" {
+        return match method {
+            "OPTIONS" => Ok(target),
+            _ => Err(ReadError::Malformed(
+                "'*' is a target for OPTIONS only".into(),
+            )),
+        };
+    }
+    if target.starts_with('/') {
+        return Ok(target);
+    }
+    let lower = target.get(..8).unwrap_or(target).to_ascii_lowercase();
+    let rest = if lower.starts_with("http://") {
+        &target[7..]
+    } else if lower.starts_with("https://") {
+        &target[8..]
+    } else {
+        return Err(ReadError::Malformed(
+            "request target is neither a path nor an http URL".into(),
+        ));
+    };
+    // The authority ends where the path or the query starts.
+    Ok(match rest.find(['/', '?']) {
+        Some(i) if rest.as_bytes()[i] == b'/' => &rest[i..],
+        // `http://host?q` means the path `/` with a query; `http://host`
+        // means `/`. Both are rare; the query is dropped with the authority.
+        _ => "/",
+    })
+}
+
+/// Refuses heads whose body length is ambiguous: `Content-Length` values
+/// (repeated, or a comma-separated list) that are not all the same number,
+/// and any `Transfer-Encoding` (with a `Content-Length` too it is a
+/// smuggling attempt: 400; alone, a coding we do not read: 501).
+fn check_framing(headers: &[(String, String)]) -> Result<(), ReadError> {
+    let mut length: Option<&str> = None;
+    for (_, value) in headers.iter().filter(|(n, _)| n == "content-length") {
+        for v in value.split(',').map(str::trim) {
+            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ReadError::Malformed("invalid Content-Length".into()));
+            }
+            // Leading zeros spell the same number: compare without them.
+            let v = v.trim_start_matches('0');
+            match length {
+                Some(l) if l != v => {
+                    return Err(ReadError::Malformed(
+                        "conflicting Content-Length values".into(),
+                    ));
+                }
+                _ => length = Some(v),
+            }
+        }
+    }
+    if headers.iter().any(|(n, _)| n == "transfer-encoding") {
+        if length.is_some() {
+            return Err(ReadError::Malformed(
+                "both Transfer-Encoding and Content-Length".into(),
+            ));
+        }
+        return Err(ReadError::NotImplemented(
+            "Transfer-Encoding on requests is not supported",
+        ));
+    }
+    Ok(())
+}
+
+/// Client-chosen text (a decoded path) for a log line: control characters
+/// (line breaks, terminal escapes) are written as `\xNN` or `\u{N}` escapes,
+/// so a request cannot forge or hide log lines.
+pub struct Printable<'a>(pub &'a str);
+
+impl std::fmt::Display for Printable<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write;
+        for c in self.0.chars() {
+            match c {
+                '\\' => f.write_str("\\\\")?,
+                c if (c as u32) < 0x80 && c.is_control() => write!(f, "\\x{:02x}", c as u32)?,
+                c if c.is_control() => write!(f, "\\u{{{:x}}}", c as u32)?,
+                c => f.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Splits `a=1&b&c=x%20y` into pairs; undecodable pairs are skipped, since
@@ -237,6 +337,51 @@ mod tests {
             read(b"GET /%ff%fe HTTP/1.1\r\n\r\n").await,
             Err(ReadError::Malformed(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn ambiguous_framing_is_refused() {
+        let head = |extra: &str| format!("GET / HTTP/1.1\r\nHost: x\r\n{extra}\r\n");
+        for bad in [
+            "Content-Length: 1\r\nContent-Length: 2\r\n",
+            "Content-Length: 1, 2\r\n",
+            "Content-Length: -1\r\n",
+            "Content-Length: \r\n",
+            "Content-Length: 1\r\nTransfer-Encoding: chunked\r\n",
+        ] {
+            let r = read(head(bad).as_bytes()).await;
+            assert!(matches!(r, Err(ReadError::Malformed(_))), "{bad:?}: {r:?}");
+        }
+        let r = read(head("Transfer-Encoding: chunked\r\n").as_bytes()).await;
+        assert!(matches!(r, Err(ReadError::NotImplemented(_))), "{r:?}");
+        for good in [
+            "Content-Length: 7\r\nContent-Length: 007\r\n",
+            "Content-Length: 0, 0\r\n",
+        ] {
+            assert!(read(head(good).as_bytes()).await.is_ok(), "{good:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn target_forms() {
+        let path = |target: &str| {
+            let raw = format!("OPTIONS {target} HTTP/1.1\r\n\r\n");
+            async move { read(raw.as_bytes()).await.map(|r| (r.path, r.query)) }
+        };
+        let (p, q) = path("http://cam:8080/streams/a/snapshot?max_age=5")
+            .await
+            .expect("absolute");
+        assert_eq!((p.as_str(), q.len()), ("/streams/a/snapshot", 1));
+        assert_eq!(path("HTTPS://cam").await.expect("no path").0, "/");
+        assert_eq!(path("*").await.expect("asterisk").0, "*");
+        assert!(path("cam/stream").await.is_err());
+        assert!(read(b"GET * HTTP/1.1\r\n\r\n").await.is_err());
+    }
+
+    #[test]
+    fn printable_escapes_control_characters() {
+        let shown = Printable("/a\r\nB\x1b[0m\\\u{85}é").to_string();
+        assert_eq!(shown, "/a\\x0d\\x0aB\\x1b[0m\\\\\\u{85}é");
     }
 
     #[tokio::test]

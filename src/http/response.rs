@@ -102,6 +102,9 @@ pub fn status_line(minor_version: u8, status: u16) -> String {
     s.push_str("\r\n");
     push_header(&mut s, "Server", SERVER);
     push_header(&mut s, "Date", &http_date(SystemTime::now()));
+    // Browsers must take every answer for its declared type: a text answer
+    // that echoes client input must never be sniffed into HTML or script.
+    push_header(&mut s, "X-Content-Type-Options", "nosniff");
     s
 }
 
@@ -124,6 +127,7 @@ fn reason(status: u16) -> &'static str {
         408 => "Request Timeout",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
+        501 => "Not Implemented",
         503 => "Service Unavailable",
         _ => "",
     }

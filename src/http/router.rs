@@ -62,6 +62,31 @@ pub(super) fn is_stream(req: &Request, ctx: &HttpContext) -> bool {
     matches!(resolve(req, ctx), Endpoint::Stream(_))
 }
 
+/// Answers an `OPTIONS` request that needs no credentials (a CORS preflight,
+/// `OPTIONS *`) without looking at its path: the answer is the same for
+/// every path, known or not.
+pub async fn options<S>(io: &mut S, req: &Request, ctx: &HttpContext) -> bool
+where
+    S: Transport,
+{
+    let keep_alive = req.keep_alive() && !req.has_body();
+    let response = cors::preflight(
+        Response::empty(204).header("Allow", ALLOW),
+        req,
+        &ctx.options,
+    );
+    match response
+        .write(io, req.minor_version, keep_alive, false)
+        .await
+    {
+        Ok(_) => keep_alive,
+        Err(e) => {
+            debug!("write error: {e}");
+            false
+        }
+    }
+}
+
 /// Answers one request; returns whether the connection may serve another.
 pub async fn handle<S>(
     io: &mut S,

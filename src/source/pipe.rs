@@ -9,12 +9,14 @@
 //!
 //! `exec:` runs the command with `sh -c` in a process group of its own and
 //! kills the whole group when the source ends, so neither the shell nor
-//! anything it started (a pipeline, a background job) outlives it. The
+//! anything it started (a pipeline, a background job) outlives it; what left
+//! the group (`setsid`) is found in /proc and killed too (`crate::children`). The
 //! command's standard error is logged line by line; when the command exits,
 //! the source fails with its exit status and last error line, and the
 //! supervisor restarts it with backoff.
 
 use super::{BadFrames, SourceContext, SourceError};
+use crate::children::{self, Proc};
 use crate::frame::FrameMeta;
 use crate::jpeg::{self, JpegSplitter};
 use std::process::{ExitStatus, Stdio};
@@ -94,19 +96,25 @@ where
 /// Runs `command` and reads MJPEG from its standard output until it exits.
 pub async fn run_exec(command: &str, ctx: &SourceContext) -> Result<(), SourceError> {
     let label = format!("exec:{command}");
-    let mut child = tokio::process::Command::new("sh")
+    let mut command_line = tokio::process::Command::new("sh");
+    command_line
         .arg("-c")
         .arg(command)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| SourceError::new(format!("{label}: cannot run sh: {e}")))?;
-    let group = child
+        .kill_on_drop(true);
+    // Registered, so that the reaper of orphans never waits for it.
+    let mut child = children::spawn_registered(|| {
+        let spawned = command_line.spawn();
+        let pid = spawned.as_ref().ok().and_then(|c| c.id());
+        (spawned, pid)
+    })
+    .map_err(|e| SourceError::new(format!("{label}: cannot run sh: {e}")))?;
+    let mut group = child
         .id()
-        .map(ProcessGroup)
+        .map(ProcessGroup::new)
         .ok_or_else(|| SourceError::new(format!("{label}: exited at once")))?;
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(SourceError::new(format!(
@@ -117,13 +125,21 @@ pub async fn run_exec(command: &str, ctx: &SourceContext) -> Result<(), SourceEr
         AbortOnDropHandle::new(tokio::spawn(log_stderr(stderr, ctx.hub.name().to_owned())));
 
     let ended = read_mjpeg(stdout, ctx, &label).await?;
+    // The tree is read while the command's shell is still ours to wait for
+    // (its pid cannot be reused yet).
+    group.collect();
     if ended == Ended::Cancelled {
         group.signal(libc::SIGTERM);
-        let _ = tokio::time::timeout(TERM_GRACE, child.wait()).await;
+        if let Ok(Ok(_)) = tokio::time::timeout(TERM_GRACE, child.wait()).await {
+            group.waited();
+        }
         return Ok(()); // dropping `group` kills what is left
     }
     // Stdout closed: normally the command is exiting.
     let status = tokio::time::timeout(EXIT_WAIT, child.wait()).await;
+    if let Ok(Ok(_)) = status {
+        group.waited();
+    }
     drop(group);
     let last_line = tokio::time::timeout(Duration::from_millis(200), stderr_log)
         .await
@@ -151,13 +167,46 @@ fn describe(status: ExitStatus) -> String {
     }
 }
 
-/// A child's process group (the child is its leader); every process still
-/// in it is killed when this is dropped, however the source ended.
-struct ProcessGroup(u32);
+/// A child's process group (the child is its leader) and the processes
+/// found below the child; every one still alive is killed when this is
+/// dropped, however the source ended.
+struct ProcessGroup {
+    pid: u32,
+    /// Descendants, including those that left the group (`setsid`).
+    tree: Vec<Proc>,
+    /// The leader was waited for: its pid may belong to another process now.
+    waited: bool,
+}
 
 impl ProcessGroup {
+    fn new(pid: u32) -> ProcessGroup {
+        ProcessGroup {
+            pid,
+            tree: Vec::new(),
+            waited: false,
+        }
+    }
+
+    fn waited(&mut self) {
+        self.waited = true;
+        children::waited(self.pid);
+    }
+
+    /// Records the processes now below the leader (while it has not been
+    /// waited for, its pid is still its own).
+    fn collect(&mut self) {
+        if self.waited {
+            return;
+        }
+        for p in children::descendants(self.pid) {
+            if !self.tree.contains(&p) {
+                self.tree.push(p);
+            }
+        }
+    }
+
     fn signal(&self, signal: i32) {
-        let Ok(pgid) = libc::pid_t::try_from(self.0) else {
+        let Ok(pgid) = libc::pid_t::try_from(self.pid) else {
             return;
         };
         // SAFETY: killpg(2) only sends a signal. The group was created for
@@ -165,11 +214,13 @@ impl ProcessGroup {
         unsafe {
             libc::killpg(pgid, signal);
         }
+        children::signal(&self.tree, signal);
     }
 }
 
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
+        self.collect();
         self.signal(libc::SIGKILL);
     }
 }

@@ -1,0 +1,266 @@
+//! Connection floods from one address and memory held for slow readers,
+//! against the built binary: one client holding many idle sockets, or
+//! stalling many TLS handshakes, must not lock out clients from other
+//! addresses nor make the server hold a descriptor per socket; memory the
+//! kernel holds for frames appears in `/metrics`.
+//!
+//! Other clients come from 127.0.0.2: every 127.0.0.0/8 address reaches the
+//! loopback interface on Linux, so one machine can play several hosts.
+
+mod common;
+#[path = "support/mod.rs"]
+mod support;
+
+use common::split_response;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, pki_types::ServerName};
+
+/// A TCP connection to `addr` from the local address `from`.
+async fn connect_from(from: &str, addr: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(format!("{from}:0").parse().expect("address"))
+        .expect("bind the client address");
+    socket.connect(addr).await.expect("connect")
+}
+
+/// One `GET path` from `from`; the status, or 0 when the connection was
+/// closed without an answer.
+async fn status_from(from: &str, addr: SocketAddr, path: &str) -> u16 {
+    let mut io = connect_from(from, addr).await;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    if io.write_all(req.as_bytes()).await.is_err() {
+        return 0;
+    }
+    let mut all = Vec::new();
+    match tokio::time::timeout(Duration::from_secs(10), io.read_to_end(&mut all)).await {
+        Ok(_) if all.windows(4).any(|w| w == b"\r\n\r\n") => split_response(&all).0,
+        _ => 0,
+    }
+}
+
+#[tokio::test]
+async fn one_address_holding_idle_sockets_leaves_room_for_others() {
+    raise_fd_limit();
+    let d = Daemon::start(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--source",
+            "pattern:160x120@10",
+            "--max-connections",
+            "50",
+            "--max-streams-per-ip",
+            "2",
+            "--header-timeout",
+            "30",
+        ],
+        &[],
+        1,
+    );
+    let a = d.addr(0);
+    let (fds_before, rss_before) = (d.open_fds(), d.rss_kib());
+    let mut idle = Vec::new();
+    for _ in 0..60 {
+        idle.push(connect_from("127.0.0.1", a).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let fds_held = d.open_fds();
+    let mut by_status = BTreeMap::new();
+    for _ in 0..30 {
+        *by_status
+            .entry(status_from("127.0.0.2", a, "/status").await)
+            .or_insert(0) += 1;
+    }
+    // The idle client itself is told 503 beyond its share.
+    let own = status_from("127.0.0.1", a, "/status").await;
+    println!(
+        "60 idle sockets from 127.0.0.1; 30 requests from 127.0.0.2: answers by status \
+         {by_status:?}; another from 127.0.0.1: {own}; server fds {fds_before} before, \
+         {fds_held} while held; RSS {rss_before} KiB before, {} KiB after",
+        d.rss_kib()
+    );
+    assert_eq!(by_status.get(&200), Some(&30), "{by_status:?}");
+    assert!(own == 503 || own == 0, "{own}");
+    // Its share is half the slots; refusals beyond it are bounded.
+    assert!(
+        fds_held <= fds_before + 25 + 64,
+        "{fds_held} fds held for 60 sockets"
+    );
+    drop(idle);
+}
+
+/// A self-signed certificate for 127.0.0.1 in PEM files; removed on drop.
+struct Cert {
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    der: rustls::pki_types::CertificateDer<'static>,
+}
+
+impl Cert {
+    fn new() -> Cert {
+        let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).expect("certificate");
+        let (cert, key) = (temp_path("cert.pem"), temp_path("key.pem"));
+        std::fs::write(&cert, ck.cert.pem()).expect("write cert");
+        std::fs::write(&key, ck.signing_key.serialize_pem()).expect("write key");
+        Cert {
+            cert,
+            key,
+            der: ck.cert.der().clone(),
+        }
+    }
+
+    fn connector(&self) -> TlsConnector {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.der.clone()).expect("root");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocols")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        TlsConnector::from(Arc::new(config))
+    }
+}
+
+impl Drop for Cert {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.cert);
+        let _ = std::fs::remove_file(&self.key);
+    }
+}
+
+#[tokio::test]
+async fn stalled_tls_handshakes_count_against_max_connections() {
+    raise_fd_limit();
+    let cert = Cert::new();
+    let (c, k) = (
+        cert.cert.display().to_string(),
+        cert.key.display().to_string(),
+    );
+    let d = Daemon::start(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--source",
+            "pattern:160x120@10",
+            "--tls-cert",
+            &c,
+            "--tls-key",
+            &k,
+            "--max-connections",
+            "10",
+            "--header-timeout",
+            "30",
+        ],
+        &[],
+        1,
+    );
+    let a = d.addr(0);
+    let (fds_before, rss_before) = (d.open_fds(), d.rss_kib());
+    // Connections that never send a ClientHello.
+    let mut stalled = Vec::new();
+    for _ in 0..100 {
+        stalled.push(connect_from("127.0.0.1", a).await);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let fds_held = d.open_fds();
+    // A client from elsewhere still gets through.
+    let io = connect_from("127.0.0.2", a).await;
+    let name = ServerName::try_from("127.0.0.1").expect("name");
+    let mut tls = cert.connector().connect(name, io).await.expect("handshake");
+    tls.write_all(b"GET /status HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("send");
+    let mut all = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut all)).await;
+    let (code, _, _) = split_response(&all);
+    println!(
+        "100 stalled TLS handshakes with --max-connections 10: server fds {fds_before} before, \
+         {fds_held} while stalled; RSS {rss_before} KiB before, {} KiB after; 1 request from \
+         127.0.0.2 answered {code}",
+        d.rss_kib()
+    );
+    assert_eq!(code, 200);
+    assert!(
+        fds_held <= fds_before + 10,
+        "{} descriptors for stalled handshakes",
+        fds_held - fds_before
+    );
+    drop(stalled);
+}
+
+/// The value of the unlabelled sample `name` in a metrics exposition.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn memory_of_frames_held_for_slow_readers_is_in_metrics() {
+    raise_fd_limit();
+    let d = Daemon::start(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--source",
+            "pattern:1280x720@15",
+            "--quality",
+            "95",
+            "--send-buffer",
+            "4096",
+        ],
+        &[],
+        1,
+    );
+    let a = d.addr(0);
+    let scrape = || async {
+        let (code, _, body) = common::get(a, "/metrics").await;
+        assert_eq!(code, 200);
+        String::from_utf8(body).expect("utf-8")
+    };
+    let (_, _, jpeg) = common::get(a, "/snapshot").await;
+    let (fds_before, rss_before) = (d.open_fds(), d.rss_kib());
+    let idle = scrape().await;
+    // Slow readers: a tiny receive buffer, never read.
+    let mut readers = Vec::new();
+    for _ in 0..20 {
+        let socket = TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("rcvbuf");
+        let mut io = socket.connect(a).await.expect("connect");
+        io.write_all(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .expect("send");
+        readers.push(io);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let held = scrape().await;
+    let value = |text: &str, name: &str| {
+        metric(text, name).unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+    };
+    let (idle_bytes, held_bytes) = (
+        value(&idle, "mjpegd_frame_files_bytes"),
+        value(&held, "mjpegd_frame_files_bytes"),
+    );
+    println!(
+        "frame of {} bytes; memfd bytes {idle_bytes} without clients, {held_bytes} ({} files) with \
+         20 stalled readers; RSS {rss_before} KiB / {} KiB (process_resident_memory_bytes {}); \
+         fds {fds_before} / {}",
+        jpeg.len(),
+        value(&held, "mjpegd_frame_files"),
+        d.rss_kib(),
+        value(&held, "process_resident_memory_bytes"),
+        d.open_fds()
+    );
+    // At least the newest frame is held, whole.
+    assert!(idle_bytes >= jpeg.len() as f64 * 0.5, "{idle_bytes}");
+    assert!(held_bytes >= jpeg.len() as f64 * 0.5, "{held_bytes}");
+    drop(readers);
+}
