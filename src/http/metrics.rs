@@ -194,9 +194,10 @@ pub fn render(ctx: &HttpContext) -> String {
         let held: [(&str, &str, f64); 2] = [
             (
                 "mjpegd_frame_files_bytes",
-                "Memory of the in-memory files (memfd) that hold frames still in use: the newest \
-                 frame of each stream and frames slow clients are still being sent. Shared memory, \
-                 which process_resident_memory_bytes does not count.",
+                "Memory of the in-memory files (memfd) that hold frames being sent with sendfile: \
+                 the newest frame of streams with several clients and frames slow clients are \
+                 still being sent. Shared memory, which process_resident_memory_bytes does not \
+                 count.",
                 files.bytes,
             ),
             (
