@@ -21,7 +21,7 @@ const BURST: f64 = 8.0;
 /// Lines logged per second in the long run.
 const RATE: f64 = 2.0;
 /// How often a flood that does not end is summed up.
-const SUMMARY_EVERY: Duration = Duration::from_secs(10);
+const SUMMARY_EVERY: Duration = Duration::from_secs(5);
 /// Pause between reads while lines are left out.
 const FLOOD_PAUSE: Duration = Duration::from_millis(10);
 /// Longest line logged; the rest is cut off.
@@ -231,8 +231,8 @@ mod tests {
         assert!(logged <= BURST as u64 + 25 * RATE as u64 + 1, "{logged}");
         assert_eq!(
             summaries.len(),
-            3,
-            "every 10 s and at the end: {summaries:?}"
+            5,
+            "every 5 s and at the end: {summaries:?}"
         );
         assert!(l.take_left_out().is_none());
     }
