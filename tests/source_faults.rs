@@ -163,12 +163,10 @@ async fn secrets_in_specs_reach_no_viewer_picture_or_log_line() {
         .unwrap_or_default()
         .to_owned();
     let as_shown = diff_from_placeholder(&picture, "cam", &reason);
-    let leaky = format!(
-        "exec:url=rtsp://admin:CamPw12345@127.0.0.1:9/s1; echo \"password CamPw12345 \
-         rejected\" >&2; exited with status 1: [tcp] rtsp://admin:CamPw12345@127.0.0.1:9/s1: \
-         Connection refused"
-    );
-    let as_leaked = diff_from_placeholder(&picture, "cam", &leaky);
+    let leaky = "exec:url=rtsp://admin:CamPw12345@127.0.0.1:9/s1; echo \"password CamPw12345 \
+                 rejected\" >&2; exited with status 1: [tcp] \
+                 rtsp://admin:CamPw12345@127.0.0.1:9/s1: Connection refused";
+    let as_leaked = diff_from_placeholder(&picture, "cam", leaky);
     let unredacted = diff_from_placeholder(&picture, "cam", &reason.replace("***", "CamPw12345"));
     println!(
         "placeholder vs drawn: scrubbed reason {as_shown:.3}, with the command line \

@@ -238,7 +238,8 @@ impl BadFrames {
     pub fn new(hub: Arc<FrameHub>, source: impl Into<String>) -> BadFrames {
         BadFrames {
             hub,
-            source: source.into(),
+            // Labels and reasons name paths and URLs from the spec.
+            source: redact(&source.into()),
             burst: Burst::default(),
         }
     }
@@ -249,7 +250,7 @@ impl BadFrames {
         // Remembered by the hub for the watchdog, which shows it.
         self.hub.record_bad_frame(&reason);
         if let Some(msg) = self.burst.bad(&reason, Instant::now()) {
-            warn!(stream = self.hub.name(), source = %self.source, "{msg}");
+            warn!(stream = self.hub.name(), source = %self.source, "{}", redact(&msg));
         }
     }
 
@@ -261,7 +262,7 @@ impl BadFrames {
     /// A good frame arrived: ends the burst, if any.
     pub fn good(&mut self) {
         if let Some(msg) = self.burst.good() {
-            warn!(stream = self.hub.name(), source = %self.source, "{msg}");
+            warn!(stream = self.hub.name(), source = %self.source, "{}", redact(&msg));
         }
     }
 }

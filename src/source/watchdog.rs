@@ -34,7 +34,7 @@ const CHECK_EVERY: Duration = Duration::from_millis(200);
 /// aborts it when the run ends).
 pub async fn run(ctx: SourceContext, secrets: Arc<Secrets>, started: Instant) {
     let stream = ctx.hub.name().to_owned();
-    // The reason on show and when the placeholder was last published.
+    // When the watchdog last published the placeholder, while it shows.
     let mut shown: Option<Instant> = None;
     let mut every = tokio::time::interval(CHECK_EVERY);
     loop {
