@@ -147,7 +147,9 @@ fn for_viewers(spec: &SourceSpec, secrets: &Secrets, reason: &str) -> String {
     let mut reason = secrets.scrub(reason);
     if let SourceSpec::Exec(cmd) = spec {
         for shown in [spec.to_string(), secrets.scrub(cmd)] {
-            if !shown.trim().is_empty() && reason.contains(shown.as_str()) {
+            // A short command (`cat`) is no command line to hide, and
+            // replacing it would garble words that contain it.
+            if shown.trim().len() >= 12 && reason.contains(shown.as_str()) {
                 reason = reason.replace(shown.as_str(), "the command");
             }
         }
@@ -362,6 +364,27 @@ mod tests {
         assert_eq!(
             b.good().as_deref(),
             Some("dropped 1 more bad frame in this burst (last: y)")
+        );
+    }
+
+    #[test]
+    fn reasons_shown_to_viewers_hold_no_secret_and_no_command_line() {
+        let cmd = "exec:ffmpeg -i rtsp://admin:CamPw12345@h/s1 -f mjpeg -";
+        let spec: SourceSpec = cmd.parse().expect("valid");
+        let secrets = spec.secrets();
+        let why = format!("{cmd} failed: CamPw12345 refused by rtsp://admin:CamPw12345@h/s1");
+        assert_eq!(
+            for_viewers(&spec, &secrets, &why),
+            "the command failed: *** refused by rtsp://admin:***@h/s1"
+        );
+        let spec: SourceSpec = "exec:cat".parse().expect("valid");
+        assert_eq!(
+            for_viewers(
+                &spec,
+                &Secrets::default(),
+                "command exited: cat: x.jpg: No such file"
+            ),
+            "command exited: cat: x.jpg: No such file"
         );
     }
 
