@@ -11,9 +11,8 @@
 //! kills the whole group when the source ends, so neither the shell nor
 //! anything it started (a pipeline, a background job) outlives it. The
 //! command's standard error is logged line by line, within limits (see
-//! `output`); when the command exits,
-//! the source fails with its exit status and last error line, and the
-//! supervisor restarts it with backoff.
+//! `output`); when the command exits, the source fails with its exit status
+//! and last error line, and the supervisor restarts it with backoff.
 
 use super::{BadFrames, Secrets, SourceContext, SourceError, output};
 use crate::frame::FrameMeta;
