@@ -59,6 +59,17 @@ struct State {
     width: u16,
     height: u16,
     rates: Rates,
+    health: FrameHealth,
+}
+
+/// When the source last delivered a real frame and when it last delivered
+/// a bad one: how the supervisor tells a source that runs but shows
+/// nothing (a silent command, a text file, a relay sending garbage).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FrameHealth {
+    pub last_good: Option<Instant>,
+    /// The last bad frame and why it was dropped.
+    pub last_bad: Option<(Instant, String)>,
 }
 
 /// Frame rates measured over the last tick interval.
@@ -116,6 +127,7 @@ impl FrameHub {
                 width: 0,
                 height: 0,
                 rates: Rates::default(),
+                health: FrameHealth::default(),
             }),
             started: Instant::now(),
             latency: LatencyHistogram::default(),
@@ -144,6 +156,16 @@ impl FrameHub {
     /// counted but not published (the current frame is returned).
     pub fn publish(&self, jpeg: &[u8], meta: FrameMeta) -> Arc<Frame> {
         self.counters.captured.fetch_add(1, Relaxed);
+        {
+            let mut st = self.lock_state();
+            st.online = true;
+            st.last_error = None;
+            st.health.last_good = Some(Instant::now());
+            if meta.width != 0 {
+                st.width = meta.width;
+                st.height = meta.height;
+            }
+        }
         if self.drop_same.load(Relaxed)
             && let Some(prev) = self.latest()
             && prev.online
@@ -154,15 +176,6 @@ impl FrameHub {
         {
             self.counters.unchanged.fetch_add(1, Relaxed);
             return prev;
-        }
-        {
-            let mut st = self.lock_state();
-            st.online = true;
-            st.last_error = None;
-            if meta.width != 0 {
-                st.width = meta.width;
-                st.height = meta.height;
-            }
         }
         self.send(jpeg, meta, true)
     }
@@ -183,6 +196,35 @@ impl FrameHub {
     /// Counts a frame the source produced but that was not a valid JPEG.
     pub fn record_dropped(&self) {
         self.counters.corrupt.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a bad frame and remembers why it was dropped (see
+    /// [`frame_health`](Self::frame_health)).
+    pub fn record_bad_frame(&self, reason: &str) {
+        self.record_dropped();
+        self.note_bad_input(reason);
+    }
+
+    /// Remembers input that held no frame at all (bytes without a JPEG
+    /// start), which counts as bad for [`frame_health`](Self::frame_health)
+    /// but not as a dropped frame.
+    pub fn note_bad_input(&self, reason: &str) {
+        let mut st = self.lock_state();
+        let now = Instant::now();
+        match &mut st.health.last_bad {
+            // Reuses the string: a broken source may send thousands a second.
+            Some((at, why)) => {
+                *at = now;
+                why.clear();
+                why.push_str(reason);
+            }
+            None => st.health.last_bad = Some((now, reason.to_owned())),
+        }
+    }
+
+    /// When the source last delivered a good and a bad frame.
+    pub fn frame_health(&self) -> FrameHealth {
+        self.lock_state().health.clone()
     }
 
     fn send(&self, jpeg: &[u8], meta: FrameMeta, online: bool) -> Arc<Frame> {

@@ -10,6 +10,7 @@
 //! it builds with nothing but cargo.
 
 use super::SourceError;
+use super::redact::{Secrets, redact};
 use crate::mjpeg::ChunkedDecoder;
 use bytes::{Bytes, BytesMut};
 use std::fmt;
@@ -63,8 +64,9 @@ impl fmt::Debug for Credentials {
     }
 }
 
-/// An `http://` or `https://` URL, parsed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// An `http://` or `https://` URL, parsed. Its `Debug` and `Display` forms
+/// mask the password and secret query values.
+#[derive(Clone, PartialEq, Eq)]
 pub struct HttpUrl {
     pub tls: bool,
     /// Host name or IP address (IPv6 without brackets).
@@ -134,6 +136,20 @@ impl HttpUrl {
             path,
             credentials,
         })
+    }
+
+    /// The password and the secret query values, to be masked wherever
+    /// they turn up.
+    pub fn secrets(&self) -> Secrets {
+        let mut s = Secrets::from_text(&self.path);
+        if let Some(p) = self
+            .credentials
+            .as_ref()
+            .and_then(|c| c.password.as_deref())
+        {
+            s.add(p);
+        }
+        s
     }
 
     /// Whether the URL carries a user name (and so Basic auth is sent).
@@ -208,7 +224,14 @@ impl HttpUrl {
     }
 }
 
-/// Displays the URL with the password replaced by `***`.
+impl fmt::Debug for HttpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HttpUrl({:?})", self.to_string())
+    }
+}
+
+/// Displays the URL with the password and secret query values replaced by
+/// `***`.
 impl fmt::Display for HttpUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let scheme = if self.tls { "https" } else { "http" };
@@ -220,7 +243,7 @@ impl fmt::Display for HttpUrl {
             }
             f.write_str("@")?;
         }
-        write!(f, "{}{}", self.authority(), self.path)
+        write!(f, "{}{}", self.authority(), redact(&self.path))
     }
 }
 
@@ -257,7 +280,8 @@ fn split_host_port(hostport: &str, default_port: u16) -> Result<(String, u16), U
         None | Some("") => default_port,
         Some(p) => match p.parse::<u16>() {
             Ok(p) if p != 0 => p,
-            _ => return Err(bad(format!("bad port '{p}' in URL"))),
+            // Not repeated: in `http://user:pa/ss@host/` it is a password.
+            _ => return Err(bad("bad port in URL (expected 1-65535)".into())),
         },
     };
     Ok((host.to_owned(), port))

@@ -5,7 +5,10 @@
 //! publishes complete JPEGs into its stream's `FrameHub`. The supervisor turns
 //! every failure into an "offline" placeholder frame that says why, retries
 //! with capped exponential backoff, and resumes by itself: a source never
-//! takes the server down or disconnects viewers.
+//! takes the server down or disconnects viewers. While a source runs, a
+//! watchdog shows the placeholder too if it delivers no valid frame (see
+//! `watchdog`). Everything a source logs or shows is scrubbed of the spec's
+//! secrets (see `redact`).
 //!
 //! With `--capture-on-demand`, the supervisor stops any source once nobody
 //! has watched for the linger time (closing its camera, connection or child
@@ -14,23 +17,33 @@
 
 mod files;
 pub mod http_client;
+mod output;
 pub mod pattern;
 mod pipe;
 mod placeholder;
+mod redact;
 pub mod relay;
 mod sink;
 mod spec;
 pub mod v4l2;
 mod watch;
+mod watchdog;
 pub mod yuv;
 
-pub use spec::{DEFAULT_DIR_FPS, DirSpec, PatternSpec, SourceSpec, SpecError, redact_credentials};
+/// The NO SIGNAL picture, drawn as viewers see it (for tests and tools that
+/// check what a placeholder says).
+pub use placeholder::render as render_placeholder;
+/// The name config errors use for [`redact`].
+pub use redact::redact as redact_credentials;
+pub use redact::{Secrets, redact};
+pub use spec::{DEFAULT_DIR_FPS, DirSpec, PatternSpec, SourceSpec, SpecError};
 
 use crate::hub::FrameHub;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{info, warn};
 
 /// Why a source stopped delivering frames (shown to viewers and in `/status`).
@@ -67,11 +80,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// A source that ran this long before failing starts again from `MIN_BACKOFF`.
 const STABLE_RUN: Duration = Duration::from_secs(30);
 /// How often the placeholder frame is repeated, so clients stay connected.
-const PLACEHOLDER_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const PLACEHOLDER_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Runs `spec` until `ctx.cancel` fires, restarting it whenever it fails.
 pub async fn supervise(spec: SourceSpec, ctx: SourceContext) {
     let stream = ctx.hub.name().to_owned();
+    // Collected once; every reason the source gives and every line of its
+    // command's output is scrubbed of them before it is logged or shown.
+    let secrets = Arc::new(spec.secrets());
     let mut backoff = MIN_BACKOFF;
     loop {
         tokio::select! {
@@ -89,7 +105,13 @@ pub async fn supervise(spec: SourceSpec, ctx: SourceContext) {
             .hub
             .capture_on_demand()
             .then(|| tokio::spawn(stop_when_idle(ctx.hub.clone(), run.cancel.clone())));
-        let result = run_once(&spec, &run).await;
+        let watchdog = AbortOnDropHandle::new(tokio::spawn(watchdog::run(
+            run.clone(),
+            secrets.clone(),
+            started,
+        )));
+        let result = run_once(&spec, &run, &secrets).await;
+        drop(watchdog);
         if let Some(idle) = idle {
             idle.abort();
         }
@@ -102,8 +124,8 @@ pub async fn supervise(spec: SourceSpec, ctx: SourceContext) {
             continue;
         }
         let reason = match result {
-            Ok(()) => SourceError::new(format!("{spec} ended")),
-            Err(e) => e,
+            Ok(()) => SourceError::new(format!("{} source ended", spec.kind())),
+            Err(e) => SourceError::new(for_viewers(&spec, &secrets, &e.0)),
         };
         if started.elapsed() >= STABLE_RUN {
             backoff = MIN_BACKOFF;
@@ -116,6 +138,23 @@ pub async fn supervise(spec: SourceSpec, ctx: SourceContext) {
         info!(%stream, source = %spec, "restarting source");
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+/// A source's error as it may be shown: scrubbed of secrets, and without
+/// an `exec:` command line, which belongs in `/status` `source` and the
+/// log, not in the picture every viewer sees.
+fn for_viewers(spec: &SourceSpec, secrets: &Secrets, reason: &str) -> String {
+    let mut reason = secrets.scrub(reason);
+    if let SourceSpec::Exec(cmd) = spec {
+        for shown in [spec.to_string(), secrets.scrub(cmd)] {
+            // A short command (`cat`) is no command line to hide, and
+            // replacing it would garble words that contain it.
+            if shown.trim().len() >= 12 && reason.contains(shown.as_str()) {
+                reason = reason.replace(shown.as_str(), "the command");
+            }
+        }
+    }
+    reason
 }
 
 /// Cancels `run` once the stream has had no viewers for its linger time.
@@ -132,13 +171,17 @@ async fn stop_when_idle(hub: Arc<FrameHub>, run: CancellationToken) {
 
 /// Runs a source once; `Ok` means it stopped because it was cancelled or its
 /// input ended.
-async fn run_once(spec: &SourceSpec, ctx: &SourceContext) -> Result<(), SourceError> {
+async fn run_once(
+    spec: &SourceSpec,
+    ctx: &SourceContext,
+    secrets: &Arc<Secrets>,
+) -> Result<(), SourceError> {
     match spec {
         SourceSpec::Pattern(p) => pattern::run(p.clone(), ctx).await,
         SourceSpec::Dir(d) => files::run(d.clone(), ctx).await,
         SourceSpec::File(path) => watch::run(path.clone(), ctx).await,
         SourceSpec::Stdin => pipe::run_stdin(ctx).await,
-        SourceSpec::Exec(cmd) => pipe::run_exec(cmd, ctx).await,
+        SourceSpec::Exec(cmd) => pipe::run_exec(cmd, &spec.to_string(), ctx, secrets.clone()).await,
         SourceSpec::Relay(r) => relay::run(r, ctx).await,
         SourceSpec::Snapshot(s) => relay::run_snapshot(s, ctx).await,
         SourceSpec::V4l2(v) => v4l2::run(v.clone(), ctx).await,
@@ -197,16 +240,19 @@ impl BadFrames {
     pub fn new(hub: Arc<FrameHub>, source: impl Into<String>) -> BadFrames {
         BadFrames {
             hub,
-            source: source.into(),
+            // Labels and reasons name paths and URLs from the spec.
+            source: redact(&source.into()),
             burst: Burst::default(),
         }
     }
 
     /// Drops one bad frame: counts it and logs if this starts a burst.
     pub fn drop_frame(&mut self, reason: impl fmt::Display) {
-        self.hub.record_dropped();
-        if let Some(msg) = self.burst.bad(&reason.to_string(), Instant::now()) {
-            warn!(stream = self.hub.name(), source = %self.source, "{msg}");
+        let reason = reason.to_string();
+        // Remembered by the hub for the watchdog, which shows it.
+        self.hub.record_bad_frame(&reason);
+        if let Some(msg) = self.burst.bad(&reason, Instant::now()) {
+            warn!(stream = self.hub.name(), source = %self.source, "{}", redact(&msg));
         }
     }
 
@@ -218,7 +264,7 @@ impl BadFrames {
     /// A good frame arrived: ends the burst, if any.
     pub fn good(&mut self) {
         if let Some(msg) = self.burst.good() {
-            warn!(stream = self.hub.name(), source = %self.source, "{msg}");
+            warn!(stream = self.hub.name(), source = %self.source, "{}", redact(&msg));
         }
     }
 }
@@ -318,6 +364,27 @@ mod tests {
         assert_eq!(
             b.good().as_deref(),
             Some("dropped 1 more bad frame in this burst (last: y)")
+        );
+    }
+
+    #[test]
+    fn reasons_shown_to_viewers_hold_no_secret_and_no_command_line() {
+        let cmd = "exec:ffmpeg -i rtsp://admin:CamPw12345@h/s1 -f mjpeg -";
+        let spec: SourceSpec = cmd.parse().expect("valid");
+        let secrets = spec.secrets();
+        let why = format!("{cmd} failed: CamPw12345 refused by rtsp://admin:CamPw12345@h/s1");
+        assert_eq!(
+            for_viewers(&spec, &secrets, &why),
+            "the command failed: *** refused by rtsp://admin:***@h/s1"
+        );
+        let spec: SourceSpec = "exec:cat".parse().expect("valid");
+        assert_eq!(
+            for_viewers(
+                &spec,
+                &Secrets::default(),
+                "command exited: cat: x.jpg: No such file"
+            ),
+            "command exited: cat: x.jpg: No such file"
         );
     }
 

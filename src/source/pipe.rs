@@ -10,20 +10,20 @@
 //! `exec:` runs the command with `sh -c` in a process group of its own and
 //! kills the whole group when the source ends, so neither the shell nor
 //! anything it started (a pipeline, a background job) outlives it; what left
-//! the group (`setsid`) is found in /proc and killed too (`crate::children`). The
-//! command's standard error is logged line by line; when the command exits,
-//! the source fails with its exit status and last error line, and the
-//! supervisor restarts it with backoff.
+//! the group (`setsid`) is found in /proc and killed too (`crate::children`).
+//! The command's standard error is logged line by line, within limits (see
+//! `output`); when the command exits, the source fails with its exit status
+//! and last error line, and the supervisor restarts it with backoff.
 
-use super::{BadFrames, SourceContext, SourceError};
+use super::{BadFrames, Secrets, SourceContext, SourceError, output};
 use crate::children::{self, Proc};
 use crate::frame::FrameMeta;
 use crate::jpeg::{self, JpegSplitter};
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::task::AbortOnDropHandle;
-use tracing::{info, warn};
 
 /// Largest frame accepted from a pipe; a frame growing beyond is dropped.
 const MAX_FRAME: usize = 32 << 20;
@@ -33,8 +33,6 @@ const READ_CHUNK: usize = 256 << 10;
 const TERM_GRACE: Duration = Duration::from_millis(200);
 /// How long to wait for a command's exit status after it closed stdout.
 const EXIT_WAIT: Duration = Duration::from_secs(1);
-/// Longest stderr line logged; the rest is cut off.
-const MAX_LOG_LINE: usize = 1000;
 
 /// How reading a byte stream ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -62,10 +60,13 @@ where
     let mut splitter = JpegSplitter::new(MAX_FRAME);
     let mut bad = BadFrames::new(ctx.hub.clone(), label);
     let mut buf = vec![0u8; READ_CHUNK];
+    // Bytes skipped outside frames when the last good frame came, and when
+    // they were last reported.
+    let (mut skipped_at_good, mut noted_skipped) = (0, 0);
     loop {
         let n = tokio::select! {
             _ = ctx.cancel.cancelled() => return Ok(Ended::Cancelled),
-            r = input.read(&mut buf) => r.map_err(|e| SourceError::new(format!("{label}: {e}")))?,
+            r = input.read(&mut buf) => r.map_err(|e| SourceError::new(format!("reading the input failed: {e}")))?,
         };
         if n == 0 {
             // Two bytes or more left over are the start of a frame that
@@ -86,16 +87,33 @@ where
                     ctx.hub
                         .publish(&jpeg, FrameMeta::now(info.width, info.height));
                     bad.good();
+                    skipped_at_good = splitter.skipped_bytes();
                 }
                 Err(e) => bad.drop_frame(e),
             }
+        }
+        // Bytes outside any JPEG (raw video, text) are no frame to drop, but
+        // they are why the stream shows nothing: tell the watchdog.
+        let skipped = splitter.skipped_bytes();
+        if skipped > noted_skipped {
+            noted_skipped = skipped;
+            let n = skipped - skipped_at_good;
+            ctx.hub
+                .note_bad_input(&format!("no SOI marker in {n} bytes of input"));
         }
     }
 }
 
 /// Runs `command` and reads MJPEG from its standard output until it exits.
-pub async fn run_exec(command: &str, ctx: &SourceContext) -> Result<(), SourceError> {
-    let label = format!("exec:{command}");
+/// `label` is the spec as displayed; `secrets` are masked in the command's
+/// logged output. Errors say "command", not the command line: they are
+/// drawn into the picture every viewer sees.
+pub async fn run_exec(
+    command: &str,
+    label: &str,
+    ctx: &SourceContext,
+    secrets: Arc<Secrets>,
+) -> Result<(), SourceError> {
     let mut command_line = tokio::process::Command::new("sh");
     command_line
         .arg("-c")
@@ -111,20 +129,20 @@ pub async fn run_exec(command: &str, ctx: &SourceContext) -> Result<(), SourceEr
         let pid = spawned.as_ref().ok().and_then(|c| c.id());
         (spawned, pid)
     })
-    .map_err(|e| SourceError::new(format!("{label}: cannot run sh: {e}")))?;
+    .map_err(|e| SourceError::new(format!("cannot run sh: {e}")))?;
     let mut group = child
         .id()
         .map(ProcessGroup::new)
-        .ok_or_else(|| SourceError::new(format!("{label}: exited at once")))?;
+        .ok_or_else(|| SourceError::new("command exited at once"))?;
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        return Err(SourceError::new(format!(
-            "{label}: no pipes to the command"
-        )));
+        return Err(SourceError::new("no pipes to the command"));
     };
-    let stderr_log =
-        AbortOnDropHandle::new(tokio::spawn(log_stderr(stderr, ctx.hub.name().to_owned())));
+    let stream = ctx.hub.name().to_owned();
+    let stderr_log = AbortOnDropHandle::new(tokio::spawn(async move {
+        output::log_stderr(stderr, stream, &secrets).await
+    }));
 
-    let ended = read_mjpeg(stdout, ctx, &label).await?;
+    let ended = read_mjpeg(stdout, ctx, label).await?;
     // The tree is read while the command's shell is still ours to wait for
     // (its pid cannot be reused yet).
     group.collect();
@@ -147,9 +165,9 @@ pub async fn run_exec(command: &str, ctx: &SourceContext) -> Result<(), SourceEr
         .and_then(|r| r.ok())
         .flatten();
     let mut reason = match status {
-        Ok(Ok(status)) => format!("{label} {}", describe(status)),
-        Ok(Err(e)) => format!("{label}: {e}"),
-        Err(_) => format!("{label} closed its output"),
+        Ok(Ok(status)) => format!("command {}", describe(status)),
+        Ok(Err(e)) => format!("command: {e}"),
+        Err(_) => "command closed its output".to_owned(),
     };
     if let Some(line) = last_line {
         reason.push_str(": ");
@@ -225,46 +243,6 @@ impl Drop for ProcessGroup {
     }
 }
 
-/// Logs the command's standard error line by line (lines end at `\n` or at
-/// `\r`, which progress output uses), prefixed with the stream name. Returns
-/// the last non-empty line, which explains most failures.
-async fn log_stderr<R>(mut stderr: R, stream: String) -> Option<String>
-where
-    R: AsyncRead + Unpin,
-{
-    let mut buf = vec![0u8; 8192];
-    let mut line: Vec<u8> = Vec::new();
-    let mut last = None;
-    let mut emit = |line: &mut Vec<u8>| {
-        let text = String::from_utf8_lossy(line).trim().to_owned();
-        line.clear();
-        if text.is_empty() {
-            return;
-        }
-        if text.to_ascii_lowercase().contains("error") {
-            warn!(%stream, "command: {text}");
-        } else {
-            info!(%stream, "command: {text}");
-        }
-        last = Some(text);
-    };
-    loop {
-        let n = match stderr.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        for &b in buf.iter().take(n) {
-            if b == b'\n' || b == b'\r' {
-                emit(&mut line);
-            } else if line.len() < MAX_LOG_LINE {
-                line.push(b);
-            }
-        }
-    }
-    emit(&mut line);
-    last
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,12 +283,10 @@ mod tests {
     #[tokio::test]
     async fn failing_command_reports_status_and_stderr() {
         let ctx = ctx();
-        let e = run_exec("echo starting >&2; echo 'no camera' >&2; exit 3", &ctx)
+        let cmd = "echo starting >&2; echo 'no camera' >&2; exit 3";
+        let e = run_exec(cmd, "exec", &ctx, Arc::default())
             .await
             .expect_err("the command fails");
-        assert_eq!(
-            e.0,
-            "exec:echo starting >&2; echo 'no camera' >&2; exit 3 exited with status 3: no camera"
-        );
+        assert_eq!(e.0, "command exited with status 3: no camera");
     }
 }

@@ -1,6 +1,7 @@
 //! Source specifications as written on the command line (`pattern:640x480@30`,
 //! `dir:/srv/frames@10`, `file:/run/cam.jpg`, `stdin`, `exec:COMMAND`).
 
+use super::redact::{Secrets, redact};
 use super::relay::{RelaySpec, SnapshotSpec};
 use super::v4l2::V4l2Spec;
 use std::fmt;
@@ -8,7 +9,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 /// Where a stream's frames come from.
-#[derive(Clone, Debug, PartialEq)]
+/// Its `Debug` and `Display` forms are redacted (see [`SourceSpec::secrets`]).
+#[derive(Clone, PartialEq)]
 pub enum SourceSpec {
     /// The built-in animated test pattern.
     Pattern(PatternSpec),
@@ -42,6 +44,29 @@ impl SourceSpec {
             SourceSpec::Snapshot(_) => "snapshot",
             SourceSpec::V4l2(_) => "v4l2",
         }
+    }
+}
+
+impl SourceSpec {
+    /// The secret values in the spec (URL passwords, secret query values
+    /// and options, also inside an `exec:` command line), to be masked in
+    /// anything its source logs or shows.
+    pub fn secrets(&self) -> Secrets {
+        match self {
+            SourceSpec::Exec(cmd) => Secrets::from_text(cmd),
+            SourceSpec::Relay(r) => r.url.secrets(),
+            SourceSpec::Snapshot(s) => s.url.secrets(),
+            SourceSpec::Dir(d) => Secrets::from_text(&d.path.to_string_lossy()),
+            SourceSpec::File(path) => Secrets::from_text(&path.to_string_lossy()),
+            SourceSpec::Pattern(_) | SourceSpec::Stdin | SourceSpec::V4l2(_) => Secrets::default(),
+        }
+    }
+}
+
+/// Debug output ends up in logs and panic messages: the displayed form.
+impl fmt::Debug for SourceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SourceSpec({:?})", self.to_string())
     }
 }
 
@@ -194,44 +219,21 @@ pub fn parse_fps(s: &str) -> Result<f64, SpecError> {
     }
 }
 
+/// The spec as it may be shown anywhere (`/status`, logs, errors): with
+/// its secrets masked. This is the one displayable form of a spec.
 impl fmt::Display for SourceSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SourceSpec::Pattern(p) => write!(f, "pattern:{}x{}@{}", p.width, p.height, p.fps),
-            SourceSpec::Dir(d) => write!(f, "dir:{}@{}", d.path.display(), d.fps),
-            SourceSpec::File(path) => write!(f, "file:{}", path.display()),
+            SourceSpec::Dir(d) => write!(f, "dir:{}@{}", redact(&d.path.to_string_lossy()), d.fps),
+            SourceSpec::File(path) => write!(f, "file:{}", redact(&path.to_string_lossy())),
             SourceSpec::Stdin => f.write_str("stdin"),
-            SourceSpec::Exec(cmd) => write!(f, "exec:{cmd}"),
+            SourceSpec::Exec(cmd) => write!(f, "exec:{}", self.secrets().scrub(cmd)),
             SourceSpec::Relay(r) => r.fmt(f),
             SourceSpec::Snapshot(r) => r.fmt(f),
             SourceSpec::V4l2(v) => v.fmt(f),
         }
     }
-}
-
-/// `text` with the password of every `scheme://user:password@` replaced by
-/// `***`, for echoing user input in error messages.
-pub fn redact_credentials(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("://") {
-        let (before, after) = rest.split_at(i + 3);
-        out.push_str(before);
-        let authority_end = after.find(['/', '?', '#', ' ']).unwrap_or(after.len());
-        let authority = &after[..authority_end];
-        match authority.rsplit_once('@') {
-            Some((userinfo, host)) if userinfo.contains(':') => {
-                let user = userinfo.split(':').next().unwrap_or("");
-                out.push_str(user);
-                out.push_str(":***@");
-                out.push_str(host);
-            }
-            _ => out.push_str(authority),
-        }
-        rest = &after[authority_end..];
-    }
-    out.push_str(rest);
-    out
 }
 
 #[cfg(test)]
@@ -243,20 +245,6 @@ mod tests {
             Ok(SourceSpec::Pattern(p)) => p,
             other => panic!("{s}: {other:?}"),
         }
-    }
-
-    #[test]
-    fn credentials_are_redacted() {
-        assert_eq!(
-            redact_credentials("cam=http://admin:s3cret@10.0.0.2:81/video?x=1 and https://h/p"),
-            "cam=http://admin:***@10.0.0.2:81/video?x=1 and https://h/p"
-        );
-        assert_eq!(
-            redact_credentials("snapshot:http://u:p@h"),
-            "snapshot:http://u:***@h"
-        );
-        assert_eq!(redact_credentials("http://user@h/"), "http://user@h/");
-        assert_eq!(redact_credentials("dir:/x"), "dir:/x");
     }
 
     #[test]
@@ -344,6 +332,18 @@ mod tests {
         assert_eq!(s.kind(), "relay");
         assert_eq!(s.to_string(), "http://u:***@cam:8080/?action=stream");
         assert!(!format!("{s:?}").contains("pw"));
+        let s: SourceSpec = "http://cam/v?user=admin&pwd=QueryPw555"
+            .parse()
+            .expect("valid");
+        assert_eq!(s.to_string(), "http://cam/v?user=admin&pwd=***");
+        let cmd = "exec:ffmpeg -i rtsp://admin:CamPw12345@h/s1 -f mjpeg - # CamPw12345";
+        let s: SourceSpec = cmd.parse().expect("valid");
+        assert_eq!(
+            s.to_string(),
+            "exec:ffmpeg -i rtsp://admin:***@h/s1 -f mjpeg - # ***"
+        );
+        assert!(!format!("{s:?}").contains("CamPw"));
+        assert_eq!(format!("{:?}", s.secrets()), "Secrets(1)");
         let s: SourceSpec = "snapshot:https://cam/jpg@2".parse().expect("valid");
         assert_eq!(
             (s.kind(), s.to_string().as_str()),

@@ -427,7 +427,7 @@ fn encode_worker(
                 warned = false;
             }
             Err(e) => {
-                hub.record_dropped();
+                hub.record_bad_frame(&format!("cannot encode a camera frame: {e}"));
                 if !warned {
                     warn!(stream = hub.name(), "cannot encode a camera frame: {e}");
                     warned = true;
