@@ -11,7 +11,7 @@ use crate::frame::{Frame, FrameMeta};
 use crate::latency::{LatencyHistogram, LatencySnapshot, LatencyTally};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tracing::info;
@@ -36,6 +36,18 @@ pub struct FrameHub {
     drop_same: AtomicBool,
     /// Whether anybody watches (`--capture-on-demand`).
     demand: Demand,
+    /// Told of every frame right after it is published, on the publisher's
+    /// thread (the HTTP side's send loops; see [`FrameListener`]).
+    /// Weak: the listener's tasks hold the hub.
+    listener: OnceLock<Weak<dyn FrameListener>>,
+}
+
+/// Something that acts on each frame as it is published, on the thread that
+/// publishes it, before the publisher goes on. It must not block: the
+/// stream's send loops use it to send to a few clients at once without a
+/// thread switch, and to wake their own tasks when there are many.
+pub trait FrameListener: Send + Sync {
+    fn published(&self, hub: &FrameHub, frame: &Arc<Frame>);
 }
 
 /// With `--drop-same-frames`, an unchanged picture is still sent this often,
@@ -133,6 +145,7 @@ impl FrameHub {
             latency: LatencyHistogram::default(),
             drop_same: AtomicBool::new(false),
             demand: Demand::default(),
+            listener: OnceLock::new(),
         })
     }
 
@@ -231,7 +244,15 @@ impl FrameHub {
         let seq = self.seq.fetch_add(1, Relaxed) + 1;
         let frame = Arc::new(Frame::new(seq, jpeg, meta, online));
         self.tx.send_replace(Some(frame.clone()));
+        if let Some(listener) = self.listener.get().and_then(Weak::upgrade) {
+            listener.published(self, &frame);
+        }
         frame
+    }
+
+    /// Sets the listener told of every frame (once; later calls are ignored).
+    pub fn set_listener(&self, listener: Weak<dyn FrameListener>) {
+        let _ = self.listener.set(listener);
     }
 
     /// A receiver that sees every newer frame (and the current one as unseen).

@@ -148,7 +148,19 @@ async fn metrics_are_valid_and_move() {
     for _ in 0..10 {
         client.next_frame().await;
     }
-    let during = scrape(s.addr).await;
+    // A frame is counted once its send is done, which a loaded machine may
+    // do just after the client has read it: poll briefly.
+    let mut during = scrape(s.addr).await;
+    let counted_by = Instant::now() + Duration::from_secs(2);
+    while m(
+        &during,
+        r#"mjpegd_frames_delivered_total{stream="pattern"}"#,
+    ) < 10.0
+        && Instant::now() < counted_by
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        during = scrape(s.addr).await;
+    }
     assert_eq!(m(&during, r#"mjpegd_clients{stream="pattern"}"#), 1.0);
     assert_eq!(m(&during, r#"mjpegd_clients{stream="cam"}"#), 0.0);
     let delivered = m(

@@ -8,7 +8,10 @@
 //! for the socket, finishes the part and then catches up with the newest
 //! frame before it offers the client to the loop again. One loop is one core;
 //! a stream's clients are spread over as many loops as there are HTTP worker
-//! threads, so a stream with thousands of clients uses every core.
+//! threads, so a stream with thousands of clients uses every core. A stream
+//! with few clients needs no loop task at all: the thread that publishes a
+//! frame runs the passes itself, right away (a few non-blocking sends cost
+//! less than waking another thread to make them).
 //!
 //! Who may write to a client's socket is decided by one atomic state per
 //! client (`Slot`): idle (the loop may claim it), claimed by the loop for one
@@ -28,7 +31,7 @@
 //! ends.
 
 use crate::frame::Frame;
-use crate::hub::{ClientGuard, FrameHub, SendTally};
+use crate::hub::{ClientGuard, FrameHub, FrameListener, SendTally};
 use crate::latency::LatencyTally;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -52,6 +55,10 @@ const DEAD: u8 = 3;
 /// socket instead of making the frame's memory file: making the file is a
 /// copy plus a few system calls, which pays off only once it is shared.
 const SENDFILE_FROM_CLIENTS: usize = 3;
+
+/// Up to this many clients of a stream, the publishing thread sends each
+/// frame to all of them itself; above, the loops' tasks do, in parallel.
+const INLINE_UP_TO_CLIENTS: usize = 64;
 
 /// One client as the loops see it.
 pub struct Slot {
@@ -182,8 +189,8 @@ struct Shard {
     /// The current list; joins and leaves replace it, the loop sends from
     /// the list it took at the start of a pass.
     slots: Mutex<Arc<[Arc<Slot>]>>,
-    /// Wakes an empty loop when a client joins.
-    joined: Notify,
+    /// Wakes the loop's task: a frame to send, or a client joined.
+    wake: Notify,
 }
 
 impl Shard {
@@ -246,6 +253,8 @@ impl Fanout {
         for i in 0..fanout.shards.len() {
             tasks.spawn(run(hub.clone(), fanout.clone(), i, shutdown.clone()));
         }
+        let listener: Arc<dyn FrameListener> = fanout.clone();
+        hub.set_listener(Arc::downgrade(&listener));
         fanout
     }
 
@@ -268,7 +277,6 @@ impl Fanout {
             .unwrap_or(0);
         self.clients.fetch_add(1, Ordering::AcqRel);
         self.shards[shard].add(slot.clone());
-        self.shards[shard].joined.notify_one();
         Membership {
             fanout: self.clone(),
             shard,
@@ -327,6 +335,20 @@ impl Fanout {
     }
 }
 
+impl FrameListener for Fanout {
+    fn published(&self, hub: &FrameHub, frame: &Arc<Frame>) {
+        if self.clients.load(Ordering::Relaxed) <= INLINE_UP_TO_CLIENTS {
+            for i in 0..self.shards.len() {
+                self.send(i, hub, frame);
+            }
+        } else {
+            for shard in &self.shards {
+                shard.wake.notify_one();
+            }
+        }
+    }
+}
+
 /// A client's place in a send loop; leaving (on drop) takes it out of the
 /// loop's list, closes the loop's duplicate of its socket once no pass uses
 /// it any more, and ends its count as a stream client.
@@ -352,26 +374,18 @@ impl Drop for Membership {
     }
 }
 
+/// A loop's task: a pass with the stream's newest frame whenever it is
+/// woken by a frame the publisher left to the loops.
 async fn run(hub: Arc<FrameHub>, fanout: Arc<Fanout>, i: usize, shutdown: CancellationToken) {
     let shard = &fanout.shards[i];
-    let mut frames = hub.subscribe();
     loop {
-        if shard.len() == 0 {
-            // Nobody to send to: sleep until a client joins rather than
-            // waking for every frame.
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = shard.joined.notified() => continue,
-            }
-        }
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            changed = frames.changed() => if changed.is_err() { break },
+            _ = shard.wake.notified() => {}
         }
-        let Some(frame) = frames.borrow_and_update().clone() else {
-            continue;
-        };
-        fanout.send(i, &hub, &frame);
+        if let Some(frame) = hub.latest() {
+            fanout.send(i, &hub, &frame);
+        }
     }
     // Tell every client's task now, so clients see the end of the stream.
     shard.kill_all();
