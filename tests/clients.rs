@@ -401,3 +401,45 @@ async fn viewers_of_a_silent_source_leave_at_once() {
         println!("{method}: 5 viewers of a silent source released after {took:?}");
     }
 }
+
+/// Viewers that stopped reading in the middle of a big frame (their socket
+/// full, in every send method) do not hold up shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_viewers_do_not_hold_up_shutdown() {
+    for method in SEND_METHODS {
+        let mut d = start(
+            "pattern:1280x720@30",
+            method,
+            &["--quality", "95", "--send-buffer", "4096"],
+        );
+        let addr = d.addr(0);
+        let mut stalled = Vec::new();
+        for _ in 0..20 {
+            let socket = TcpSocket::new_v4().expect("socket");
+            socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+            let io = socket.connect(addr).await.expect("connect");
+            let mut v = StreamClient::open_on(io, "/stream", "1.1").await;
+            v.expect_stream_head().await;
+            // Never read again.
+            stalled.push(v);
+        }
+        eventually(Duration::from_secs(2), "20 clients counted", || async {
+            clients(addr).await == 20
+        })
+        .await;
+        let t = Instant::now();
+        let code = d.terminate();
+        let took = t.elapsed();
+        println!("{method}: exit {code:?} {took:?} after SIGTERM with 20 stalled viewers");
+        assert_eq!(code, Some(0), "{method}");
+        assert!(
+            took < Duration::from_secs(2),
+            "{method}: shutdown took {took:?}"
+        );
+        // Every connection ended by itself, none was left for the grace
+        // time to cut off.
+        let log = d.stderr_text();
+        assert!(!log.contains("still running"), "{method}: {log}");
+        drop(stalled);
+    }
+}
