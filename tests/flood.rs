@@ -232,7 +232,7 @@ async fn memory_of_frames_held_for_slow_readers_is_in_metrics() {
     // Slow readers: a tiny receive buffer; each takes its first frame, then
     // stops reading, so the frames sent after it stay held for it.
     let mut readers = Vec::new();
-    for _ in 0..20 {
+    for _ in 0..50 {
         let socket = TcpSocket::new_v4().expect("socket");
         socket.set_recv_buffer_size(4096).expect("rcvbuf");
         let mut io = socket.connect(a).await.expect("connect");
@@ -259,7 +259,7 @@ async fn memory_of_frames_held_for_slow_readers_is_in_metrics() {
     );
     println!(
         "frame of {} bytes; memfd bytes {idle_bytes} without clients, {held_bytes} ({} files) with \
-         20 stalled readers; RSS {rss_before} KiB / {} KiB (process_resident_memory_bytes {}); \
+         50 stalled readers; RSS {rss_before} KiB / {} KiB (process_resident_memory_bytes {}); \
          fds {fds_before} / {}",
         jpeg.len(),
         value(&held, "mjpegd_frame_files"),
