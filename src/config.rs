@@ -2,9 +2,10 @@
 //! into a validated `Config`. Flags given on the command line override the
 //! file's settings; `--source` flags replace the file's streams.
 
+mod hints;
 mod security;
 
-pub use security::{AUTH_ENV, TOKEN_SECRET_ENV, token_command};
+pub use security::{AUTH_ENV, TOKEN_SECRET_ENV};
 
 use crate::http::auth::Access;
 use crate::http::limits::Limits;
@@ -79,10 +80,32 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// What a command line asks for: serve, or one of the subcommands.
+#[derive(Debug)]
+pub enum Invocation {
+    Serve(Box<Config>),
+    /// `mjpegd token ...`: print this token.
+    Token(String),
+    /// `mjpegd devices`: list cameras.
+    Devices,
+}
+
 /// mjpegd: stream live video to browsers and players as MJPEG over HTTP.
 #[derive(Parser, Debug)]
-#[command(name = "mjpegd", version, about, long_about = None)]
+#[command(
+    name = "mjpegd",
+    version,
+    about,
+    long_about = None,
+    // `mjpegd token --listen 0` is a mistake, not a server option.
+    args_conflicts_with_subcommands = true,
+    subcommand_value_name = "COMMAND",
+    subcommand_help_heading = "Commands (without one, mjpegd serves)"
+)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// Address to listen on, HOST:PORT, PORT (port 0 picks a free port) or
     /// unix:PATH (a unix socket, for a reverse proxy). Repeat to listen on
     /// several. Anything but loopback exposes the server to the network.
@@ -164,6 +187,45 @@ struct Cli {
     security: security::SecurityArgs,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Print a ?token= value that admits requests for one path until it
+    /// expires (see `mjpegd token --help`)
+    Token(security::TokenArgs),
+    /// List cameras (V4L2 devices) with their formats, sizes and frame rates
+    Devices,
+}
+
+/// Parses a whole command line (the first item is the program name): the
+/// server's configuration, or a subcommand to run.
+pub fn command_line<I, T>(args: I) -> Result<Invocation, ConfigError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    command_line_with_env(args, &security::process_env, std::time::SystemTime::now())
+}
+
+fn command_line_with_env<I, T>(
+    args: I,
+    env: security::Env<'_>,
+    now: std::time::SystemTime,
+) -> Result<Invocation, ConfigError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = Cli::command()
+        .try_get_matches_from(args)
+        .map_err(clap_error)?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(clap_error)?;
+    match cli.command.take() {
+        Some(Command::Token(args)) => security::make_token(args, env, now).map(Invocation::Token),
+        Some(Command::Devices) => Ok(Invocation::Devices),
+        None => Config::from_cli(cli, &matches, env).map(|c| Invocation::Serve(Box::new(c))),
+    }
+}
+
 impl Config {
     /// Parses and validates `args` (the first item is the program name).
     pub fn from_args<I, T>(args: I) -> Result<Config, ConfigError>
@@ -180,10 +242,19 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let matches = Cli::command()
-            .try_get_matches_from(args)
-            .map_err(clap_error)?;
-        let cli = Cli::from_arg_matches(&matches).map_err(clap_error)?;
+        match command_line_with_env(args, env, std::time::SystemTime::now())? {
+            Invocation::Serve(config) => Ok(*config),
+            _ => Err(ConfigError::Invalid(
+                "a command (token, devices) where server options were expected".into(),
+            )),
+        }
+    }
+
+    fn from_cli(
+        cli: Cli,
+        matches: &clap::ArgMatches,
+        env: security::Env<'_>,
+    ) -> Result<Config, ConfigError> {
         let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
         let file = match &cli.config {
             Some(path) => Some(ConfigFile::load(path).map_err(ConfigError::Invalid)?),
@@ -403,6 +474,16 @@ impl ConfigFile {
             };
             if let Some(fps) = &entry.fps {
                 let rate = *fps.get_ref();
+                if let Some(in_spec) = explicit_rate(src.get_ref()) {
+                    // Two rates for one stream: which one was meant is a
+                    // guess either way, so ask.
+                    return self.error(
+                        fps.span(),
+                        format_args!(
+                            "'fps = {rate}' and the '@{in_spec}' in source both set the frame rate; keep one"
+                        ),
+                    );
+                }
                 if !(rate > 0.0 && rate <= 240.0) {
                     return self.error(
                         fps.span(),
@@ -571,6 +652,17 @@ impl ConfigFile {
     }
 }
 
+/// The `@FPS` a source spec ends with, when it has one of its own (as in
+/// `dir:/x@5` or `pattern:640x480@30`).
+fn explicit_rate(spec: &str) -> Option<&str> {
+    let (head, rate) = spec.rsplit_once('@')?;
+    rate.parse::<f64>().ok()?;
+    // `snapshot:http://user:pass@host` has an `@` that is no rate: the part
+    // before it must be a valid spec on its own.
+    head.parse::<SourceSpec>().ok()?;
+    Some(rate)
+}
+
 /// 1-based line of byte offset `at` in `text`.
 fn line_of(text: &str, at: usize) -> usize {
     let at = at.min(text.len());
@@ -601,7 +693,9 @@ fn describe_toml_error(file: &str, text: &str, e: &toml::de::Error) -> String {
         .map(str::trim)
         .find(|l| l.starts_with('['))
         .map(|l| l.split('#').next().unwrap_or(l).trim().to_owned());
-    let place = table.map_or_else(|| "at the top level".to_owned(), |t| format!("in {t}"));
+    let place = table
+        .as_ref()
+        .map_or_else(|| "at the top level".to_owned(), |t| format!("in {t}"));
     // The key on the error's line, for value errors.
     let key = text
         .lines()
@@ -614,7 +708,16 @@ fn describe_toml_error(file: &str, text: &str, e: &toml::de::Error) -> String {
             .map(str::to_owned)
     };
     let what = if let Some(k) = backticked("unknown field `") {
-        format!("unknown key '{k}' {place}")
+        match hints::unknown_key(&k, e.message()) {
+            Some(hint) => format!("unknown key '{k}' {place}; {hint}"),
+            None => format!("unknown key '{k}' {place}"),
+        }
+    } else if msg.contains("expected a sequence")
+        && table
+            .as_deref()
+            .is_some_and(|t| t.trim_matches(['[', ']']) == "stream")
+    {
+        "[stream] must be [[stream]] (double brackets: one table per stream)".to_owned()
     } else if let Some(k) = backticked("missing field `") {
         format!("missing key '{k}' {place}")
     } else if msg.starts_with("invalid type") || msg.starts_with("invalid value") {
@@ -640,7 +743,10 @@ fn first_line(msg: &str) -> String {
             line.push_str(item.trim());
         }
     }
-    format!("{line} (see --help)")
+    match hints::clap_tip(msg) {
+        Some(tip) => format!("{line}; {tip} (see --help)"),
+        None => format!("{line} (see --help)"),
+    }
 }
 
 /// `[NAME=]SPEC` items into named streams; names must be unique and URL-safe.
@@ -953,11 +1059,11 @@ quality = 90
         let stream = "quality = 80\n\n[[stream]]\nname = \"a\"\nsource = \"pattern\"\n";
         assert_eq!(
             file_error(&format!("{stream}fsp = 5\n")),
-            "config.toml:6: unknown key 'fsp' in [[stream]]"
+            "config.toml:6: unknown key 'fsp' in [[stream]]; did you mean 'fps'?"
         );
         assert_eq!(
             file_error("\nlisten = \"0\"\nqualty = 5\n"),
-            "config.toml:3: unknown key 'qualty' at the top level"
+            "config.toml:3: unknown key 'qualty' at the top level; did you mean 'quality'?"
         );
         assert_eq!(
             file_error("quality = 500\n"),
@@ -1007,6 +1113,64 @@ quality = 90
             "[[stream]]\nsource = \"x\"\n",
         ] {
             assert!(!file_error(text).contains('\n'), "one line for {text:?}");
+        }
+    }
+
+    #[test]
+    fn hints_for_common_mistakes() {
+        assert_eq!(
+            file_error("[stream]\nsource = \"pattern\"\n"),
+            "config.toml:1: [stream] must be [[stream]] (double brackets: one table per stream)"
+        );
+        let m = file_error("auth = \"viewer:secret\"\n");
+        assert!(m.contains("auth_file") && !m.contains("secret\""), "{m}");
+        assert_eq!(
+            file_error("[[stream]]\nsource = \"pattern\"\nfsp = 3\n"),
+            "config.toml:3: unknown key 'fsp' in [[stream]]; did you mean 'fps'?"
+        );
+        assert_eq!(
+            file_error("lisen = 8080\n"),
+            "config.toml:1: unknown key 'lisen' at the top level; did you mean 'listen'?"
+        );
+        assert_eq!(
+            file_error("[[stream]]\nsource = \"dir:/x@5\"\nfps = 10\n"),
+            "config.toml:3: 'fps = 10' and the '@5' in source both set the frame rate; keep one"
+        );
+        // A password in a URL is no rate.
+        let c = with_file(
+            "[[stream]]\nsource = \"snapshot:http://u:p@cam.local/s.jpg\"\nfps = 2\n",
+            &[],
+        )
+        .expect("valid");
+        assert!(c.streams[0].source.to_string().ends_with("@2"));
+        assert!(invalid(&["--lisen", "0"]).contains("did you mean '--listen'?"));
+        assert!(invalid(&["devics"]).contains("did you mean 'devices'?"));
+    }
+
+    #[test]
+    fn subcommands_are_strict_and_listed() {
+        let run =
+            |args: &[&str]| command_line(std::iter::once("mjpegd").chain(args.iter().copied()));
+        assert!(matches!(run(&["devices"]), Ok(Invocation::Devices)));
+        assert!(matches!(
+            run(&["devices", "--bogus"]),
+            Err(ConfigError::Invalid(_))
+        ));
+        assert!(matches!(
+            run(&["--listen", "0", "devices"]),
+            Err(ConfigError::Invalid(_))
+        ));
+        for args in [&["help"][..], &["--help"], &["help", "token"]] {
+            match run(args) {
+                Err(ConfigError::Info(text)) => assert!(text.contains("Usage"), "{args:?}"),
+                other => panic!("{args:?}: {other:?}"),
+            }
+        }
+        match run(&["--help"]) {
+            Err(ConfigError::Info(text)) => {
+                assert!(text.contains("token") && text.contains("devices"), "{text}")
+            }
+            other => panic!("{other:?}"),
         }
     }
 

@@ -2,7 +2,7 @@
 //! SIGTERM.
 
 use anyhow::Context;
-use mjpegd::config::{Config, ConfigError};
+use mjpegd::config::{Config, ConfigError, Invocation};
 use mjpegd::listen::Listener;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -17,30 +17,18 @@ use tokio_util::sync::CancellationToken;
 const LISTEN_BACKLOG: u32 = 4096;
 
 fn main() -> ExitCode {
-    // `mjpegd token ...` makes a signed URL token instead of serving.
-    if std::env::args_os().nth(1).is_some_and(|a| a == "token") {
-        return match mjpegd::config::token_command(std::env::args_os()) {
-            Ok(token) => {
-                println!("{token}");
-                ExitCode::SUCCESS
-            }
-            Err(ConfigError::Info(text)) => {
-                print!("{text}");
-                ExitCode::SUCCESS
-            }
-            Err(ConfigError::Invalid(line)) => {
-                eprintln!("mjpegd token: {line}");
-                ExitCode::from(2)
-            }
-        };
-    }
-    // `mjpegd devices` lists cameras; every other command line runs the server.
-    if std::env::args_os().nth(1).is_some_and(|a| a == "devices") {
-        print!("{}", mjpegd::source::v4l2::describe_devices());
-        return ExitCode::SUCCESS;
-    }
-    let config = match Config::from_args(std::env::args_os()) {
-        Ok(c) => c,
+    let config = match mjpegd::config::command_line(std::env::args_os()) {
+        Ok(Invocation::Serve(config)) => *config,
+        // `mjpegd token ...` makes a signed URL token instead of serving.
+        Ok(Invocation::Token(token)) => {
+            println!("{token}");
+            return ExitCode::SUCCESS;
+        }
+        // `mjpegd devices` lists cameras.
+        Ok(Invocation::Devices) => {
+            print!("{}", mjpegd::source::v4l2::describe_devices());
+            return ExitCode::SUCCESS;
+        }
         Err(ConfigError::Info(text)) => {
             print!("{text}");
             return ExitCode::SUCCESS;

@@ -5,11 +5,11 @@
 //! last two keep them out of `ps` output. Errors name where a secret came
 //! from, never its value.
 
-use super::{ConfigError, first_line, parse_secs};
+use super::{ConfigError, parse_secs};
 use crate::http::auth::{Access, Credentials, TokenKey, parse_ttl};
 use crate::http::limits::Limits;
 use crate::tls::TlsSettings;
-use clap::Parser;
+#[cfg(test)]
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -187,13 +187,8 @@ fn secret(
 }
 
 /// `mjpegd token --path PATH --ttl TTL`: prints a signed token for PATH.
-#[derive(Parser, Debug)]
-#[command(
-    name = "mjpegd token",
-    about = "Print a ?token= value that admits requests for one path until it expires",
-    long_about = None
-)]
-struct TokenCli {
+#[derive(clap::Args, Debug)]
+pub(super) struct TokenArgs {
     /// Path the token is for, as in the URL (e.g. /stream or /streams/cam/snapshot).
     #[arg(long, value_name = "PATH", default_value = "/stream")]
     path: String,
@@ -211,16 +206,9 @@ struct TokenCli {
     token_secret_file: Option<PathBuf>,
 }
 
-/// Runs `mjpegd token ...`: `args` starts with the program name, then
-/// `token`. Returns the token line to print.
-pub fn token_command<I, T>(args: I) -> Result<String, ConfigError>
-where
-    I: IntoIterator<Item = T>,
-    T: Into<OsString> + Clone,
-{
-    token_command_with_env(args, &process_env, SystemTime::now())
-}
-
+/// `mjpegd token ...` as parsed from a whole command line (`args` starts
+/// with the program name, then `token`): the token line to print.
+#[cfg(test)]
 pub(super) fn token_command_with_env<I, T>(
     args: I,
     env: Env<'_>,
@@ -230,13 +218,18 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    // Drop the program name: clap sees `token` as its own name.
-    let cli = TokenCli::try_parse_from(args.into_iter().skip(1)).map_err(|e| match e.kind() {
-        clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
-            ConfigError::Info(e.to_string())
-        }
-        _ => ConfigError::Invalid(first_line(&e.to_string())),
-    })?;
+    match super::command_line_with_env(args, env, now)? {
+        super::Invocation::Token(t) => Ok(t),
+        _ => Err(ConfigError::Invalid("not a token command".into())),
+    }
+}
+
+/// Signs a token for `cli.path`, valid for `cli.ttl` from `now`.
+pub(super) fn make_token(
+    cli: TokenArgs,
+    env: Env<'_>,
+    now: SystemTime,
+) -> Result<String, ConfigError> {
     if !cli.path.starts_with('/') || cli.path.contains(['?', '#']) {
         return Err(ConfigError::Invalid(format!(
             "--path '{}' must be a URL path starting with '/', without query",

@@ -14,6 +14,7 @@
 
 mod files;
 pub mod http_client;
+mod offline_log;
 pub mod pattern;
 mod pipe;
 mod placeholder;
@@ -27,11 +28,12 @@ pub mod yuv;
 pub use spec::{DEFAULT_DIR_FPS, DirSpec, PatternSpec, SourceSpec, SpecError, redact_credentials};
 
 use crate::hub::FrameHub;
+use offline_log::{OfflineLog, Report};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Why a source stopped delivering frames (shown to viewers and in `/status`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +75,7 @@ const PLACEHOLDER_INTERVAL: Duration = Duration::from_secs(1);
 pub async fn supervise(spec: SourceSpec, ctx: SourceContext) {
     let stream = ctx.hub.name().to_owned();
     let mut backoff = MIN_BACKOFF;
+    let mut log = OfflineLog::default();
     loop {
         tokio::select! {
             _ = ctx.cancel.cancelled() => return,
@@ -89,7 +92,21 @@ pub async fn supervise(spec: SourceSpec, ctx: SourceContext) {
             .hub
             .capture_on_demand()
             .then(|| tokio::spawn(stop_when_idle(ctx.hub.clone(), run.cancel.clone())));
-        let result = run_once(&spec, &run).await;
+        let result = if log.offline() {
+            let running = run_once(&spec, &run);
+            tokio::pin!(running);
+            tokio::select! {
+                r = &mut running => r,
+                () = online_again(&ctx.hub) => {
+                    if let Some(after) = log.recovered(Instant::now()) {
+                        info!(%stream, source = %spec, "source back online after {}s", after.as_secs());
+                    }
+                    running.await
+                }
+            }
+        } else {
+            run_once(&spec, &run).await
+        };
         if let Some(idle) = idle {
             idle.abort();
         }
@@ -108,13 +125,37 @@ pub async fn supervise(spec: SourceSpec, ctx: SourceContext) {
         if started.elapsed() >= STABLE_RUN {
             backoff = MIN_BACKOFF;
         }
-        warn!(%stream, source = %spec, "source offline: {reason}; retrying in {backoff:?}");
+        match log.failed(&reason.0, Instant::now()) {
+            Report::Offline => {
+                warn!(%stream, source = %spec, "source offline: {reason}; retrying every few seconds")
+            }
+            Report::Still { failures, for_secs } => warn!(
+                %stream, source = %spec,
+                "source still offline after {failures} attempts in {for_secs}s: {reason}"
+            ),
+            Report::Quiet => {
+                debug!(%stream, source = %spec, "source offline: {reason}; retrying in {backoff:?}")
+            }
+        }
         show_placeholder(&ctx, &reason, backoff).await;
         if ctx.cancel.is_cancelled() {
             return;
         }
-        info!(%stream, source = %spec, "restarting source");
+        debug!(%stream, source = %spec, "restarting source");
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Returns once the source publishes a live frame (not a placeholder).
+async fn online_again(hub: &FrameHub) {
+    let mut frames = hub.subscribe();
+    if frames
+        .wait_for(|f| f.as_ref().is_some_and(|f| f.online))
+        .await
+        .is_err()
+    {
+        // The hub outlives its sources; never report a recovery on error.
+        std::future::pending::<()>().await;
     }
 }
 

@@ -20,8 +20,9 @@ use crate::jpeg::{self, JpegSplitter};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Largest frame accepted from a pipe; a frame growing beyond is dropped.
 const MAX_FRAME: usize = 32 << 20;
@@ -113,8 +114,11 @@ pub async fn run_exec(command: &str, ctx: &SourceContext) -> Result<(), SourceEr
             "{label}: no pipes to the command"
         )));
     };
-    let stderr_log =
-        AbortOnDropHandle::new(tokio::spawn(log_stderr(stderr, ctx.hub.name().to_owned())));
+    let stderr_log = AbortOnDropHandle::new(tokio::spawn(log_stderr(
+        stderr,
+        ctx.hub.name().to_owned(),
+        ctx.cancel.clone(),
+    )));
 
     let ended = read_mjpeg(stdout, ctx, &label).await?;
     if ended == Ended::Cancelled {
@@ -176,8 +180,11 @@ impl Drop for ProcessGroup {
 
 /// Logs the command's standard error line by line (lines end at `\n` or at
 /// `\r`, which progress output uses), prefixed with the stream name. Returns
-/// the last non-empty line, which explains most failures.
-async fn log_stderr<R>(mut stderr: R, stream: String) -> Option<String>
+/// the last non-empty line, which explains most failures. Once `stopping`
+/// is cancelled (we stopped the command: no viewers, or shutdown), what it
+/// says while dying (broken pipe, "received signal 15") is expected and
+/// logged at debug level only.
+async fn log_stderr<R>(mut stderr: R, stream: String, stopping: CancellationToken) -> Option<String>
 where
     R: AsyncRead + Unpin,
 {
@@ -190,7 +197,9 @@ where
         if text.is_empty() {
             return;
         }
-        if text.to_ascii_lowercase().contains("error") {
+        if stopping.is_cancelled() {
+            debug!(%stream, "command (stopping): {text}");
+        } else if text.to_ascii_lowercase().contains("error") {
             warn!(%stream, "command: {text}");
         } else {
             info!(%stream, "command: {text}");
