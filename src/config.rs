@@ -31,6 +31,10 @@ pub struct Config {
     /// placeholders).
     pub quality: u8,
     pub snapshot_timeout: Duration,
+    /// How long `/snapshot` waits for the first frame of a source that
+    /// `capture_on_demand` paused and a request resumed (cameras and
+    /// encoders take seconds to start).
+    pub resume_timeout: Duration,
     pub header_timeout: Duration,
     /// Send stream parts with `sendfile` (zero-copy) rather than `write`.
     pub zero_copy: bool,
@@ -137,6 +141,11 @@ struct Cli {
     /// Seconds /snapshot waits for a frame captured after the request.
     #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_secs)]
     snapshot_timeout: Duration,
+
+    /// Seconds /snapshot waits for the first frame of a source resuming
+    /// after --capture-on-demand paused it (slow-starting cameras).
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    resume_timeout: Duration,
 
     /// Seconds a client has to send its request head (also the keep-alive
     /// idle time).
@@ -271,6 +280,7 @@ impl Config {
             streams: Vec::new(),
             quality: cli.quality,
             snapshot_timeout: cli.snapshot_timeout,
+            resume_timeout: cli.resume_timeout,
             header_timeout: cli.header_timeout,
             send_buffer: cli.send_buffer,
             zero_copy: cli.send_method != "write",
@@ -332,6 +342,7 @@ struct FileSettings {
     listen: Option<Spanned<toml::Value>>,
     quality: Option<Spanned<i64>>,
     snapshot_timeout: Option<Spanned<f64>>,
+    resume_timeout: Option<Spanned<f64>>,
     header_timeout: Option<Spanned<f64>>,
     send_buffer: Option<Spanned<i64>>,
     send_method: Option<Spanned<String>>,
@@ -419,6 +430,11 @@ impl ConfigFile {
             && !given("snapshot_timeout")
         {
             config.snapshot_timeout = self.secs(v, "snapshot_timeout")?;
+        }
+        if let Some(v) = &s.resume_timeout
+            && !given("resume_timeout")
+        {
+            config.resume_timeout = self.secs(v, "resume_timeout")?;
         }
         if let Some(v) = &s.header_timeout
             && !given("header_timeout")
@@ -973,9 +989,11 @@ mod tests {
 drop_same_frames = true
 allow_origin = "https://example.com"
 capture_on_demand = 10
+resume_timeout = 20
 log_format = "json"
 "#;
         let c = with_file(text, &[]).expect("valid");
+        assert_eq!(c.resume_timeout, Duration::from_secs(20));
         assert!(c.drop_same_frames);
         assert_eq!(c.allow_origin.as_deref(), Some("https://example.com"));
         assert_eq!(c.capture_on_demand, Some(Duration::from_secs(10)));
