@@ -11,6 +11,7 @@ use crate::http::auth::Access;
 use crate::http::limits::Limits;
 use crate::listen::ListenAddr;
 use crate::logging::LogFormat;
+use crate::source::tls_trust::TlsTrust;
 use crate::source::{SourceSpec, redact_credentials};
 use crate::tls::TlsSettings;
 use clap::parser::ValueSource;
@@ -374,6 +375,12 @@ struct FileStream {
     /// Frame rate, for the sources that produce frames on a schedule.
     fps: Option<Spanned<f64>>,
     quality: Option<Spanned<i64>>,
+    /// HTTPS upstreams: a PEM file of the CA that issued the camera's
+    /// certificate.
+    tls_ca: Option<Spanned<String>>,
+    /// HTTPS upstreams: the camera's own certificate (a file, or
+    /// `sha256:HEX`), trusted whatever signed it.
+    tls_pin: Option<Spanned<String>>,
 }
 
 /// A parsed config file, with its name and text for error messages.
@@ -521,6 +528,7 @@ impl ConfigFile {
                     }
                 }
             }
+            self.apply_tls_trust(entry, &mut source)?;
             let quality = match &entry.quality {
                 Some(q) => Some(self.quality(q, "quality")?),
                 None => None,
@@ -537,6 +545,47 @@ impl ConfigFile {
             }
         }
         Ok(streams)
+    }
+
+    /// A stream's `tls_ca` or `tls_pin`, for sources that fetch over HTTPS.
+    fn apply_tls_trust(
+        &self,
+        entry: &FileStream,
+        source: &mut SourceSpec,
+    ) -> Result<(), ConfigError> {
+        let (key, value) = match (&entry.tls_ca, &entry.tls_pin) {
+            (None, None) => return Ok(()),
+            (Some(_), Some(pin)) => {
+                return self.error(pin.span(), "give tls_ca or tls_pin, not both");
+            }
+            (Some(ca), None) => ("tls_ca", ca),
+            (None, Some(pin)) => ("tls_pin", pin),
+        };
+        let trust = if key == "tls_ca" {
+            TlsTrust::ca_file(value.get_ref())
+        } else {
+            TlsTrust::pin(value.get_ref())
+        }
+        .or_else(|e| self.error(value.span(), format_args!("bad value for '{key}': {e}")))?;
+        let (slot, https) = match source {
+            SourceSpec::Relay(r) => (&mut r.tls, r.url.tls),
+            SourceSpec::Snapshot(s) => (&mut s.tls, s.url.tls),
+            other => {
+                let kind = other.kind();
+                return self.error(
+                    value.span(),
+                    format_args!("'{key}' applies to https:// relays only, not {kind} sources"),
+                );
+            }
+        };
+        if !https {
+            return self.error(
+                value.span(),
+                format_args!("'{key}' needs an https:// URL in source"),
+            );
+        }
+        *slot = trust;
+        Ok(())
     }
 
     fn listen(&self, v: &Spanned<toml::Value>) -> Result<Vec<ListenAddr>, ConfigError> {

@@ -21,6 +21,7 @@ mod placeholder;
 pub mod relay;
 mod sink;
 mod spec;
+pub mod tls_trust;
 pub mod v4l2;
 mod watch;
 pub mod yuv;
