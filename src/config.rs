@@ -9,7 +9,7 @@ pub use security::{AUTH_ENV, TOKEN_SECRET_ENV};
 
 use crate::http::auth::Access;
 use crate::http::limits::Limits;
-use crate::listen::ListenAddr;
+use crate::listen::{ListenAddr, UnixPermissions, parse_group, parse_mode};
 use crate::logging::LogFormat;
 use crate::source::tls_trust::TlsTrust;
 use crate::source::{SourceSpec, redact_credentials};
@@ -50,6 +50,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Unix socket paths to listen on (besides `listen`).
     pub listen_unix: Vec<PathBuf>,
+    /// Mode and group of the unix sockets mjpegd creates.
+    pub unix_permissions: UnixPermissions,
     /// Basic credentials and token key (default: open).
     pub access: Access,
     /// HTTPS on the TCP listeners, when given.
@@ -142,6 +144,15 @@ struct Cli {
     /// Seconds /snapshot waits for a frame captured after the request.
     #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_secs)]
     snapshot_timeout: Duration,
+
+    /// File mode of unix sockets (--listen unix:PATH), in octal: 660 lets
+    /// the --unix-group (e.g. the reverse proxy's, www-data) connect.
+    #[arg(long, value_name = "OCTAL", value_parser = parse_mode)]
+    unix_mode: Option<u32>,
+
+    /// Group of unix sockets (a name or a number), e.g. www-data for nginx.
+    #[arg(long, value_name = "GROUP", value_parser = parse_group)]
+    unix_group: Option<u32>,
 
     /// Seconds /snapshot waits for the first frame of a source resuming
     /// after --capture-on-demand paused it (slow-starting cameras).
@@ -289,6 +300,10 @@ impl Config {
             workers: usize::from(cli.workers),
             shutdown_grace: Duration::from_millis(500),
             listen_unix,
+            unix_permissions: UnixPermissions {
+                mode: cli.unix_mode,
+                group: cli.unix_group,
+            },
             access: security.access,
             tls: security.tls,
             limits: security.limits,
@@ -344,6 +359,9 @@ struct FileSettings {
     quality: Option<Spanned<i64>>,
     snapshot_timeout: Option<Spanned<f64>>,
     resume_timeout: Option<Spanned<f64>>,
+    /// Octal mode of unix sockets: `"660"` or `0o660`.
+    unix_mode: Option<Spanned<toml::Value>>,
+    unix_group: Option<Spanned<String>>,
     header_timeout: Option<Spanned<f64>>,
     send_buffer: Option<Spanned<i64>>,
     send_method: Option<Spanned<String>>,
@@ -437,6 +455,28 @@ impl ConfigFile {
             && !given("snapshot_timeout")
         {
             config.snapshot_timeout = self.secs(v, "snapshot_timeout")?;
+        }
+        if let Some(v) = &s.unix_mode
+            && !given("unix_mode")
+        {
+            let mode = match v.get_ref() {
+                toml::Value::String(text) => parse_mode(text),
+                toml::Value::Integer(n) => u32::try_from(*n)
+                    .ok()
+                    .filter(|m| *m <= 0o777)
+                    .ok_or_else(|| format!("{n} is not a file mode such as 0o660")),
+                _ => Err("expected an octal mode such as \"660\"".to_owned()),
+            };
+            config.unix_permissions.mode = Some(mode.or_else(|e| {
+                self.error(v.span(), format_args!("bad value for 'unix_mode': {e}"))
+            })?);
+        }
+        if let Some(v) = &s.unix_group
+            && !given("unix_group")
+        {
+            config.unix_permissions.group = Some(parse_group(v.get_ref()).or_else(|e| {
+                self.error(v.span(), format_args!("bad value for 'unix_group': {e}"))
+            })?);
         }
         if let Some(v) = &s.resume_timeout
             && !given("resume_timeout")
@@ -1040,8 +1080,24 @@ allow_origin = "https://example.com"
 capture_on_demand = 10
 resume_timeout = 20
 log_format = "json"
+unix_mode = "660"
+unix_group = "root"
 "#;
         let c = with_file(text, &[]).expect("valid");
+        assert_eq!(
+            c.unix_permissions,
+            UnixPermissions {
+                mode: Some(0o660),
+                group: Some(0)
+            }
+        );
+        assert_eq!(
+            with_file("unix_mode = 0o640\n", &[])
+                .expect("valid")
+                .unix_permissions
+                .mode,
+            Some(0o640)
+        );
         assert_eq!(c.resume_timeout, Duration::from_secs(20));
         assert!(c.drop_same_frames);
         assert_eq!(c.allow_origin.as_deref(), Some("https://example.com"));

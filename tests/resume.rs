@@ -116,7 +116,7 @@ async fn snapshot_waits_for_a_slow_source_to_resume() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_timeout_bounds_the_wait_and_never_serves_the_old_picture() {
     let (frame, cmd) = slow_camera(5.0);
-    let d = Daemon::start(
+    let mut d = Daemon::start(
         &[
             "--listen",
             "127.0.0.1:0",
@@ -149,6 +149,8 @@ async fn resume_timeout_bounds_the_wait_and_never_serves_the_old_picture() {
         took >= Duration::from_millis(900) && took < Duration::from_secs(3),
         "{took:?}"
     );
+    // SIGTERM, not the drop's SIGKILL: the server then ends the command too.
+    assert_eq!(d.terminate(), Some(0));
     let _ = std::fs::remove_file(format!("{}.started", frame.display()));
     let _ = std::fs::remove_file(frame);
 }

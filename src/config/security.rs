@@ -139,7 +139,10 @@ impl SecurityArgs {
         let tokens = token_key(self.token_secret, self.token_secret_file, env)?;
         let tls = match (self.tls_cert, self.tls_key) {
             (Some(cert), Some(key)) => Some(TlsSettings::load(&cert, &key)?),
-            _ => None,
+            _ => match (credential("tls-cert", env), credential("tls-key", env)) {
+                (Some(cert), Some(key)) => Some(TlsSettings::load(&cert, &key)?),
+                _ => None,
+            },
         };
         Ok(Security {
             access: Access { basic, tokens },
@@ -181,10 +184,27 @@ fn secret(
             .map_err(|e| format!("cannot read {flag_name}-file {}: {e}", path.display()))?;
         return Ok(Some((s, format!("{flag_name}-file {}", path.display()))));
     }
+    // systemd's LoadCredential=auth:/etc/mjpegd/auth puts the file where
+    // only this service can read it, named after the flag.
+    if let Some(path) = credential(flag_name.trim_start_matches("--"), env) {
+        let s = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read credential {}: {e}", path.display()))?;
+        return Ok(Some((s, format!("credential {}", path.display()))));
+    }
     Ok(env(env_name)
         .filter(|s| !s.is_empty())
         .map(|s| (s, format!("${env_name}"))))
 }
+
+/// The file of systemd credential `name` (`$CREDENTIALS_DIRECTORY/NAME`),
+/// when the service was given one.
+fn credential(name: &str, env: Env<'_>) -> Option<PathBuf> {
+    let path = PathBuf::from(env(CREDENTIALS_ENV)?).join(name);
+    path.exists().then_some(path)
+}
+
+/// Where systemd puts the service's credentials (`LoadCredential=`).
+pub const CREDENTIALS_ENV: &str = "CREDENTIALS_DIRECTORY";
 
 /// `mjpegd token --path PATH --ttl TTL`: prints a signed token for PATH.
 #[derive(clap::Args, Debug)]
@@ -309,6 +329,32 @@ mod tests {
             c.access.basic,
             Some(Credentials::parse("flag:pass").expect("ok"))
         );
+    }
+
+    #[test]
+    fn secrets_from_systemd_credentials() {
+        let dir = std::env::temp_dir().join(format!("mjpegd-creds-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("auth"), "cred:pass\n").expect("write");
+        std::fs::write(dir.join("token-secret"), SECRET).expect("write");
+        let dir_text = dir.display().to_string();
+        let env = |name: &str| (name == CREDENTIALS_ENV).then(|| dir_text.clone());
+        let c = parse_with(&[], &env).expect("valid");
+        assert_eq!(
+            c.access.basic,
+            Some(Credentials::parse("cred:pass").expect("ok"))
+        );
+        assert_eq!(c.access.tokens, Some(TokenKey::new(SECRET).expect("ok")));
+        // A flag still wins.
+        let c = parse_with(&["--auth", "flag:pass"], &env).expect("valid");
+        assert_eq!(
+            c.access.basic,
+            Some(Credentials::parse("flag:pass").expect("ok"))
+        );
+        std::fs::remove_file(dir.join("token-secret")).expect("rm");
+        let c = parse_with(&[], &env).expect("valid");
+        assert!(c.access.tokens.is_none());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
