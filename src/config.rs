@@ -1065,7 +1065,10 @@ mod tests {
         assert!(pi.streams[0].source.to_string().contains("rpicam-vid"));
         let deb = concat!(env!("CARGO_MANIFEST_DIR"), "/debian/mjpegd.toml");
         let packaged = parse(&["--config", deb]).expect("the packaged config is valid");
-        assert_eq!(packaged.listen, vec!["127.0.0.1:8080".parse().expect("addr")]);
+        assert_eq!(
+            packaged.listen,
+            vec!["127.0.0.1:8080".parse().expect("addr")]
+        );
         assert_eq!(packaged.streams[0].source.kind(), "pattern");
         let ip = parse(&["--config", &format!("{dir}ip-camera.toml")]).expect("valid");
         let names: Vec<_> = ip.streams.iter().map(|s| s.name.as_str()).collect();
