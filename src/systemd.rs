@@ -114,10 +114,11 @@ impl Notifier {
 /// How often to send `WATCHDOG=1`: half of `WatchdogSec=` (as sd_watchdog_enabled(3)
 /// advises), when the watchdog is on for this process.
 pub fn watchdog_interval() -> Option<Duration> {
-    if let Some(pid) = std::env::var("WATCHDOG_PID").ok() {
-        if pid.parse::<u32>().ok() != Some(std::process::id()) {
-            return None;
-        }
+    // Set when the watchdog is meant for one process of several.
+    if let Ok(pid) = std::env::var("WATCHDOG_PID")
+        && pid.parse::<u32>().ok() != Some(std::process::id())
+    {
+        return None;
     }
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
     (usec > 0).then(|| Duration::from_micros(usec / 2))
