@@ -44,7 +44,14 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(ConfigError::Invalid(line)) => {
-            eprintln!("mjpegd: {line}");
+            // Name the subcommand the line is about, as in `mjpegd token: ...`.
+            let command = std::env::args()
+                .nth(1)
+                .filter(|a| a == "token" || a == "devices");
+            match command {
+                Some(c) => eprintln!("mjpegd {c}: {line}"),
+                None => eprintln!("mjpegd: {line}"),
+            }
             return ExitCode::from(2);
         }
     };
