@@ -28,7 +28,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-dpkg -i "$deb" >"$work/dpkg.log" 2>&1 || fail "dpkg -i: $(tail -5 "$work/dpkg.log")"
+# dpkg, retried while another apt or dpkg run holds its lock.
+dpkg_wait() {
+  for _ in $(seq 150); do
+    if dpkg "$@" >"$work/dpkg.log" 2>&1; then return 0; fi
+    grep -q 'lock' "$work/dpkg.log" || return 1
+    sleep 2
+  done
+  return 1
+}
+dpkg_wait -i "$deb" || fail "dpkg -i: $(tail -5 "$work/dpkg.log")"
 getent passwd mjpegd >/dev/null || fail "no system user mjpegd"
 [ -f /etc/mjpegd/mjpegd.toml ] || fail "no /etc/mjpegd/mjpegd.toml"
 [ -f /usr/lib/systemd/system/mjpegd.service ] && [ -f /usr/lib/systemd/system/mjpegd.socket ] \
@@ -62,6 +71,6 @@ pid=""
 [ "$rc" = 0 ] || fail "exit status $rc after SIGTERM"
 ok "the installed mjpegd serves the packaged config ($code) as user mjpegd, exits 0 on SIGTERM"
 
-dpkg --purge mjpegd >/dev/null || fail "dpkg --purge"
+dpkg_wait --purge mjpegd || fail "dpkg --purge: $(tail -5 "$work/dpkg.log")"
 [ ! -e /usr/bin/mjpegd ] || fail "/usr/bin/mjpegd left after purge"
 ok "purged"
