@@ -82,7 +82,15 @@ fn resuming(hub: &FrameHub, stale_after: Duration) -> bool {
         && (hub.paused()
             || hub
                 .latest()
-                .is_none_or(|f| f.online && f.age() > stale_after))
+                .is_none_or(|f| from_before_pause(hub, &f, stale_after)))
+}
+
+/// Whether `f` is a live picture from before a `--capture-on-demand` pause
+/// (older than `stale_after`, which a capturing source never lets its
+/// newest frame become): not what a viewer who resumed the source should
+/// see first. A placeholder ("NO SIGNAL") is never stale: it tells why.
+pub(super) fn from_before_pause(hub: &FrameHub, f: &Frame, stale_after: Duration) -> bool {
+    hub.capture_on_demand() && f.online && f.age() > stale_after
 }
 
 fn image(hub: &FrameHub, f: &Frame) -> Response {
