@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Interop check with clients nobody here wrote: ffprobe and ffmpeg read the
 # live stream, curl fetches snapshots. Builds and runs the real binary on a
-# free loopback port. Installs ffmpeg when it is missing.
+# free loopback port; nginx serves it over HTTPS from a unix socket. Installs
+# what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -115,21 +116,51 @@ grep -q '<div class="message" id="message-pattern" hidden' "$work/index.html" \
 [ -z "${SAVE_SCREENSHOT:-}" ] || cp "$work/index1.png" "$SAVE_SCREENSHOT"
 ok "chromium: index page live ($changed of the image changed), names, states and offline reason shown"
 
-# Behind nginx with contrib/nginx.conf: the stream and snapshot work under
-# /camera/. Skipped when nginx cannot be installed.
+# Behind nginx with contrib/nginx.conf, as README describes it: HTTPS (a
+# self-signed certificate made here), plain HTTP redirected to it, the
+# streams under /camera/, mjpegd on a unix socket that nginx's workers
+# (user www-data) may use through --unix-mode 660 --unix-group www-data.
 if ! need nginx && [ ! -x /usr/sbin/nginx ]; then
   echo "interop: installing nginx"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null 2>&1 \
     || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null 2>&1 || true
 fi
+if ! need openssl; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null 2>&1 || true
+fi
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
-if [ -x "$nginx_bin" ]; then
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  sed -e "s|server 127.0.0.1:8080;|server ${base#http://};|" -e "s|listen 80;|listen 127.0.0.1:$port;|" \
-    contrib/nginx.conf >"$work/site.conf"
-  mkdir -p "$work/nginx"
-  cat >"$work/nginx.conf" <<NGINX
+[ -x "$nginx_bin" ] || fail "nginx is missing and could not be installed"
+need openssl || fail "openssl is missing and could not be installed"
+getent group www-data >/dev/null || fail "no group www-data (nginx's user)"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+tls_port=$(free_port)
+# A directory nginx's workers may enter; the socket's mode decides the rest.
+sockdir=$(mktemp -d -p "$work")
+chmod 755 "$work" "$sockdir"
+"${CARGO_TARGET_DIR:-target}/release/mjpegd" --listen "unix:$sockdir/mjpegd.sock" \
+  --unix-mode 660 --unix-group www-data \
+  --source pattern:640x480@30 --source cam2=pattern:320x240@15 >"$work/unix.out" 2>"$work/unix.err" &
+unix_pid=$!
+for _ in $(seq 100); do grep -q '^listening on' "$work/unix.out" 2>/dev/null && break; sleep 0.05; done
+grep -q "^listening on unix:$sockdir/mjpegd.sock" "$work/unix.out" || fail "unix listener: $(cat "$work/unix.err")"
+[ "$(stat -c '%a %G' "$sockdir/mjpegd.sock")" = "660 www-data" ] \
+  || fail "socket is $(stat -c '%a %G' "$sockdir/mjpegd.sock"), not 660 www-data"
+curl -s --max-time 1 -D - -o /dev/null --unix-socket "$sockdir/mjpegd.sock" http://localhost/stream >"$work/head" || true
+grep -qi '^x-accel-buffering: no' "$work/head" || fail "no X-Accel-Buffering on /stream: $(cat "$work/head")"
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=camera.example.com \
+  -addext subjectAltName=DNS:camera.example.com \
+  -keyout "$work/proxy.key" -out "$work/proxy.crt" 2>/dev/null || fail "openssl req"
+sed -e "s|server unix:/run/mjpegd.sock;|server unix:$sockdir/mjpegd.sock;|" \
+  -e "s|listen 80;|listen 127.0.0.1:$port;|" -e "s|listen 443 ssl;|listen 127.0.0.1:$tls_port ssl;|" \
+  -e "s|ssl_certificate .*;|ssl_certificate $work/proxy.crt;|" \
+  -e "s|ssl_certificate_key .*;|ssl_certificate_key $work/proxy.key;|" \
+  contrib/nginx.conf >"$work/site.conf"
+grep -q "$work/proxy.key" "$work/site.conf" || fail "could not adapt contrib/nginx.conf"
+mkdir -p "$work/nginx"
+cat >"$work/nginx.conf" <<NGINX
 daemon off;
+user www-data;
 worker_processes 1;
 pid $work/nginx/nginx.pid;
 error_log $work/nginx/error.log;
@@ -144,27 +175,29 @@ http {
   include $work/site.conf;
 }
 NGINX
-  "$nginx_bin" -c "$work/nginx.conf" -e "$work/nginx/error.log" &
-  nginx_pid=$!
-  trap 'kill $nginx_pid 2>/dev/null || true; cleanup' EXIT
-  proxy="http://127.0.0.1:$port/camera"
-  for _ in $(seq 100); do curl -sf -o /dev/null "$proxy/status" && break; sleep 0.05; done
-  start=$(date +%s%N)
-  timeout 30 ffmpeg -v error -f mpjpeg -i "$proxy/stream" -frames:v 30 -f null - 2>"$work/nginx-ffmpeg.err" \
-    || fail "ffmpeg through nginx: $(cat "$work/nginx-ffmpeg.err")"
-  [ ! -s "$work/nginx-ffmpeg.err" ] || fail "ffmpeg through nginx reported: $(head -5 "$work/nginx-ffmpeg.err")"
-  ms=$(( ($(date +%s%N) - start) / 1000000 ))
-  # 30 frames at 30 fps: about a second when nginx passes each frame on at once.
-  [ "$ms" -lt 5000 ] || fail "30 frames through nginx took $ms ms"
-  code=$(curl -s -o "$work/proxy-snap.jpg" -w '%{http_code} %{content_type}' "$proxy/snapshot")
-  [ "$code" = "200 image/jpeg" ] || fail "snapshot through nginx: $code"
-  curl -sf "$proxy/" | grep -q 'src="streams/cam2/stream"' || fail "index through nginx"
-  kill "$nginx_pid" 2>/dev/null || true
-  wait "$nginx_pid" 2>/dev/null || true
-  ok "nginx (contrib/nginx.conf): 30 frames in $ms ms, snapshot and index under /camera/"
-else
-  echo "interop: skip: nginx not installable"
-fi
+"$nginx_bin" -c "$work/nginx.conf" -e "$work/nginx/error.log" &
+nginx_pid=$!
+trap 'kill $nginx_pid $unix_pid 2>/dev/null || true; cleanup' EXIT
+site="https://camera.example.com:$tls_port"
+tls=(--cacert "$work/proxy.crt" --resolve "camera.example.com:$tls_port:127.0.0.1")
+for _ in $(seq 100); do curl -sf "${tls[@]}" -o /dev/null "$site/camera/status" && break; sleep 0.05; done
+code=$(curl -s "${tls[@]}" -o "$work/proxy-snap.jpg" -w '%{http_code} %{content_type}' "$site/camera/snapshot")
+[ "$code" = "200 image/jpeg" ] || fail "snapshot through nginx: $code $(tail -3 "$work/nginx/error.log")"
+start=$(date +%s%N)
+timeout 30 ffmpeg -v error -f mpjpeg -i "https://127.0.0.1:$tls_port/camera/stream" -frames:v 30 -f null - \
+  2>"$work/nginx-ffmpeg.err" || fail "ffmpeg through nginx: $(cat "$work/nginx-ffmpeg.err")"
+[ ! -s "$work/nginx-ffmpeg.err" ] || fail "ffmpeg through nginx reported: $(head -5 "$work/nginx-ffmpeg.err")"
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+# 30 frames at 30 fps: about a second when nginx passes each frame on at once.
+[ "$ms" -lt 5000 ] || fail "30 frames through nginx took $ms ms"
+curl -sf "${tls[@]}" "$site/camera/" | grep -q 'src="streams/cam2/stream"' || fail "index through nginx"
+code=$(curl -s "${tls[@]}" -o /dev/null -w '%{http_code} %{redirect_url}' "$site/camera")
+[ "$code" = "301 $site/camera/" ] || fail "/camera without slash: $code"
+code=$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "http://127.0.0.1:$port/camera/")
+[ "$code" = "301 https://127.0.0.1/camera/" ] || fail "plain HTTP not redirected: $code"
+kill "$nginx_pid" "$unix_pid" 2>/dev/null || true
+wait "$nginx_pid" "$unix_pid" 2>/dev/null || true
+ok "nginx (contrib/nginx.conf): HTTPS, 30 frames in $ms ms, snapshot and index under /camera/, unix socket 660 www-data, X-Accel-Buffering"
 
 # MJPEG from ffmpeg on stdin is served again: ffprobe reads it back.
 ffmpeg -v error -nostdin -re -f lavfi -i testsrc=size=320x240:rate=15 -t 20 -f mjpeg - 2>/dev/null \

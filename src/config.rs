@@ -2,14 +2,16 @@
 //! into a validated `Config`. Flags given on the command line override the
 //! file's settings; `--source` flags replace the file's streams.
 
+mod hints;
 mod security;
 
-pub use security::{AUTH_ENV, TOKEN_SECRET_ENV, token_command};
+pub use security::{AUTH_ENV, TOKEN_SECRET_ENV};
 
 use crate::http::auth::Access;
 use crate::http::limits::Limits;
-use crate::listen::ListenAddr;
+use crate::listen::{ListenAddr, UnixPermissions, parse_group, parse_mode};
 use crate::logging::LogFormat;
+use crate::source::tls_trust::TlsTrust;
 use crate::source::{SourceSpec, redact_credentials};
 use crate::tls::TlsSettings;
 use clap::parser::ValueSource;
@@ -30,6 +32,10 @@ pub struct Config {
     /// placeholders).
     pub quality: u8,
     pub snapshot_timeout: Duration,
+    /// How long `/snapshot` waits for the first frame of a source that
+    /// `capture_on_demand` paused and a request resumed (cameras and
+    /// encoders take seconds to start).
+    pub resume_timeout: Duration,
     pub header_timeout: Duration,
     /// Send stream parts with `sendfile` (zero-copy) rather than `write`.
     pub zero_copy: bool,
@@ -46,6 +52,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Unix socket paths to listen on (besides `listen`).
     pub listen_unix: Vec<PathBuf>,
+    /// Mode and group of the unix sockets mjpegd creates.
+    pub unix_permissions: UnixPermissions,
     /// Basic credentials and token key (default: open).
     pub access: Access,
     /// HTTPS on the TCP listeners, when given.
@@ -81,10 +89,32 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// What a command line asks for: serve, or one of the subcommands.
+#[derive(Debug)]
+pub enum Invocation {
+    Serve(Box<Config>),
+    /// `mjpegd token ...`: print this token.
+    Token(String),
+    /// `mjpegd devices`: list cameras.
+    Devices,
+}
+
 /// mjpegd: stream live video to browsers and players as MJPEG over HTTP.
 #[derive(Parser, Debug)]
-#[command(name = "mjpegd", version, about, long_about = None)]
+#[command(
+    name = "mjpegd",
+    version,
+    about,
+    long_about = None,
+    // `mjpegd token --listen 0` is a mistake, not a server option.
+    args_conflicts_with_subcommands = true,
+    subcommand_value_name = "COMMAND",
+    subcommand_help_heading = "Commands (without one, mjpegd serves)"
+)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// Address to listen on, HOST:PORT, PORT (port 0 picks a free port) or
     /// unix:PATH (a unix socket, for a reverse proxy). Repeat to listen on
     /// several. Anything but loopback exposes the server to the network.
@@ -116,6 +146,20 @@ struct Cli {
     /// Seconds /snapshot waits for a frame captured after the request.
     #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_secs)]
     snapshot_timeout: Duration,
+
+    /// File mode of unix sockets (--listen unix:PATH), in octal: 660 lets
+    /// the --unix-group (e.g. the reverse proxy's, www-data) connect.
+    #[arg(long, value_name = "OCTAL", value_parser = parse_mode)]
+    unix_mode: Option<u32>,
+
+    /// Group of unix sockets (a name or a number), e.g. www-data for nginx.
+    #[arg(long, value_name = "GROUP", value_parser = parse_group)]
+    unix_group: Option<u32>,
+
+    /// Seconds /snapshot waits for the first frame of a source resuming
+    /// after --capture-on-demand paused it (slow-starting cameras).
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    resume_timeout: Duration,
 
     /// Seconds a client has to send its request head (also the keep-alive
     /// idle time).
@@ -173,6 +217,45 @@ struct Cli {
     security: security::SecurityArgs,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Print a ?token= value that admits requests for one path until it
+    /// expires (see `mjpegd token --help`)
+    Token(security::TokenArgs),
+    /// List cameras (V4L2 devices) with their formats, sizes and frame rates
+    Devices,
+}
+
+/// Parses a whole command line (the first item is the program name): the
+/// server's configuration, or a subcommand to run.
+pub fn command_line<I, T>(args: I) -> Result<Invocation, ConfigError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    command_line_with_env(args, &security::process_env, std::time::SystemTime::now())
+}
+
+fn command_line_with_env<I, T>(
+    args: I,
+    env: security::Env<'_>,
+    now: std::time::SystemTime,
+) -> Result<Invocation, ConfigError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = Cli::command()
+        .try_get_matches_from(args)
+        .map_err(clap_error)?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(clap_error)?;
+    match cli.command.take() {
+        Some(Command::Token(args)) => security::make_token(args, env, now).map(Invocation::Token),
+        Some(Command::Devices) => Ok(Invocation::Devices),
+        None => Config::from_cli(cli, &matches, env).map(|c| Invocation::Serve(Box::new(c))),
+    }
+}
+
 impl Config {
     /// Parses and validates `args` (the first item is the program name).
     pub fn from_args<I, T>(args: I) -> Result<Config, ConfigError>
@@ -189,10 +272,19 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let matches = Cli::command()
-            .try_get_matches_from(args)
-            .map_err(clap_error)?;
-        let cli = Cli::from_arg_matches(&matches).map_err(clap_error)?;
+        match command_line_with_env(args, env, std::time::SystemTime::now())? {
+            Invocation::Serve(config) => Ok(*config),
+            _ => Err(ConfigError::Invalid(
+                "a command (token, devices) where server options were expected".into(),
+            )),
+        }
+    }
+
+    fn from_cli(
+        cli: Cli,
+        matches: &clap::ArgMatches,
+        env: security::Env<'_>,
+    ) -> Result<Config, ConfigError> {
         let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
         let file = match &cli.config {
             Some(path) => Some(ConfigFile::load(path).map_err(ConfigError::Invalid)?),
@@ -209,6 +301,7 @@ impl Config {
             streams: Vec::new(),
             quality: cli.quality,
             snapshot_timeout: cli.snapshot_timeout,
+            resume_timeout: cli.resume_timeout,
             header_timeout: cli.header_timeout,
             send_buffer: cli.send_buffer,
             zero_copy: cli.send_method != "write",
@@ -217,6 +310,10 @@ impl Config {
             send_loops: usize::from(cli.send_loops),
             shutdown_grace: Duration::from_millis(500),
             listen_unix,
+            unix_permissions: UnixPermissions {
+                mode: cli.unix_mode,
+                group: cli.unix_group,
+            },
             access: security.access,
             tls: security.tls,
             limits: security.limits,
@@ -271,6 +368,10 @@ struct FileSettings {
     listen: Option<Spanned<toml::Value>>,
     quality: Option<Spanned<i64>>,
     snapshot_timeout: Option<Spanned<f64>>,
+    resume_timeout: Option<Spanned<f64>>,
+    /// Octal mode of unix sockets: `"660"` or `0o660`.
+    unix_mode: Option<Spanned<toml::Value>>,
+    unix_group: Option<Spanned<String>>,
     header_timeout: Option<Spanned<f64>>,
     send_buffer: Option<Spanned<i64>>,
     send_method: Option<Spanned<String>>,
@@ -303,6 +404,12 @@ struct FileStream {
     /// Frame rate, for the sources that produce frames on a schedule.
     fps: Option<Spanned<f64>>,
     quality: Option<Spanned<i64>>,
+    /// HTTPS upstreams: a PEM file of the CA that issued the camera's
+    /// certificate.
+    tls_ca: Option<Spanned<String>>,
+    /// HTTPS upstreams: the camera's own certificate (a file, or
+    /// `sha256:HEX`), trusted whatever signed it.
+    tls_pin: Option<Spanned<String>>,
 }
 
 /// A parsed config file, with its name and text for error messages.
@@ -360,6 +467,33 @@ impl ConfigFile {
         {
             config.snapshot_timeout = self.secs(v, "snapshot_timeout")?;
         }
+        if let Some(v) = &s.unix_mode
+            && !given("unix_mode")
+        {
+            let mode = match v.get_ref() {
+                toml::Value::String(text) => parse_mode(text),
+                toml::Value::Integer(n) => u32::try_from(*n)
+                    .ok()
+                    .filter(|m| *m <= 0o777)
+                    .ok_or_else(|| format!("{n} is not a file mode such as 0o660")),
+                _ => Err("expected an octal mode such as \"660\"".to_owned()),
+            };
+            config.unix_permissions.mode = Some(mode.or_else(|e| {
+                self.error(v.span(), format_args!("bad value for 'unix_mode': {e}"))
+            })?);
+        }
+        if let Some(v) = &s.unix_group
+            && !given("unix_group")
+        {
+            config.unix_permissions.group = Some(parse_group(v.get_ref()).or_else(|e| {
+                self.error(v.span(), format_args!("bad value for 'unix_group': {e}"))
+            })?);
+        }
+        if let Some(v) = &s.resume_timeout
+            && !given("resume_timeout")
+        {
+            config.resume_timeout = self.secs(v, "resume_timeout")?;
+        }
         if let Some(v) = &s.header_timeout
             && !given("header_timeout")
         {
@@ -414,6 +548,16 @@ impl ConfigFile {
             };
             if let Some(fps) = &entry.fps {
                 let rate = *fps.get_ref();
+                if let Some(in_spec) = explicit_rate(src.get_ref()) {
+                    // Two rates for one stream: which one was meant is a
+                    // guess either way, so ask.
+                    return self.error(
+                        fps.span(),
+                        format_args!(
+                            "'fps = {rate}' and the '@{in_spec}' in source both set the frame rate; keep one"
+                        ),
+                    );
+                }
                 if !(rate > 0.0 && rate <= 240.0) {
                     return self.error(
                         fps.span(),
@@ -435,6 +579,7 @@ impl ConfigFile {
                     }
                 }
             }
+            self.apply_tls_trust(entry, &mut source)?;
             let quality = match &entry.quality {
                 Some(q) => Some(self.quality(q, "quality")?),
                 None => None,
@@ -451,6 +596,47 @@ impl ConfigFile {
             }
         }
         Ok(streams)
+    }
+
+    /// A stream's `tls_ca` or `tls_pin`, for sources that fetch over HTTPS.
+    fn apply_tls_trust(
+        &self,
+        entry: &FileStream,
+        source: &mut SourceSpec,
+    ) -> Result<(), ConfigError> {
+        let (key, value) = match (&entry.tls_ca, &entry.tls_pin) {
+            (None, None) => return Ok(()),
+            (Some(_), Some(pin)) => {
+                return self.error(pin.span(), "give tls_ca or tls_pin, not both");
+            }
+            (Some(ca), None) => ("tls_ca", ca),
+            (None, Some(pin)) => ("tls_pin", pin),
+        };
+        let trust = if key == "tls_ca" {
+            TlsTrust::ca_file(value.get_ref())
+        } else {
+            TlsTrust::pin(value.get_ref())
+        }
+        .or_else(|e| self.error(value.span(), format_args!("bad value for '{key}': {e}")))?;
+        let (slot, https) = match source {
+            SourceSpec::Relay(r) => (&mut r.tls, r.url.tls),
+            SourceSpec::Snapshot(s) => (&mut s.tls, s.url.tls),
+            other => {
+                let kind = other.kind();
+                return self.error(
+                    value.span(),
+                    format_args!("'{key}' applies to https:// relays only, not {kind} sources"),
+                );
+            }
+        };
+        if !https {
+            return self.error(
+                value.span(),
+                format_args!("'{key}' needs an https:// URL in source"),
+            );
+        }
+        *slot = trust;
+        Ok(())
     }
 
     fn listen(&self, v: &Spanned<toml::Value>) -> Result<Vec<ListenAddr>, ConfigError> {
@@ -583,6 +769,17 @@ impl ConfigFile {
     }
 }
 
+/// The `@FPS` a source spec ends with, when it has one of its own (as in
+/// `dir:/x@5` or `pattern:640x480@30`).
+fn explicit_rate(spec: &str) -> Option<&str> {
+    let (head, rate) = spec.rsplit_once('@')?;
+    rate.parse::<f64>().ok()?;
+    // `snapshot:http://user:pass@host` has an `@` that is no rate: the part
+    // before it must be a valid spec on its own.
+    head.parse::<SourceSpec>().ok()?;
+    Some(rate)
+}
+
 /// 1-based line of byte offset `at` in `text`.
 fn line_of(text: &str, at: usize) -> usize {
     let at = at.min(text.len());
@@ -613,7 +810,9 @@ fn describe_toml_error(file: &str, text: &str, e: &toml::de::Error) -> String {
         .map(str::trim)
         .find(|l| l.starts_with('['))
         .map(|l| l.split('#').next().unwrap_or(l).trim().to_owned());
-    let place = table.map_or_else(|| "at the top level".to_owned(), |t| format!("in {t}"));
+    let place = table
+        .as_ref()
+        .map_or_else(|| "at the top level".to_owned(), |t| format!("in {t}"));
     // The key on the error's line, for value errors.
     let key = text
         .lines()
@@ -626,7 +825,16 @@ fn describe_toml_error(file: &str, text: &str, e: &toml::de::Error) -> String {
             .map(str::to_owned)
     };
     let what = if let Some(k) = backticked("unknown field `") {
-        format!("unknown key '{k}' {place}")
+        match hints::unknown_key(&k, e.message()) {
+            Some(hint) => format!("unknown key '{k}' {place}; {hint}"),
+            None => format!("unknown key '{k}' {place}"),
+        }
+    } else if msg.contains("expected a sequence")
+        && table
+            .as_deref()
+            .is_some_and(|t| t.trim_matches(['[', ']']) == "stream")
+    {
+        "[stream] must be [[stream]] (double brackets: one table per stream)".to_owned()
     } else if let Some(k) = backticked("missing field `") {
         format!("missing key '{k}' {place}")
     } else if msg.starts_with("invalid type") || msg.starts_with("invalid value") {
@@ -652,7 +860,10 @@ fn first_line(msg: &str) -> String {
             line.push_str(item.trim());
         }
     }
-    format!("{line} (see --help)")
+    match hints::clap_tip(msg) {
+        Some(tip) => format!("{line}; {tip} (see --help)"),
+        None => format!("{line} (see --help)"),
+    }
 }
 
 /// `[NAME=]SPEC` items into named streams; names must be unique and URL-safe.
@@ -864,6 +1075,13 @@ mod tests {
         assert_eq!(pi.streams[0].name, "cam");
         assert_eq!(pi.streams[0].source.kind(), "exec");
         assert!(pi.streams[0].source.to_string().contains("rpicam-vid"));
+        let deb = concat!(env!("CARGO_MANIFEST_DIR"), "/debian/mjpegd.toml");
+        let packaged = parse(&["--config", deb]).expect("the packaged config is valid");
+        assert_eq!(
+            packaged.listen,
+            vec!["127.0.0.1:8080".parse().expect("addr")]
+        );
+        assert_eq!(packaged.streams[0].source.kind(), "pattern");
         let ip = parse(&["--config", &format!("{dir}ip-camera.toml")]).expect("valid");
         let names: Vec<_> = ip.streams.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["door", "garage", "garden"]);
@@ -879,9 +1097,27 @@ mod tests {
 drop_same_frames = true
 allow_origin = "https://example.com"
 capture_on_demand = 10
+resume_timeout = 20
 log_format = "json"
+unix_mode = "660"
+unix_group = "root"
 "#;
         let c = with_file(text, &[]).expect("valid");
+        assert_eq!(
+            c.unix_permissions,
+            UnixPermissions {
+                mode: Some(0o660),
+                group: Some(0)
+            }
+        );
+        assert_eq!(
+            with_file("unix_mode = 0o640\n", &[])
+                .expect("valid")
+                .unix_permissions
+                .mode,
+            Some(0o640)
+        );
+        assert_eq!(c.resume_timeout, Duration::from_secs(20));
         assert!(c.drop_same_frames);
         assert_eq!(c.allow_origin.as_deref(), Some("https://example.com"));
         assert_eq!(c.capture_on_demand, Some(Duration::from_secs(10)));
@@ -965,11 +1201,11 @@ quality = 90
         let stream = "quality = 80\n\n[[stream]]\nname = \"a\"\nsource = \"pattern\"\n";
         assert_eq!(
             file_error(&format!("{stream}fsp = 5\n")),
-            "config.toml:6: unknown key 'fsp' in [[stream]]"
+            "config.toml:6: unknown key 'fsp' in [[stream]]; did you mean 'fps'?"
         );
         assert_eq!(
             file_error("\nlisten = \"0\"\nqualty = 5\n"),
-            "config.toml:3: unknown key 'qualty' at the top level"
+            "config.toml:3: unknown key 'qualty' at the top level; did you mean 'quality'?"
         );
         assert_eq!(
             file_error("quality = 500\n"),
@@ -1019,6 +1255,64 @@ quality = 90
             "[[stream]]\nsource = \"x\"\n",
         ] {
             assert!(!file_error(text).contains('\n'), "one line for {text:?}");
+        }
+    }
+
+    #[test]
+    fn hints_for_common_mistakes() {
+        assert_eq!(
+            file_error("[stream]\nsource = \"pattern\"\n"),
+            "config.toml:1: [stream] must be [[stream]] (double brackets: one table per stream)"
+        );
+        let m = file_error("auth = \"viewer:secret\"\n");
+        assert!(m.contains("auth_file") && !m.contains("secret\""), "{m}");
+        assert_eq!(
+            file_error("[[stream]]\nsource = \"pattern\"\nfsp = 3\n"),
+            "config.toml:3: unknown key 'fsp' in [[stream]]; did you mean 'fps'?"
+        );
+        assert_eq!(
+            file_error("lisen = 8080\n"),
+            "config.toml:1: unknown key 'lisen' at the top level; did you mean 'listen'?"
+        );
+        assert_eq!(
+            file_error("[[stream]]\nsource = \"dir:/x@5\"\nfps = 10\n"),
+            "config.toml:3: 'fps = 10' and the '@5' in source both set the frame rate; keep one"
+        );
+        // A password in a URL is no rate.
+        let c = with_file(
+            "[[stream]]\nsource = \"snapshot:http://u:p@cam.local/s.jpg\"\nfps = 2\n",
+            &[],
+        )
+        .expect("valid");
+        assert!(c.streams[0].source.to_string().ends_with("@2"));
+        assert!(invalid(&["--lisen", "0"]).contains("did you mean '--listen'?"));
+        assert!(invalid(&["devics"]).contains("did you mean 'devices'?"));
+    }
+
+    #[test]
+    fn subcommands_are_strict_and_listed() {
+        let run =
+            |args: &[&str]| command_line(std::iter::once("mjpegd").chain(args.iter().copied()));
+        assert!(matches!(run(&["devices"]), Ok(Invocation::Devices)));
+        assert!(matches!(
+            run(&["devices", "--bogus"]),
+            Err(ConfigError::Invalid(_))
+        ));
+        assert!(matches!(
+            run(&["--listen", "0", "devices"]),
+            Err(ConfigError::Invalid(_))
+        ));
+        for args in [&["help"][..], &["--help"], &["help", "token"]] {
+            match run(args) {
+                Err(ConfigError::Info(text)) => assert!(text.contains("Usage"), "{args:?}"),
+                other => panic!("{args:?}: {other:?}"),
+            }
+        }
+        match run(&["--help"]) {
+            Err(ConfigError::Info(text)) => {
+                assert!(text.contains("token") && text.contains("devices"), "{text}")
+            }
+            other => panic!("{other:?}"),
         }
     }
 

@@ -25,4 +25,5 @@ pub mod mjpeg;
 pub mod rlimit;
 pub mod server;
 pub mod source;
+pub mod systemd;
 pub mod tls;

@@ -80,6 +80,50 @@ impl Listener {
     }
 }
 
+/// Who may connect to a unix socket mjpegd creates: its file mode and
+/// group (so that a reverse proxy running as another user can connect).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UnixPermissions {
+    /// File mode bits, e.g. 0o660; `None` leaves what the umask gave.
+    pub mode: Option<u32>,
+    /// Group id; `None` leaves the process's group.
+    pub group: Option<u32>,
+}
+
+/// `--unix-mode`: octal permission bits, `660` or `0660`.
+pub fn parse_mode(s: &str) -> Result<u32, String> {
+    match u32::from_str_radix(s.trim_start_matches("0o"), 8) {
+        Ok(m) if m <= 0o777 => Ok(m),
+        _ => Err(format!("'{s}' is not an octal file mode such as 660")),
+    }
+}
+
+/// `--unix-group`: a group name (looked up now) or a numeric id.
+pub fn parse_group(s: &str) -> Result<u32, String> {
+    if let Ok(gid) = s.parse::<u32>() {
+        return Ok(gid);
+    }
+    let name = std::ffi::CString::new(s).map_err(|_| format!("bad group name '{s}'"))?;
+    let mut group: libc::group = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut found: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: getgrnam_r(3) writes only into `group` and `buf`, whose sizes
+    // it is given, and sets `found` to `&group` or null.
+    let rc = unsafe {
+        libc::getgrnam_r(
+            name.as_ptr(),
+            &mut group,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if rc != 0 || found.is_null() {
+        return Err(format!("no group named '{s}' on this system"));
+    }
+    Ok(group.gr_gid)
+}
+
 /// The peer address reported for clients on a unix socket: they have no IP
 /// address, and per-address limits do not apply to them (they all come
 /// through the same reverse proxy).
@@ -104,5 +148,16 @@ mod tests {
             assert!(bad.parse::<ListenAddr>().is_err(), "{bad:?}");
         }
         assert_eq!(ListenAddr::Unix("/a b".into()).to_string(), "unix:/a b");
+    }
+
+    #[test]
+    fn modes_and_groups() {
+        assert_eq!(parse_mode("660"), Ok(0o660));
+        assert_eq!(parse_mode("0660"), Ok(0o660));
+        assert!(parse_mode("999").is_err());
+        assert!(parse_mode("1777").is_err());
+        assert_eq!(parse_group("0"), Ok(0));
+        assert_eq!(parse_group("root"), Ok(0));
+        assert!(parse_group("no-such-group-here").is_err());
     }
 }

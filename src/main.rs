@@ -5,12 +5,14 @@
 
 use anyhow::Context;
 use mjpegd::children;
-use mjpegd::config::{Config, ConfigError};
-use mjpegd::listen::Listener;
+use mjpegd::config::{Config, ConfigError, Invocation};
+use mjpegd::listen::{Listener, UnixPermissions};
+use mjpegd::systemd::{Inherited, Notifier};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, UnixListener};
 use tokio_util::sync::CancellationToken;
@@ -20,32 +22,38 @@ use tokio_util::sync::CancellationToken;
 const LISTEN_BACKLOG: u32 = 4096;
 
 fn main() -> ExitCode {
-    // `mjpegd token ...` makes a signed URL token instead of serving.
-    if std::env::args_os().nth(1).is_some_and(|a| a == "token") {
-        return match mjpegd::config::token_command(std::env::args_os()) {
-            Ok(token) => print_text(&format!("{token}\n")),
-            Err(ConfigError::Info(text)) => print_text(&text),
-            Err(ConfigError::Invalid(line)) => {
-                eprintln!("mjpegd token: {line}");
-                ExitCode::from(2)
-            }
-        };
-    }
-    // `mjpegd devices` lists cameras; every other command line runs the server.
-    if std::env::args_os().nth(1).is_some_and(|a| a == "devices") {
-        return print_text(&mjpegd::source::v4l2::describe_devices());
-    }
-    let config = match Config::from_args(std::env::args_os()) {
-        Ok(c) => c,
+    // First, while this is the only thread: the environment changes.
+    let inherited = match mjpegd::systemd::take_listen_fds() {
+        Ok(sockets) => sockets,
+        Err(e) => {
+            eprintln!("mjpegd: socket activation: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = match mjpegd::config::command_line(std::env::args_os()) {
+        Ok(Invocation::Serve(config)) => *config,
+        // `mjpegd token ...` makes a signed URL token instead of serving.
+        Ok(Invocation::Token(token)) => return print_text(&format!("{token}\n")),
+        // `mjpegd devices` lists cameras.
+        Ok(Invocation::Devices) => {
+            return print_text(&mjpegd::source::v4l2::describe_devices());
+        }
         Err(ConfigError::Info(text)) => return print_text(&text),
         Err(ConfigError::Invalid(line)) => {
-            eprintln!("mjpegd: {line}");
+            // Name the subcommand the line is about, as in `mjpegd token: ...`.
+            let command = std::env::args()
+                .nth(1)
+                .filter(|a| a == "token" || a == "devices");
+            match command {
+                Some(c) => eprintln!("mjpegd {c}: {line}"),
+                None => eprintln!("mjpegd: {line}"),
+            }
             return ExitCode::from(2);
         }
     };
     mjpegd::logging::init(config.log_format);
     mjpegd::rlimit::raise_fd_limit();
-    match run(config) {
+    match run(config, inherited) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mjpegd: {e:#}");
@@ -73,7 +81,7 @@ fn say(text: &str) -> anyhow::Result<()> {
         .context("cannot write to standard output")
 }
 
-fn run(config: Config) -> anyhow::Result<()> {
+fn run(config: Config, inherited: Vec<Inherited>) -> anyhow::Result<()> {
     // Orphans of `exec:` commands become our children, so none escapes.
     let subreaper = children::become_subreaper();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -94,8 +102,28 @@ fn run(config: Config) -> anyhow::Result<()> {
         }
         let mut listeners: Vec<Listener> = Vec::new();
         let scheme = if config.tls.is_some() { "https" } else { "http" };
-        for addr in &config.listen {
-            let listener = bind(*addr).with_context(|| format!("cannot listen on {addr}"))?;
+        // Sockets from systemd (a .socket unit) replace --listen.
+        let activated = !inherited.is_empty();
+        let mut tcp = Vec::new();
+        for socket in inherited {
+            match socket {
+                Inherited::Tcp(l) => tcp.push(TcpListener::from_std(l)?),
+                Inherited::Unix(l) => {
+                    let l = UnixListener::from_std(l)?;
+                    let path = l.local_addr()?;
+                    let path = path.as_pathname().map(Path::display);
+                    let shown = path.map_or("(unnamed)".into(), |p| p.to_string());
+                    say(&format!("listening on unix:{shown}\n"))?;
+                    listeners.push(l.into());
+                }
+            }
+        }
+        if !activated {
+            for addr in &config.listen {
+                tcp.push(bind(*addr).with_context(|| format!("cannot listen on {addr}"))?);
+            }
+        }
+        for listener in tcp {
             let local = listener.local_addr()?;
             say(&format!("listening on {scheme}://{local}\n"))?;
             if !local.ip().is_loopback() {
@@ -111,16 +139,33 @@ fn run(config: Config) -> anyhow::Result<()> {
             }
             listeners.push(listener.into());
         }
-        for path in &config.listen_unix {
+        let unix_paths = if activated { &[][..] } else { &config.listen_unix[..] };
+        for path in unix_paths {
             let listener = sockets
-                .bind(path)
+                .bind(path, config.unix_permissions)
                 .with_context(|| format!("cannot listen on unix:{}", path.display()))?;
             say(&format!("listening on unix:{}\n", path.display()))?;
             listeners.push(listener.into());
         }
         let shutdown = CancellationToken::new();
         tokio::spawn(signals.cancel(shutdown.clone()));
+        let notifier = Notifier::from_env().map(Arc::new);
+        if let Some(n) = &notifier {
+            let streams = config.streams.len();
+            n.notify(&format!(
+                "READY=1\nSTATUS=serving {streams} stream{} on {} listener{}",
+                if streams == 1 { "" } else { "s" },
+                listeners.len(),
+                if listeners.len() == 1 { "" } else { "s" },
+            ));
+            if let Some(every) = mjpegd::systemd::watchdog_interval() {
+                tokio::spawn(watchdog(n.clone(), every, shutdown.clone()));
+            }
+        }
         mjpegd::server::run(config, listeners, shutdown).await;
+        if let Some(n) = &notifier {
+            n.notify("STOPPING=1");
+        }
         anyhow::Ok(())
     });
     drop(sockets);
@@ -162,9 +207,10 @@ fn file_id(path: &Path) -> Option<(u64, u64)> {
 }
 
 impl UnixSockets {
-    /// Binds `path`, first removing a stale socket left by a previous run.
-    /// Anything at `path` that is not a socket is left alone (an error).
-    fn bind(&mut self, path: &Path) -> anyhow::Result<UnixListener> {
+    /// Binds `path`, first removing a stale socket left by a previous run,
+    /// and gives it `permissions`. Anything at `path` that is not a socket
+    /// is left alone (an error).
+    fn bind(&mut self, path: &Path, permissions: UnixPermissions) -> anyhow::Result<UnixListener> {
         use std::os::unix::fs::FileTypeExt;
         if let Ok(meta) = std::fs::symlink_metadata(path) {
             anyhow::ensure!(
@@ -181,6 +227,16 @@ impl UnixSockets {
             std::fs::remove_file(path)?;
         }
         let listener = UnixListener::bind(path)?;
+        // Group before mode: the mode is what opens the socket to the group.
+        if let Some(gid) = permissions.group {
+            std::os::unix::fs::chown(path, None, Some(gid))
+                .with_context(|| format!("cannot give {} to group {gid}", path.display()))?;
+        }
+        if let Some(mode) = permissions.mode {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .with_context(|| format!("cannot set mode {mode:o} on {}", path.display()))?;
+        }
         self.0.push((path.to_owned(), file_id(path)));
         Ok(listener)
     }
@@ -192,6 +248,19 @@ impl Drop for UnixSockets {
             if id.is_some() && file_id(path) == *id {
                 let _ = std::fs::remove_file(path);
             }
+        }
+    }
+}
+
+/// Tells systemd every `every` that the server is alive (`WatchdogSec=`).
+/// It runs on the same runtime as the clients, so a wedged runtime stops
+/// the pings and systemd restarts the service.
+async fn watchdog(notifier: Arc<Notifier>, every: Duration, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => notifier.notify("WATCHDOG=1"),
         }
     }
 }

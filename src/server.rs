@@ -48,6 +48,7 @@ pub async fn run<L: Into<Listener>>(
     let options = HttpOptions {
         header_timeout: config.header_timeout,
         snapshot_timeout: config.snapshot_timeout,
+        resume_timeout: config.resume_timeout,
         allow_origin: config.allow_origin.clone(),
         access: config.access.clone(),
         limits: config.limits,

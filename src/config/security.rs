@@ -5,11 +5,11 @@
 //! last two keep them out of `ps` output. Errors name where a secret came
 //! from, never its value.
 
-use super::{ConfigError, first_line, parse_secs};
+use super::{ConfigError, parse_secs};
 use crate::http::auth::{Access, Credentials, TokenKey, parse_ttl};
 use crate::http::limits::Limits;
 use crate::tls::TlsSettings;
-use clap::Parser;
+#[cfg(test)]
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -150,7 +150,10 @@ impl SecurityArgs {
         let tokens = token_key(self.token_secret, self.token_secret_file, env)?;
         let tls = match (self.tls_cert, self.tls_key) {
             (Some(cert), Some(key)) => Some(TlsSettings::load(&cert, &key)?),
-            _ => None,
+            _ => match (credential("tls-cert", env), credential("tls-key", env)) {
+                (Some(cert), Some(key)) => Some(TlsSettings::load(&cert, &key)?),
+                _ => None,
+            },
         };
         Ok(Security {
             access: Access { basic, tokens },
@@ -193,19 +196,31 @@ fn secret(
             .map_err(|e| format!("cannot read {flag_name}-file {}: {e}", path.display()))?;
         return Ok(Some((s, format!("{flag_name}-file {}", path.display()))));
     }
+    // systemd's LoadCredential=auth:/etc/mjpegd/auth puts the file where
+    // only this service can read it, named after the flag.
+    if let Some(path) = credential(flag_name.trim_start_matches("--"), env) {
+        let s = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read credential {}: {e}", path.display()))?;
+        return Ok(Some((s, format!("credential {}", path.display()))));
+    }
     Ok(env(env_name)
         .filter(|s| !s.is_empty())
         .map(|s| (s, format!("${env_name}"))))
 }
 
+/// The file of systemd credential `name` (`$CREDENTIALS_DIRECTORY/NAME`),
+/// when the service was given one.
+fn credential(name: &str, env: Env<'_>) -> Option<PathBuf> {
+    let path = PathBuf::from(env(CREDENTIALS_ENV)?).join(name);
+    path.exists().then_some(path)
+}
+
+/// Where systemd puts the service's credentials (`LoadCredential=`).
+pub const CREDENTIALS_ENV: &str = "CREDENTIALS_DIRECTORY";
+
 /// `mjpegd token --path PATH --ttl TTL`: prints a signed token for PATH.
-#[derive(Parser, Debug)]
-#[command(
-    name = "mjpegd token",
-    about = "Print a ?token= value that admits requests for one path until it expires",
-    long_about = None
-)]
-struct TokenCli {
+#[derive(clap::Args, Debug)]
+pub(super) struct TokenArgs {
     /// Path the token is for, as in the URL (e.g. /stream or /streams/cam/snapshot;
     /// /?action=stream or /?action=snapshot for mjpg-streamer's URLs).
     #[arg(long, value_name = "PATH", default_value = "/stream")]
@@ -224,16 +239,9 @@ struct TokenCli {
     token_secret_file: Option<PathBuf>,
 }
 
-/// Runs `mjpegd token ...`: `args` starts with the program name, then
-/// `token`. Returns the token line to print.
-pub fn token_command<I, T>(args: I) -> Result<String, ConfigError>
-where
-    I: IntoIterator<Item = T>,
-    T: Into<OsString> + Clone,
-{
-    token_command_with_env(args, &process_env, SystemTime::now())
-}
-
+/// `mjpegd token ...` as parsed from a whole command line (`args` starts
+/// with the program name, then `token`): the token line to print.
+#[cfg(test)]
 pub(super) fn token_command_with_env<I, T>(
     args: I,
     env: Env<'_>,
@@ -243,13 +251,18 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    // Drop the program name: clap sees `token` as its own name.
-    let cli = TokenCli::try_parse_from(args.into_iter().skip(1)).map_err(|e| match e.kind() {
-        clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
-            ConfigError::Info(e.to_string())
-        }
-        _ => ConfigError::Invalid(first_line(&e.to_string())),
-    })?;
+    match super::command_line_with_env(args, env, now)? {
+        super::Invocation::Token(t) => Ok(t),
+        _ => Err(ConfigError::Invalid("not a token command".into())),
+    }
+}
+
+/// Signs a token for `cli.path`, valid for `cli.ttl` from `now`.
+pub(super) fn make_token(
+    cli: TokenArgs,
+    env: Env<'_>,
+    now: SystemTime,
+) -> Result<String, ConfigError> {
     if !crate::http::auth::valid_scope(&cli.path) {
         return Err(ConfigError::Invalid(format!(
             "--path '{}' must be a URL path starting with '/', without query \
@@ -330,6 +343,32 @@ mod tests {
             c.access.basic,
             Some(Credentials::parse("flag:pass").expect("ok"))
         );
+    }
+
+    #[test]
+    fn secrets_from_systemd_credentials() {
+        let dir = std::env::temp_dir().join(format!("mjpegd-creds-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("auth"), "cred:pass\n").expect("write");
+        std::fs::write(dir.join("token-secret"), SECRET).expect("write");
+        let dir_text = dir.display().to_string();
+        let env = |name: &str| (name == CREDENTIALS_ENV).then(|| dir_text.clone());
+        let c = parse_with(&[], &env).expect("valid");
+        assert_eq!(
+            c.access.basic,
+            Some(Credentials::parse("cred:pass").expect("ok"))
+        );
+        assert_eq!(c.access.tokens, Some(TokenKey::new(SECRET).expect("ok")));
+        // A flag still wins.
+        let c = parse_with(&["--auth", "flag:pass"], &env).expect("valid");
+        assert_eq!(
+            c.access.basic,
+            Some(Credentials::parse("flag:pass").expect("ok"))
+        );
+        std::fs::remove_file(dir.join("token-secret")).expect("rm");
+        let c = parse_with(&[], &env).expect("valid");
+        assert!(c.access.tokens.is_none());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub struct HttpOptions {
     pub max_head: usize,
     /// Longest wait for a fresh frame when serving `/snapshot`.
     pub snapshot_timeout: Duration,
+    /// Longest wait for the first frame of a paused source that a snapshot
+    /// request resumed (`--resume-timeout`).
+    pub resume_timeout: Duration,
     /// Who may make requests (default: everyone).
     pub access: Access,
     /// Connection and stream client limits (default: none).
@@ -66,6 +69,7 @@ impl Default for HttpOptions {
             header_timeout: Duration::from_secs(5),
             max_head: 16 * 1024,
             snapshot_timeout: Duration::from_secs(1),
+            resume_timeout: Duration::from_secs(10),
             access: Access::default(),
             limits: Limits::default(),
             send_timeout: Duration::from_secs(10),

@@ -10,7 +10,10 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 /// `Server` header value.
 pub const SERVER: &str = concat!("mjpegd/", env!("CARGO_PKG_VERSION"));
 
-/// Headers that keep browsers and proxies from caching live images.
+/// Headers of live answers (streams, snapshots, status): browsers and
+/// proxies must neither cache them nor hold them back. `X-Accel-Buffering:
+/// no` makes nginx pass each stream frame on at once even where its config
+/// leaves `proxy_buffering` on.
 pub const NO_CACHE: &[(&str, &str)] = &[
     (
         "Cache-Control",
@@ -18,6 +21,7 @@ pub const NO_CACHE: &[(&str, &str)] = &[
     ),
     ("Pragma", "no-cache"),
     ("Expires", "Mon, 01 Jan 1990 00:00:00 GMT"),
+    ("X-Accel-Buffering", "no"),
 ];
 
 /// A complete response with a body of known length.

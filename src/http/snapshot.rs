@@ -3,6 +3,11 @@
 //! Waits up to the snapshot timeout for a fresh frame; `?max_age=MS` accepts
 //! a frame up to that old at once. A stream whose source is down answers 503
 //! with the reason instead of an old picture.
+//!
+//! A stream that `--capture-on-demand` paused has only a picture from before
+//! the pause. The request resumes the source, which may take seconds to
+//! start (ffmpeg, rpicam-vid), so such a request waits up to the resume
+//! timeout for the first new frame, and never answers with the old picture.
 
 use super::HttpOptions;
 use super::request::Request;
@@ -20,6 +25,8 @@ pub async fn respond(
     cancel: &CancellationToken,
 ) -> Response {
     let asked_at = Instant::now();
+    // Decided before registering as a viewer, which ends the pause.
+    let resuming = resuming(hub, options.snapshot_timeout);
     // Waiting for a fresh frame is watching: a paused source resumes.
     let _viewer = hub.viewer();
     let max_age = req
@@ -27,7 +34,12 @@ pub async fn respond(
         .and_then(|v| v.parse::<u64>().ok())
         .map(Duration::from_millis);
     let fresh = |f: &Frame| f.meta.captured_at >= asked_at || max_age.is_some_and(|m| f.age() <= m);
-    let deadline = tokio::time::Instant::now() + options.snapshot_timeout;
+    let wait = if resuming {
+        options.resume_timeout.max(options.snapshot_timeout)
+    } else {
+        options.snapshot_timeout
+    };
+    let deadline = tokio::time::Instant::now() + wait;
     let mut frames = hub.subscribe();
     loop {
         let latest = frames.borrow_and_update().clone();
@@ -42,6 +54,17 @@ pub async fn respond(
             changed = frames.changed() => if changed.is_err() { break },
         }
     }
+    if resuming {
+        return Response::text(
+            503,
+            &format!(
+                "stream {}: the source did not deliver a frame within {}s of resuming",
+                hub.name(),
+                wait.as_secs_f64()
+            ),
+        )
+        .header("Retry-After", "1");
+    }
     // No fresh frame in time (a slow source): the newest one is still the
     // best answer there is.
     match hub.latest() {
@@ -50,6 +73,24 @@ pub async fn respond(
         None => Response::text(503, &format!("stream {}: no frame yet", hub.name()))
             .header("Retry-After", "1"),
     }
+}
+
+/// Whether `hub`'s source is paused for lack of viewers, or so recently
+/// resumed that its newest frame is from before the pause.
+fn resuming(hub: &FrameHub, stale_after: Duration) -> bool {
+    hub.capture_on_demand()
+        && (hub.paused()
+            || hub
+                .latest()
+                .is_none_or(|f| from_before_pause(hub, &f, stale_after)))
+}
+
+/// Whether `f` is a live picture from before a `--capture-on-demand` pause
+/// (older than `stale_after`, which a capturing source never lets its
+/// newest frame become): not what a viewer who resumed the source should
+/// see first. A placeholder ("NO SIGNAL") is never stale: it tells why.
+pub(super) fn from_before_pause(hub: &FrameHub, f: &Frame, stale_after: Duration) -> bool {
+    hub.capture_on_demand() && f.online && f.age() > stale_after
 }
 
 fn image(hub: &FrameHub, f: &Frame) -> Response {

@@ -125,7 +125,11 @@ where
                 return ("stream closed".into(), 0);
             },
         }
-        if let Some(frame) = frames.borrow_and_update().clone() {
+        // Not a picture from before a capture-on-demand pause: the resumed
+        // source's first frame is on its way.
+        if let Some(frame) = frames.borrow_and_update().clone()
+            && !super::snapshot::from_before_pause(hub, &frame, options.snapshot_timeout)
+        {
             break frame;
         }
     };
@@ -226,6 +230,11 @@ where
         let Some(frame) = frames.borrow_and_update().clone() else {
             continue;
         };
+        if client.frames() == 0
+            && super::snapshot::from_before_pause(hub, &frame, options.snapshot_timeout)
+        {
+            continue; // the resumed source's first frame is on its way
+        }
         let written = tokio::select! {
             _ = &mut shutdown => return SHUTDOWN.into(),
             r = send_part(io, &frame, 0, options, true) => r,

@@ -14,7 +14,8 @@ use super::redact::{Secrets, redact};
 use crate::mjpeg::ChunkedDecoder;
 use bytes::{Bytes, BytesMut};
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+
+use super::tls_trust::TlsTrust;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -408,7 +409,11 @@ pub struct Connection {
 
 impl Connection {
     /// Connects (and does the TLS handshake for `https`).
-    pub async fn connect(url: &HttpUrl, t: &Timeouts) -> Result<Connection, SourceError> {
+    pub async fn connect(
+        url: &HttpUrl,
+        t: &Timeouts,
+        trust: &TlsTrust,
+    ) -> Result<Connection, SourceError> {
         let endpoint = url.endpoint();
         let connect = async {
             let tcp = TcpStream::connect((url.host.as_str(), url.port))
@@ -417,7 +422,7 @@ impl Connection {
             // Frames are latency-sensitive; requests are tiny.
             let _ = tcp.set_nodelay(true);
             let io: Box<dyn Io> = if url.tls {
-                Box::new(tls_handshake(tcp, &url.host).await?)
+                Box::new(tls_handshake(tcp, &url.host, trust).await?)
             } else {
                 Box::new(tcp)
             };
@@ -624,11 +629,12 @@ pub async fn get(
     conn: &mut Option<Connection>,
     url: &HttpUrl,
     t: &Timeouts,
+    trust: &TlsTrust,
     keep_alive: bool,
 ) -> Result<Head, SourceError> {
     let mut url = url.clone();
     for _ in 0..=MAX_REDIRECTS {
-        let head = request_once(conn, &url, t, keep_alive).await?;
+        let head = request_once(conn, &url, t, trust, keep_alive).await?;
         match head.status {
             200 => return Ok(head),
             301 | 302 | 303 | 307 | 308 => {
@@ -662,6 +668,7 @@ async fn request_once(
     conn: &mut Option<Connection>,
     url: &HttpUrl,
     t: &Timeouts,
+    trust: &TlsTrust,
     keep_alive: bool,
 ) -> Result<Head, SourceError> {
     if let Some(c) = conn.as_mut().filter(|c| c.serves(url)) {
@@ -672,35 +679,18 @@ async fn request_once(
         }
     }
     *conn = None;
-    let c = conn.insert(Connection::connect(url, t).await?);
+    let c = conn.insert(Connection::connect(url, t, trust).await?);
     c.request(url, t, keep_alive).await
-}
-
-/// The shared TLS settings: Mozilla's root certificates, ring crypto.
-fn tls_config() -> Result<Arc<rustls::ClientConfig>, SourceError> {
-    static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map(|b| Arc::new(b.with_root_certificates(roots).with_no_client_auth()))
-                .map_err(|e| e.to_string())
-        })
-        .clone()
-        .map_err(|e| SourceError::new(format!("cannot set up TLS: {e}")))
 }
 
 async fn tls_handshake(
     tcp: TcpStream,
     host: &str,
+    trust: &TlsTrust,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, SourceError> {
     let name = rustls::pki_types::ServerName::try_from(host.to_owned())
         .map_err(|e| SourceError::new(format!("bad TLS server name '{host}': {e}")))?;
-    tokio_rustls::TlsConnector::from(tls_config()?)
+    tokio_rustls::TlsConnector::from(trust.client_config()?)
         .connect(name, tcp)
         .await
         .map_err(|e| SourceError::new(format!("TLS handshake with {host} failed: {e}")))

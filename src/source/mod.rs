@@ -17,6 +17,7 @@
 
 mod files;
 pub mod http_client;
+mod offline_log;
 mod output;
 pub mod pattern;
 mod pipe;
@@ -25,6 +26,7 @@ mod redact;
 pub mod relay;
 mod sink;
 mod spec;
+pub mod tls_trust;
 pub mod v4l2;
 mod watch;
 mod watchdog;
@@ -39,12 +41,13 @@ pub use redact::{Secrets, redact};
 pub use spec::{DEFAULT_DIR_FPS, DirSpec, PatternSpec, SourceSpec, SpecError};
 
 use crate::hub::FrameHub;
+use offline_log::{OfflineLog, Report};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Why a source stopped delivering frames (shown to viewers and in `/status`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +92,7 @@ pub async fn supervise(spec: SourceSpec, ctx: SourceContext) {
     // command's output is scrubbed of them before it is logged or shown.
     let secrets = Arc::new(spec.secrets());
     let mut backoff = MIN_BACKOFF;
+    let mut log = OfflineLog::default();
     loop {
         tokio::select! {
             _ = ctx.cancel.cancelled() => return,
@@ -110,7 +114,21 @@ pub async fn supervise(spec: SourceSpec, ctx: SourceContext) {
             secrets.clone(),
             started,
         )));
-        let result = run_once(&spec, &run, &secrets).await;
+        let result = if log.offline() {
+            let running = run_once(&spec, &run, &secrets);
+            tokio::pin!(running);
+            tokio::select! {
+                r = &mut running => r,
+                () = online_again(&ctx.hub) => {
+                    if let Some(after) = log.recovered(Instant::now()) {
+                        info!(%stream, source = %spec, "source back online after {}s", after.as_secs());
+                    }
+                    running.await
+                }
+            }
+        } else {
+            run_once(&spec, &run, &secrets).await
+        };
         drop(watchdog);
         if let Some(idle) = idle {
             idle.abort();
@@ -130,12 +148,23 @@ pub async fn supervise(spec: SourceSpec, ctx: SourceContext) {
         if started.elapsed() >= STABLE_RUN {
             backoff = MIN_BACKOFF;
         }
-        warn!(%stream, source = %spec, "source offline: {reason}; retrying in {backoff:?}");
+        match log.failed(&reason.0, Instant::now()) {
+            Report::Offline => {
+                warn!(%stream, source = %spec, "source offline: {reason}; retrying every few seconds")
+            }
+            Report::Still { failures, for_secs } => warn!(
+                %stream, source = %spec,
+                "source still offline after {failures} attempts in {for_secs}s: {reason}"
+            ),
+            Report::Quiet => {
+                debug!(%stream, source = %spec, "source offline: {reason}; retrying in {backoff:?}")
+            }
+        }
         show_placeholder(&ctx, &reason, backoff).await;
         if ctx.cancel.is_cancelled() {
             return;
         }
-        info!(%stream, source = %spec, "restarting source");
+        debug!(%stream, source = %spec, "restarting source");
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
@@ -155,6 +184,19 @@ fn for_viewers(spec: &SourceSpec, secrets: &Secrets, reason: &str) -> String {
         }
     }
     reason
+}
+
+/// Returns once the source publishes a live frame (not a placeholder).
+async fn online_again(hub: &FrameHub) {
+    let mut frames = hub.subscribe();
+    if frames
+        .wait_for(|f| f.as_ref().is_some_and(|f| f.online))
+        .await
+        .is_err()
+    {
+        // The hub outlives its sources; never report a recovery on error.
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Cancels `run` once the stream has had no viewers for its linger time.

@@ -14,7 +14,8 @@
 use super::Secrets;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tracing::{info, warn};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
 
 /// Lines logged at once before the rate limit applies.
 const BURST: f64 = 8.0;
@@ -32,7 +33,16 @@ const READ_CHUNK: usize = 64 << 10;
 /// Logs the command's standard error line by line (lines end at `\n` or at
 /// `\r`, which progress output uses). Returns the last non-empty line,
 /// scrubbed, which explains most failures.
-pub async fn log_stderr<R>(mut stderr: R, stream: String, secrets: &Secrets) -> Option<String>
+///
+/// Once `stopping` is cancelled (we stopped the command: no viewers, or
+/// shutdown), what it says while dying (broken pipe, "received signal 15")
+/// is expected and logged at debug level only.
+pub async fn log_stderr<R>(
+    mut stderr: R,
+    stream: String,
+    secrets: &Secrets,
+    stopping: CancellationToken,
+) -> Option<String>
 where
     R: AsyncRead + Unpin,
 {
@@ -40,6 +50,7 @@ where
         stream,
         secrets,
         limit: Limiter::new(Instant::now()),
+        stopping,
     };
     let mut buf = vec![0u8; READ_CHUNK];
     let mut line: Vec<u8> = Vec::new();
@@ -95,6 +106,7 @@ struct LineLog<'a> {
     stream: String,
     secrets: &'a Secrets,
     limit: Limiter,
+    stopping: CancellationToken,
 }
 
 impl LineLog<'_> {
@@ -110,7 +122,10 @@ impl LineLog<'_> {
         if let Some(summary) = self.limit.summary_due(now) {
             self.summary(summary);
         }
-        if self.limit.allow(now) {
+        if self.stopping.is_cancelled() {
+            let text = self.secrets.scrub(&clean(last));
+            debug!(stream = %self.stream, "command (stopping): {text}");
+        } else if self.limit.allow(now) {
             let text = self.secrets.scrub(&clean(last));
             if text.to_ascii_lowercase().contains("error") {
                 warn!(stream = %self.stream, "command: {text}");
@@ -257,7 +272,7 @@ mod tests {
         let secrets = Secrets::from_text("rtsp://admin:CamPw12345@h/s1");
         let input: &[u8] =
             b"starting\r\nframe=1\rrtsp://admin:CamPw12345@h/s1: refused\n\x1b[31mbad CamPw12345\n\n";
-        let last = log_stderr(input, "t".into(), &secrets).await;
+        let last = log_stderr(input, "t".into(), &secrets, CancellationToken::new()).await;
         assert_eq!(last.as_deref(), Some("\\u{1b}[31mbad ***"));
     }
 }

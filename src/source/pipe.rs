@@ -138,8 +138,9 @@ pub async fn run_exec(
         return Err(SourceError::new("no pipes to the command"));
     };
     let stream = ctx.hub.name().to_owned();
+    let stopping = ctx.cancel.clone();
     let stderr_log = AbortOnDropHandle::new(tokio::spawn(async move {
-        output::log_stderr(stderr, stream, &secrets).await
+        output::log_stderr(stderr, stream, &secrets, stopping).await
     }));
 
     let ended = read_mjpeg(stdout, ctx, label).await?;

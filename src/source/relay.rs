@@ -15,6 +15,7 @@
 use super::http_client::{self, HttpUrl, Timeouts};
 use super::sink::{JpegSink, parse_timestamp};
 use super::spec::{SpecError, parse_fps};
+use super::tls_trust::TlsTrust;
 use super::{SourceContext, SourceError};
 use crate::jpeg::JpegSplitter;
 use crate::mjpeg::{ChunkedDecoder, MultipartParser, boundary_from_content_type};
@@ -31,6 +32,8 @@ const MAX_FRAME: usize = 16 * 1024 * 1024;
 pub struct RelaySpec {
     pub url: HttpUrl,
     pub timeouts: Timeouts,
+    /// Which certificates an `https` upstream may present.
+    pub tls: TlsTrust,
 }
 
 impl RelaySpec {
@@ -40,6 +43,7 @@ impl RelaySpec {
         Ok(RelaySpec {
             url,
             timeouts: Timeouts::default(),
+            tls: TlsTrust::default(),
         })
     }
 }
@@ -57,6 +61,8 @@ pub struct SnapshotSpec {
     pub url: HttpUrl,
     pub fps: f64,
     pub timeouts: Timeouts,
+    /// Which certificates an `https` upstream may present.
+    pub tls: TlsTrust,
 }
 
 impl SnapshotSpec {
@@ -72,6 +78,7 @@ impl SnapshotSpec {
             url,
             fps,
             timeouts: Timeouts::default(),
+            tls: TlsTrust::default(),
         })
     }
 }
@@ -92,7 +99,7 @@ pub async fn run(spec: &RelaySpec, ctx: &SourceContext) -> Result<(), SourceErro
 
 async fn relay(spec: &RelaySpec, ctx: &SourceContext) -> Result<(), SourceError> {
     let mut conn = None;
-    let head = http_client::get(&mut conn, &spec.url, &spec.timeouts, false).await?;
+    let head = http_client::get(&mut conn, &spec.url, &spec.timeouts, &spec.tls, false).await?;
     let Some(mut conn) = conn else {
         // `get` leaves the connection in place whenever it succeeds.
         return Err(SourceError::new("internal error: no upstream connection"));
@@ -223,7 +230,7 @@ async fn poll(spec: &SnapshotSpec, ctx: &SourceContext) -> Result<(), SourceErro
     let mut first = true;
     loop {
         tokio::time::sleep_until(next).await;
-        let head = http_client::get(&mut conn, &spec.url, &spec.timeouts, true).await?;
+        let head = http_client::get(&mut conn, &spec.url, &spec.timeouts, &spec.tls, true).await?;
         let mime = head
             .header("content-type")
             .unwrap_or("")
@@ -305,6 +312,7 @@ mod tests {
         let spec = RelaySpec {
             url: fake_upstream(resp).await,
             timeouts: quick(),
+            tls: TlsTrust::default(),
         };
         let ctx = ctx();
         let err = run(&spec, &ctx).await.expect_err("silence is an error");
@@ -318,6 +326,7 @@ mod tests {
         let spec = RelaySpec {
             url: fake_upstream(Vec::new()).await,
             timeouts: quick(),
+            tls: TlsTrust::default(),
         };
         let err = run(&spec, &ctx()).await.expect_err("no head");
         assert!(err.0.contains("sent no response within 0.3 s"), "{err}");
@@ -329,6 +338,7 @@ mod tests {
             url: fake_upstream(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n".to_vec())
                 .await,
             timeouts: quick(),
+            tls: TlsTrust::default(),
         };
         let err = run(&spec, &ctx()).await.expect_err("401");
         assert_eq!(err.0, "upstream answered 401 Unauthorized");
@@ -337,6 +347,7 @@ mod tests {
             url: fake_upstream(b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\n\r\n".to_vec())
                 .await,
             timeouts: quick(),
+            tls: TlsTrust::default(),
         };
         let err = run(&spec, &ctx()).await.expect_err("single image");
         assert!(err.0.contains("use snapshot:http://127.0.0.1:"), "{err}");
@@ -360,6 +371,7 @@ mod tests {
         let spec = RelaySpec {
             url: hop,
             timeouts: quick(),
+            tls: TlsTrust::default(),
         };
         // Reaches the stream, which then stays silent.
         let err = run(&spec, &ctx()).await.expect_err("silent");
@@ -375,6 +387,7 @@ mod tests {
         let spec = RelaySpec {
             url: loop_url,
             timeouts: quick(),
+            tls: TlsTrust::default(),
         };
         let err = run(&spec, &ctx()).await.expect_err("too many");
         assert!(err.0.contains("redirected more than 3 times"), "{err}");
@@ -386,6 +399,7 @@ mod tests {
         let spec = RelaySpec::parse(&format!("https://{}/", url.endpoint())).expect("spec");
         let spec = RelaySpec {
             timeouts: quick(),
+            tls: TlsTrust::default(),
             ..spec
         };
         let err = run(&spec, &ctx()).await.expect_err("not TLS");
