@@ -147,8 +147,7 @@ pub fn rss_kib(pid: i32) -> u64 {
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_child(&mut self.child);
     }
 }
 
@@ -370,4 +369,23 @@ pub async fn status(addr: SocketAddr) -> serde_json::Value {
     let (code, _, body) = get(addr, "/status").await;
     assert_eq!(code, 200);
     serde_json::from_slice(&body).expect("status is JSON")
+}
+
+/// Ends a server the test is done with: SIGTERM first, so that it stops its
+/// `exec:` commands as it would for a user (a SIGKILL would leave them
+/// running), then SIGKILL if it takes more than 2 s.
+pub fn stop_child(child: &mut Child) {
+    if let Ok(None) = child.try_wait() {
+        // SAFETY: kill(2) on our own, not yet reaped, child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -106,8 +106,7 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::common::stop_child(&mut self.child);
         let _ = std::fs::remove_file(&self.stderr);
     }
 }
