@@ -10,6 +10,7 @@ use crate::http::auth::Access;
 use crate::http::limits::Limits;
 use crate::listen::ListenAddr;
 use crate::logging::LogFormat;
+use crate::source::v4l2::WantedFormat;
 use crate::source::{SourceSpec, redact_credentials};
 use crate::tls::TlsSettings;
 use clap::parser::ValueSource;
@@ -99,7 +100,8 @@ struct Cli {
     /// | stdin (MJPEG on standard input)
     /// | exec:COMMAND (MJPEG on the standard output of `sh -c COMMAND`)
     /// | http[s]://[USER:PASS@]HOST/PATH (relay another MJPEG server)
-    /// | snapshot:URL[@FPS] (poll a still image) | v4l2:/dev/videoN[:WxH][@FPS]
+    /// | snapshot:URL[@FPS] (poll a still image)
+    /// | v4l2:/dev/videoN[:FORMAT][:WxH][@FPS] (camera; FORMAT: MJPEG, YUYV, NV12)
     #[arg(long, value_name = "SPEC", default_value = "pattern")]
     source: Vec<String>,
 
@@ -302,6 +304,8 @@ struct FileStream {
     source: Spanned<String>,
     /// Frame rate, for the sources that produce frames on a schedule.
     fps: Option<Spanned<f64>>,
+    /// Pixel format asked of a camera (`MJPEG`, `YUYV`, `NV12`).
+    format: Option<Spanned<String>>,
     quality: Option<Spanned<i64>>,
 }
 
@@ -431,6 +435,27 @@ impl ConfigFile {
                         return self.error(
                             fps.span(),
                             format_args!("'fps' does not apply to {} sources", other.kind()),
+                        );
+                    }
+                }
+            }
+            if let Some(format) = &entry.format {
+                let SourceSpec::V4l2(v) = &mut source else {
+                    return self.error(
+                        format.span(),
+                        format_args!("'format' does not apply to {} sources", source.kind()),
+                    );
+                };
+                match WantedFormat::parse(format.get_ref()) {
+                    Some(f) => v.format = Some(f),
+                    None => {
+                        return self.error(
+                            format.span(),
+                            format_args!(
+                                "bad value for 'format': '{}' (expected {})",
+                                format.get_ref(),
+                                WantedFormat::NAMES
+                            ),
                         );
                     }
                 }
