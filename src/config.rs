@@ -101,7 +101,7 @@ struct Cli {
     /// | exec:COMMAND (MJPEG on the standard output of `sh -c COMMAND`)
     /// | http[s]://[USER:PASS@]HOST/PATH (relay another MJPEG server)
     /// | snapshot:URL[@FPS] (poll a still image)
-    /// | v4l2:/dev/videoN[:FORMAT][:WxH][@FPS] (camera; FORMAT: MJPEG, YUYV, NV12)
+    /// | v4l2:/dev/videoN[:FORMAT][:WxH][@FPS] (camera; FORMAT: MJPEG, YUYV, NV12, NV12M)
     #[arg(long, value_name = "SPEC", default_value = "pattern")]
     source: Vec<String>,
 
@@ -983,6 +983,27 @@ quality = 90
         // A file without streams keeps the default stream.
         let c = with_file("quality = 50\n", &[]).expect("valid");
         assert_eq!(c.streams[0].name, "pattern");
+    }
+
+    #[test]
+    fn camera_formats_in_the_config_file() {
+        let c = with_file(
+            "[[stream]]\nsource = \"v4l2:0:640x480\"\nformat = \"nv12\"\nfps = 15\n",
+            &[],
+        )
+        .expect("valid");
+        let SourceSpec::V4l2(v) = &c.streams[0].source else {
+            panic!("{:?}", c.streams[0].source)
+        };
+        assert_eq!(v.to_string(), "v4l2:/dev/video0:NV12:640x480@15");
+        assert_eq!(
+            file_error("[[stream]]\nsource = \"v4l2:0\"\nformat = \"H264\"\n"),
+            "config.toml:3: bad value for 'format': 'H264' (expected MJPEG, YUYV, NV12, NV12M)"
+        );
+        assert_eq!(
+            file_error("[[stream]]\nsource = \"pattern\"\nformat = \"YUYV\"\n"),
+            "config.toml:3: 'format' does not apply to pattern sources"
+        );
     }
 
     #[test]

@@ -634,7 +634,7 @@ mod tests {
         assert_eq!(s.format, WantedFormat::parse("MJPEG"));
         assert_eq!(s.size, Some((1280, 720)));
         let e = V4l2Spec::parse("0:H264").expect_err("unknown format");
-        assert!(e.0.contains("MJPEG, YUYV, NV12"), "{}", e.0);
+        assert!(e.0.contains("MJPEG, YUYV, NV12, NV12M"), "{}", e.0);
     }
 
     #[test]

@@ -100,6 +100,11 @@ fn kernels() -> Vec<(PathBuf, PathBuf)> {
     found
 }
 
+/// Whether the guest kernel has `module` (built for it, e.g. by DKMS).
+pub fn has_module(req: &Requirements, module: &str) -> bool {
+    load_order(&req.modules, &[module]).is_ok()
+}
+
 /// The modules to load, dependencies first, from `modules.dep`.
 fn load_order(modules: &Path, wanted: &[&str]) -> Result<Vec<String>, String> {
     let dep = std::fs::read_to_string(modules.join("modules.dep"))
@@ -176,7 +181,7 @@ impl Cpio {
     }
 
     fn pad(&mut self) {
-        while self.out.len() % 4 != 0 {
+        while !self.out.len().is_multiple_of(4) {
             self.out.push(0);
         }
     }
@@ -217,19 +222,14 @@ impl Drop for TempDir {
 }
 
 impl Guest {
-    /// Boots the guest with vivid loaded with `vivid_params`
-    /// (e.g. `n_devs=2 multiplanar=1,2`) and `extra_modules` loaded first.
-    pub fn boot(
-        req: &Requirements,
-        vivid_params: &str,
-        extra_modules: &[&str],
-    ) -> Result<Guest, String> {
+    /// Boots the guest with `drivers` loaded in order, each with its
+    /// parameters (e.g. `("vivid", "n_devs=2 multiplanar=1,2")`).
+    pub fn boot(req: &Requirements, drivers: &[(&str, &str)]) -> Result<Guest, String> {
         let dir = std::env::temp_dir().join(format!("mjpegd-guest-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let dir = TempDir(dir);
         let mut wanted = vec!["e1000", "virtio_pci", "9pnet_virtio", "9p"];
-        wanted.extend_from_slice(extra_modules);
-        wanted.push("vivid");
+        wanted.extend(drivers.iter().map(|(name, _)| *name));
         let order = load_order(&req.modules, &wanted)?;
         let mut cpio = Cpio::default();
         for d in ["bin", "dev", "proc", "sys", "tmp", "etc", "host", "modules"] {
@@ -243,11 +243,10 @@ impl Guest {
             let data = std::fs::read(req.modules.join(module)).map_err(|e| e.to_string())?;
             let name = format!("modules/{i:02}.ko");
             cpio.file(&name, &data);
-            let params = if module.ends_with("/vivid.ko") {
-                vivid_params
-            } else {
-                ""
-            };
+            let params = drivers
+                .iter()
+                .find(|(name, _)| module.ends_with(&format!("/{name}.ko")))
+                .map_or("", |(_, params)| params);
             init.push_str(&format!(
                 "insmod /{name} {params} || echo INSMOD-FAILED {module}\n"
             ));
@@ -334,6 +333,11 @@ impl Guest {
         }
     }
 
+    /// A folder on the host, seen by the guest under `/host`.
+    pub fn host_dir(&self) -> &Path {
+        &self._dir.0
+    }
+
     /// Runs `cmd` in the guest's shell and returns what it printed.
     pub fn sh(&mut self, cmd: &str) -> String {
         self.sh_within(cmd, Duration::from_secs(60))
@@ -393,36 +397,34 @@ impl Guest {
 
     /// The first stream's `/status` entry, waiting up to `timeout` for the
     /// server to answer.
-    pub fn status(&self, timeout: Duration) -> serde_json::Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some((200, body)) = self.get("/status")
-                && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
-            {
-                return v["streams"][0].clone();
-            }
-            assert!(Instant::now() < deadline, "no /status within {timeout:?}");
-            std::thread::sleep(Duration::from_millis(500));
-        }
+    pub fn status(&mut self, timeout: Duration) -> serde_json::Value {
+        self.status_until(timeout, "/status", |_| true)
     }
 
-    /// Polls `/status` until `check` holds; returns the last entry.
+    /// Polls `/status` until `check` holds; returns the last entry. On
+    /// timeout it fails with the guest's logs.
     pub fn status_until(
-        &self,
+        &mut self,
         timeout: Duration,
         what: &str,
         check: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
         let deadline = Instant::now() + timeout;
+        let mut last = None;
         loop {
-            let st = self.status(timeout);
-            if check(&st) {
-                return st;
+            if let Some((200, body)) = self.get("/status")
+                && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
+            {
+                let st = v["streams"][0].clone();
+                if check(&st) {
+                    return st;
+                }
+                last = Some(st);
             }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: not within {timeout:?}; last /status: {st}"
-            );
+            if Instant::now() >= deadline {
+                let logs = self.sh("ps; tail -n 30 /tmp/*.log");
+                panic!("{what}: not within {timeout:?}; last /status: {last:?}\n{logs}");
+            }
             std::thread::sleep(Duration::from_millis(500));
         }
     }
@@ -452,6 +454,7 @@ ln -s /host/lib /lib
 ln -s /host/lib64 /lib64
 ln -s /host/usr /usr
 ln -s /host/etc/ld.so.cache /etc/ld.so.cache
+ln -s /host/etc/alternatives /etc/alternatives
 ip link set lo up
 ip link set eth0 up
 ip addr add 10.0.2.15/24 dev eth0

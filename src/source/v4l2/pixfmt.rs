@@ -60,17 +60,21 @@ enum Wanted {
     Mjpeg,
     Yuyv,
     Nv12,
+    /// NV12 in two planes, luma and chroma in separate buffers.
+    Nv12m,
 }
 
 impl WantedFormat {
-    pub const NAMES: &'static str = "MJPEG, YUYV, NV12";
+    pub const NAMES: &'static str = "MJPEG, YUYV, NV12, NV12M";
 
-    /// `MJPEG` (or `MJPG`, `JPEG`), `YUYV` (or `YUY2`), `NV12`; any case.
+    /// `MJPEG` (or `MJPG`, `JPEG`), `YUYV` (or `YUY2`), `NV12` (either
+    /// layout), `NV12M` (or `NM12`: only the two-plane one); any case.
     pub fn parse(s: &str) -> Option<WantedFormat> {
         let w = match s.to_ascii_uppercase().as_str() {
             "MJPEG" | "MJPG" | "JPEG" => Wanted::Mjpeg,
             "YUYV" | "YUY2" => Wanted::Yuyv,
-            "NV12" | "NM12" | "NV12M" => Wanted::Nv12,
+            "NV12" => Wanted::Nv12,
+            "NV12M" | "NM12" => Wanted::Nv12m,
             _ => return None,
         };
         Some(WantedFormat(w))
@@ -82,6 +86,7 @@ impl WantedFormat {
             Wanted::Mjpeg => &[MJPG, JPEG],
             Wanted::Yuyv => &[YUYV],
             Wanted::Nv12 => &[NV12, NV12M],
+            Wanted::Nv12m => &[NV12M],
         }
     }
 }
@@ -92,6 +97,7 @@ impl fmt::Display for WantedFormat {
             Wanted::Mjpeg => "MJPEG",
             Wanted::Yuyv => "YUYV",
             Wanted::Nv12 => "NV12",
+            Wanted::Nv12m => "NV12M",
         })
     }
 }
@@ -141,6 +147,9 @@ mod tests {
         assert_eq!(choose(&[YUYV, MJPG, NV12], nv12), Ok(NV12));
         let mjpeg = WantedFormat::parse("MJPEG");
         assert_eq!(choose(&[YUYV, JPEG], mjpeg), Ok(JPEG));
+        let nv12m = WantedFormat::parse("NV12M");
+        assert_eq!(choose(&[NV12, NV12M], nv12m), Ok(NV12M));
+        assert!(choose(&[NV12], nv12m).is_err());
     }
 
     #[test]
@@ -152,7 +161,7 @@ mod tests {
         );
         assert_eq!(
             choose(&[fourcc(b"RGB3")], None),
-            Err("offers none of MJPEG, YUYV, NV12 (it has RGB3)".to_owned())
+            Err("offers none of MJPEG, YUYV, NV12, NV12M (it has RGB3)".to_owned())
         );
         assert_eq!(WantedFormat::parse("H264"), None);
     }
