@@ -19,7 +19,7 @@ use std::time::Duration;
 
 const VIVID: &str = "n_devs=1 node_types=0x1";
 const LOOPBACK: &str = "video_nr=3 exclusive_caps=1 card_label=loopcam";
-const SECONDS: u32 = 15;
+const SECONDS: u32 = 10;
 const ROUNDS: usize = 2;
 
 struct Server {
@@ -116,7 +116,9 @@ fn mjpegd_and_ustreamer_on_vivid() {
     );
     println!("|---|---|---|---|---|---|---|");
     let mut modes = vec![false];
-    if loopback {
+    // Passthrough encodes nothing, so it is measured with the default
+    // build only.
+    if loopback && !cfg!(feature = "turbojpeg") {
         modes.push(true);
     }
     for passthrough in modes {
