@@ -1,12 +1,18 @@
-//! V4L2 cameras (`v4l2:/dev/videoN[:WxH][@FPS]`) and `mjpegd devices`.
+//! V4L2 cameras (`v4l2:/dev/videoN[:FORMAT][:WxH][@FPS]`) and `mjpegd devices`.
 //!
-//! The camera's own MJPEG is preferred: those frames are passed through
+//! Unless a format is asked for, the camera's own MJPEG is preferred: those
+//! frames are passed through
 //! untouched (only the standard Huffman tables are inserted when a frame
 //! lacks them, as UVC frames do), so serving costs no encoding at all.
 //! Cameras without MJPEG deliver YUYV or NV12, which is encoded to JPEG on
 //! worker threads, one per core, so that encoding frame n+1 overlaps
 //! encoding and sending frame n; when all workers are busy the newest frame
 //! waits and older ones are skipped, so latency never builds up.
+//!
+//! Capture talks to the driver through `dev` (single- and multi-planar
+//! devices alike) and says what the driver actually delivers — format,
+//! size, and the frame rate read back after asking — in the log and in
+//! `/status`, since drivers may substitute any of them.
 //!
 //! Capture runs on its own thread and polls the device with a short timeout
 //! so it notices shutdown promptly. A missing or unplugged camera is a
