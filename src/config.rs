@@ -12,6 +12,7 @@ use crate::http::limits::Limits;
 use crate::listen::{ListenAddr, UnixPermissions, parse_group, parse_mode};
 use crate::logging::LogFormat;
 use crate::source::tls_trust::TlsTrust;
+use crate::source::v4l2::WantedFormat;
 use crate::source::{SourceSpec, redact_credentials};
 use crate::tls::TlsSettings;
 use clap::parser::ValueSource;
@@ -129,7 +130,8 @@ struct Cli {
     /// | stdin (MJPEG on standard input)
     /// | exec:COMMAND (MJPEG on the standard output of `sh -c COMMAND`)
     /// | http[s]://[USER:PASS@]HOST/PATH (relay another MJPEG server)
-    /// | snapshot:URL[@FPS] (poll a still image) | v4l2:/dev/videoN[:WxH][@FPS]
+    /// | snapshot:URL[@FPS] (poll a still image)
+    /// | v4l2:/dev/videoN[:FORMAT][:WxH][@FPS] (camera; FORMAT: MJPEG, YUYV, NV12, NV12M)
     #[arg(long, value_name = "SPEC", default_value = "pattern")]
     source: Vec<String>,
 
@@ -403,6 +405,8 @@ struct FileStream {
     source: Spanned<String>,
     /// Frame rate, for the sources that produce frames on a schedule.
     fps: Option<Spanned<f64>>,
+    /// Pixel format asked of a camera (`MJPEG`, `YUYV`, `NV12`).
+    format: Option<Spanned<String>>,
     quality: Option<Spanned<i64>>,
     /// HTTPS upstreams: a PEM file of the CA that issued the camera's
     /// certificate.
@@ -580,6 +584,27 @@ impl ConfigFile {
                 }
             }
             self.apply_tls_trust(entry, &mut source)?;
+            if let Some(format) = &entry.format {
+                let SourceSpec::V4l2(v) = &mut source else {
+                    return self.error(
+                        format.span(),
+                        format_args!("'format' does not apply to {} sources", source.kind()),
+                    );
+                };
+                match WantedFormat::parse(format.get_ref()) {
+                    Some(f) => v.format = Some(f),
+                    None => {
+                        return self.error(
+                            format.span(),
+                            format_args!(
+                                "bad value for 'format': '{}' (expected {})",
+                                format.get_ref(),
+                                WantedFormat::NAMES
+                            ),
+                        );
+                    }
+                }
+            }
             let quality = match &entry.quality {
                 Some(q) => Some(self.quality(q, "quality")?),
                 None => None,
@@ -1194,6 +1219,27 @@ quality = 90
         // A file without streams keeps the default stream.
         let c = with_file("quality = 50\n", &[]).expect("valid");
         assert_eq!(c.streams[0].name, "pattern");
+    }
+
+    #[test]
+    fn camera_formats_in_the_config_file() {
+        let c = with_file(
+            "[[stream]]\nsource = \"v4l2:0:640x480\"\nformat = \"nv12\"\nfps = 15\n",
+            &[],
+        )
+        .expect("valid");
+        let SourceSpec::V4l2(v) = &c.streams[0].source else {
+            panic!("{:?}", c.streams[0].source)
+        };
+        assert_eq!(v.to_string(), "v4l2:/dev/video0:NV12:640x480@15");
+        assert_eq!(
+            file_error("[[stream]]\nsource = \"v4l2:0\"\nformat = \"H264\"\n"),
+            "config.toml:3: bad value for 'format': 'H264' (expected MJPEG, YUYV, NV12, NV12M)"
+        );
+        assert_eq!(
+            file_error("[[stream]]\nsource = \"pattern\"\nformat = \"YUYV\"\n"),
+            "config.toml:3: 'format' does not apply to pattern sources"
+        );
     }
 
     #[test]

@@ -72,6 +72,7 @@ struct State {
     height: u16,
     rates: Rates,
     health: FrameHealth,
+    capture: Option<String>,
 }
 
 /// When the source last delivered a real frame and when it last delivered
@@ -120,6 +121,10 @@ pub struct StreamStatus {
     pub paused: bool,
     pub last_frame_age_ms: Option<u64>,
     pub uptime_s: f64,
+    /// What a camera actually delivers (format, size, frame rate in effect),
+    /// when it says so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<String>,
 }
 
 impl FrameHub {
@@ -140,6 +145,7 @@ impl FrameHub {
                 height: 0,
                 rates: Rates::default(),
                 health: FrameHealth::default(),
+                capture: None,
             }),
             started: Instant::now(),
             latency: LatencyHistogram::default(),
@@ -383,6 +389,11 @@ impl FrameHub {
         };
     }
 
+    /// Records what the source's device actually delivers, for `/status`.
+    pub fn set_capture(&self, what: Option<String>) {
+        self.lock_state().capture = what;
+    }
+
     /// The stream's state and counters.
     pub fn status(&self) -> StreamStatus {
         let c = &self.counters;
@@ -407,6 +418,7 @@ impl FrameHub {
             paused: self.demand.paused(),
             last_frame_age_ms: self.latest().map(|f| f.age().as_millis() as u64),
             uptime_s: round2(self.started.elapsed().as_secs_f64()),
+            capture: st.capture.clone(),
         }
     }
 

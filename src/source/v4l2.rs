@@ -1,6 +1,7 @@
-//! V4L2 cameras (`v4l2:/dev/videoN[:WxH][@FPS]`) and `mjpegd devices`.
+//! V4L2 cameras (`v4l2:/dev/videoN[:FORMAT][:WxH][@FPS]`) and `mjpegd devices`.
 //!
-//! The camera's own MJPEG is preferred: those frames are passed through
+//! Unless a format is asked for, the camera's own MJPEG is preferred: those
+//! frames are passed through
 //! untouched (only the standard Huffman tables are inserted when a frame
 //! lacks them, as UVC frames do), so serving costs no encoding at all.
 //! Cameras without MJPEG deliver YUYV or NV12, which is encoded to JPEG on
@@ -8,11 +9,21 @@
 //! encoding and sending frame n; when all workers are busy the newest frame
 //! waits and older ones are skipped, so latency never builds up.
 //!
+//! Capture talks to the driver through `dev` (single- and multi-planar
+//! devices alike) and says what the driver actually delivers — format,
+//! size, and the frame rate read back after asking — in the log and in
+//! `/status`, since drivers may substitute any of them.
+//!
 //! Capture runs on its own thread and polls the device with a short timeout
 //! so it notices shutdown promptly. A missing or unplugged camera is a
 //! source error ("/dev/video0 not found"): the supervisor shows the
 //! placeholder and retries, and capture resumes by itself when the camera
 //! is back.
+
+mod dev;
+mod pixfmt;
+
+pub use pixfmt::WantedFormat;
 
 use super::sink::JpegSink;
 use super::spec::{SpecError, parse_fps, parse_size};
@@ -21,11 +32,11 @@ use super::{SourceContext, SourceError, run_on_thread};
 use crate::frame::FrameMeta;
 use crate::hub::FrameHub;
 use crate::jpeg::{self, Scan};
-use linuxvideo::format::{FrameIntervals, FrameSizes, PixFormat, PixelFormat};
+use linuxvideo::format::{FrameIntervals, FrameSizes};
 use linuxvideo::{BufType, CapabilityFlags, Device, Fract};
+use pixfmt::Pipeline;
 use std::fmt::{self, Write as _};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,27 +50,44 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 const STALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// At most this many encoder threads, however many cores there are.
 const MAX_ENCODERS: usize = 8;
+/// A rate in effect this far from the asked one is worth a word.
+const FPS_TOLERANCE: f64 = 0.01;
 
-/// `v4l2:/dev/videoN[:WxH][@FPS]`.
+/// `v4l2:/dev/videoN[:FORMAT][:WxH][@FPS]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct V4l2Spec {
     pub device: String,
     pub size: Option<(u16, u16)>,
     pub fps: Option<f64>,
+    /// The pixel format to ask for; by default the camera's JPEG, then
+    /// YUYV, then NV12.
+    pub format: Option<WantedFormat>,
 }
 
 impl V4l2Spec {
     /// Parses what follows `v4l2:`. `video0` and `0` are short for
-    /// `/dev/video0`.
+    /// `/dev/video0`; after the device come the format and the size, in
+    /// either order (`0:NV12:1280x720@15`).
     pub fn parse(s: &str) -> Result<V4l2Spec, SpecError> {
         let (rest, fps) = match s.rsplit_once('@') {
             Some((rest, fps)) => (rest, Some(parse_fps(fps)?)),
             None => (s, None),
         };
-        let (device, size) = match rest.rsplit_once(':') {
-            Some((device, size)) => (device, Some(parse_size(size)?)),
-            None => (rest, None),
-        };
+        let mut parts = rest.split(':');
+        let device = parts.next().unwrap_or_default();
+        let (mut size, mut format) = (None, None);
+        for part in parts {
+            if let Some(f) = WantedFormat::parse(part) {
+                format = Some(f);
+            } else if part.contains(['x', 'X']) && part.starts_with(|c: char| c.is_ascii_digit()) {
+                size = Some(parse_size(part)?);
+            } else {
+                return Err(SpecError(format!(
+                    "v4l2: '{part}' is neither a size (WxH) nor a format ({})",
+                    WantedFormat::NAMES
+                )));
+            }
+        }
         let device = if device.is_empty() {
             return Err(SpecError(
                 "v4l2 needs a device, e.g. v4l2:/dev/video0".into(),
@@ -71,13 +99,21 @@ impl V4l2Spec {
         } else {
             device.to_owned()
         };
-        Ok(V4l2Spec { device, size, fps })
+        Ok(V4l2Spec {
+            device,
+            size,
+            fps,
+            format,
+        })
     }
 }
 
 impl fmt::Display for V4l2Spec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "v4l2:{}", self.device)?;
+        if let Some(format) = self.format {
+            write!(f, ":{format}")?;
+        }
         if let Some((w, h)) = self.size {
             write!(f, ":{w}x{h}")?;
         }
@@ -94,8 +130,8 @@ pub async fn run(spec: V4l2Spec, ctx: &SourceContext) -> Result<(), SourceError>
     let name = format!("v4l2-{}", ctx.hub.name());
     run_on_thread(name, move || {
         let device = spec.device.clone();
-        // linuxvideo asserts on driver answers it does not expect; a quirky
-        // driver must not take the stream down for good.
+        // A bug in handling a quirky driver's answers must not take the
+        // stream down for good.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| capture(&spec, &ctx)))
             .unwrap_or_else(|_| {
                 Err(SourceError::new(format!(
@@ -104,55 +140,6 @@ pub async fn run(spec: V4l2Spec, ctx: &SourceContext) -> Result<(), SourceError>
             })
     })
     .await
-}
-
-/// What the frames need before they can be published.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Pipeline {
-    /// Camera JPEG, passed through.
-    Jpeg(PixelFormat),
-    /// Raw pictures, encoded here.
-    Encode(RawFormat),
-}
-
-impl Pipeline {
-    fn pixel_format(self) -> PixelFormat {
-        match self {
-            Pipeline::Jpeg(f) => f,
-            Pipeline::Encode(RawFormat::Yuyv) => PixelFormat::YUYV,
-            Pipeline::Encode(RawFormat::Nv12) => nv12(),
-        }
-    }
-
-    fn from_pixel_format(f: PixelFormat) -> Option<Pipeline> {
-        if f == PixelFormat::MJPG || f == PixelFormat::JPEG {
-            Some(Pipeline::Jpeg(f))
-        } else if f == PixelFormat::YUYV {
-            Some(Pipeline::Encode(RawFormat::Yuyv))
-        } else if f == nv12() {
-            Some(Pipeline::Encode(RawFormat::Nv12))
-        } else {
-            None
-        }
-    }
-}
-
-fn nv12() -> PixelFormat {
-    PixelFormat::from_fourcc(*b"NV12")
-}
-
-/// The best format the camera offers: its JPEG first, then raw formats.
-fn choose(formats: &[PixelFormat]) -> Option<Pipeline> {
-    let preference = [
-        PixelFormat::MJPG,
-        PixelFormat::JPEG,
-        PixelFormat::YUYV,
-        nv12(),
-    ];
-    preference
-        .into_iter()
-        .find(|p| formats.contains(p))
-        .and_then(Pipeline::from_pixel_format)
 }
 
 /// Turns an I/O error on the device into a reason a viewer understands.
@@ -170,75 +157,109 @@ fn device_error(dev: &str, what: &str, e: &io::Error) -> SourceError {
     SourceError::new(reason)
 }
 
+/// What capture tells about the rate: `25 fps (asked for 5)`.
+fn describe_rate(asked: Option<f64>, actual: Option<f64>) -> (String, bool) {
+    let show = |v: f64| format!("{}", (v * 100.0).round() / 100.0);
+    match (asked, actual) {
+        (Some(a), Some(b)) if (a - b).abs() > a * FPS_TOLERANCE => {
+            (format!("{} fps (asked for {})", show(b), show(a)), true)
+        }
+        (_, Some(b)) => (format!("{} fps", show(b)), false),
+        (Some(a), None) => (
+            format!(
+                "an unknown rate (asked for {}; the driver does not say)",
+                show(a)
+            ),
+            true,
+        ),
+        (None, None) => ("the driver's rate".to_owned(), false),
+    }
+}
+
 fn capture(spec: &V4l2Spec, ctx: &SourceContext) -> Result<(), SourceError> {
     let dev = spec.device.as_str();
-    let device = Device::open(dev).map_err(|e| device_error(dev, "cannot open", &e))?;
+    let mut device = dev::Device::open(dev).map_err(|e| device_error(dev, "cannot open", &e))?;
     let caps = device
-        .capabilities()
+        .caps()
         .map_err(|e| device_error(dev, "cannot query", &e))?;
-    if !caps
-        .device_capabilities()
-        .contains(CapabilityFlags::VIDEO_CAPTURE)
-    {
+    if !caps.capture && !caps.capture_mplane {
         return Err(SourceError::new(format!(
-            "{dev} ({}) cannot capture video (a metadata node? try the next /dev/video number)",
-            caps.card()
+            "{dev} ({}) has no video capture (a metadata or output node? try the next /dev/video number)",
+            caps.card
         )));
     }
-    let formats: Vec<PixelFormat> = device
-        .formats(BufType::VIDEO_CAPTURE)
-        .filter_map(Result::ok)
-        .map(|f| f.pixel_format())
-        .collect();
-    let wanted = choose(&formats).ok_or_else(|| {
-        let list: Vec<String> = formats.iter().map(|f| f.to_string()).collect();
-        SourceError::new(format!(
-            "{dev} offers none of MJPG, YUYV, NV12 (it has {})",
-            list.join(", ")
-        ))
-    })?;
-    let (w, h) = spec.size.unwrap_or(DEFAULT_SIZE);
-    let capture = device
-        .video_capture(PixFormat::new(w.into(), h.into(), wanted.pixel_format()))
-        .map_err(|e| device_error(dev, "cannot set the format", &e))?;
-    let format = capture.format();
-    let pixel_format = format.pixel_format();
-    let stride = format.bytes_per_line() as usize;
-    // The driver may substitute another format or size; go with its choice.
-    let pipeline = Pipeline::from_pixel_format(pixel_format).ok_or_else(|| {
-        SourceError::new(format!(
-            "{dev} switched to unsupported format {pixel_format}"
-        ))
-    })?;
-    let width = u16::try_from(format.width()).unwrap_or(0);
-    let height = u16::try_from(format.height()).unwrap_or(0);
-    if let Some(fps) = spec.fps {
-        // Ask in milliframes so fractional rates survive.
-        let want = Fract::new(1000, ((fps * 1000.0).round() as u32).max(1));
-        if let Err(e) = capture.set_frame_interval(want) {
-            warn!(stream = ctx.hub.name(), "{dev}: cannot set {fps} fps: {e}");
-        }
+    if !caps.streaming {
+        return Err(SourceError::new(format!(
+            "{dev} ({}) cannot stream (only read(2) capture, which mjpegd does not use)",
+            caps.card
+        )));
     }
-    info!(
-        stream = ctx.hub.name(),
-        "{dev} ({}): capturing {pixel_format} {width}x{height}",
-        caps.card(),
+    let offers: Vec<u32> = device.formats().iter().map(|f| f.fourcc).collect();
+    let wanted = pixfmt::choose(&offers, spec.format)
+        .map_err(|e| SourceError::new(format!("{dev} ({}) {e}", caps.card)))?;
+    let (w, h) = spec.size.unwrap_or(DEFAULT_SIZE);
+    let format = device
+        .set_format(wanted, w.into(), h.into())
+        .map_err(|e| device_error(dev, "cannot set the format", &e))?;
+    // The driver may substitute another format or size; go with its choice.
+    let pipeline = Pipeline::of(format.fourcc).ok_or_else(|| {
+        SourceError::new(format!(
+            "{dev} switched to unsupported format {}",
+            pixfmt::name(format.fourcc)
+        ))
+    })?;
+    let width = u16::try_from(format.width).unwrap_or(0);
+    let height = u16::try_from(format.height).unwrap_or(0);
+    let actual_fps = device.set_fps(spec.fps);
+    let (rate, differs) = describe_rate(spec.fps, actual_fps);
+    let what = format!(
+        "{} {width}x{height} at {rate}{}",
+        pixfmt::name(format.fourcc),
+        if device.is_mplane() {
+            ", multi-planar"
+        } else {
+            ""
+        }
     );
-    let mut stream = capture
-        .into_stream()
+    if differs {
+        warn!(
+            stream = ctx.hub.name(),
+            "{dev} ({}): capturing {what}", caps.card
+        );
+    } else {
+        info!(
+            stream = ctx.hub.name(),
+            "{dev} ({}): capturing {what}", caps.card
+        );
+    }
+    ctx.hub.set_capture(Some(what));
+    let planes = format.planes;
+    let mut stream = device
+        .start()
         .map_err(|e| device_error(dev, "cannot start streaming", &e))?;
     let mut sink = JpegSink::new(ctx.hub.clone(), format!("v4l2:{dev}"));
     let mut encoders = match pipeline {
-        Pipeline::Encode(raw) => Some(EncoderPool::start(
-            ctx,
-            Geometry {
-                width,
+        Pipeline::Encode(raw) => {
+            let stride = format.strides[0] as usize;
+            let geometry = Geometry {
+                width: raw.encodable_width(width, stride),
                 height,
                 stride,
                 format: raw,
-            },
-        )?),
-        Pipeline::Jpeg(_) => None,
+                // NV12M: the chroma plane is separate and follows the
+                // luma rows once copied out.
+                luma_len: (planes > 1).then_some(stride * usize::from(height)),
+            };
+            if geometry.width != width {
+                info!(
+                    stream = ctx.hub.name(),
+                    "{dev}: rows of {stride} bytes hold no colour for the last column of {width}; encoding {}x{height}",
+                    geometry.width
+                );
+            }
+            Some(EncoderPool::start(ctx, geometry)?)
+        }
+        Pipeline::Jpeg => None,
     };
     let mut last_frame = Instant::now();
     while !ctx.cancel.is_cancelled() {
@@ -253,21 +274,30 @@ fn capture(spec: &V4l2Spec, ctx: &SourceContext) -> Result<(), SourceError> {
             }
             continue;
         }
-        stream
+        let got = stream
             .dequeue(|buf| {
                 let captured = FrameMeta::now(width, height);
-                if buf.is_error() {
+                if buf.error {
                     sink.reject("the driver flagged the frame as corrupt");
-                    return Ok(());
+                    return;
                 }
                 match &mut encoders {
-                    None => pass_through(&mut sink, &buf),
-                    Some(pool) => pool.submit(&buf, captured, &mut sink),
+                    None => match buf.planes.first() {
+                        Some(data) => pass_through(&mut sink, data),
+                        None => sink.reject("the driver returned a frame without data"),
+                    },
+                    Some(pool) => pool.submit(&buf.planes, captured, &mut sink),
                 }
-                Ok(())
             })
             .map_err(|e| device_error(dev, "capture failed", &e))?;
-        last_frame = Instant::now();
+        if got {
+            last_frame = Instant::now();
+        } else if last_frame.elapsed() >= STALL_TIMEOUT {
+            return Err(SourceError::new(format!(
+                "{dev} delivered no frame for {} s",
+                STALL_TIMEOUT.as_secs()
+            )));
+        }
     }
     Ok(())
 }
@@ -315,6 +345,8 @@ struct Geometry {
     height: u16,
     stride: usize,
     format: RawFormat,
+    /// With a separate chroma plane: how much of the luma plane to keep.
+    luma_len: Option<usize>,
 }
 
 /// A raw picture waiting to be encoded.
@@ -331,6 +363,7 @@ struct EncoderPool {
     /// Buffers coming back from the workers, to be reused.
     spare: Receiver<Vec<u8>>,
     seq: u64,
+    luma_len: Option<usize>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -364,17 +397,28 @@ impl EncoderPool {
             jobs: Some(jobs),
             spare,
             seq: 0,
+            luma_len: geometry.luma_len,
             threads,
         })
     }
 
     /// Copies the capture buffer out (the driver wants it back) and hands
     /// it to a free worker; skips the frame when every worker is busy.
-    fn submit(&mut self, raw: &[u8], meta: FrameMeta, sink: &mut JpegSink) {
+    fn submit(&mut self, planes: &[&[u8]], meta: FrameMeta, sink: &mut JpegSink) {
         let Some(jobs) = &self.jobs else { return };
         let mut data = self.spare.try_recv().unwrap_or_default();
         data.clear();
-        data.extend_from_slice(raw);
+        match (self.luma_len, planes) {
+            (Some(n), [luma, chroma, ..]) => {
+                data.extend_from_slice(&luma[..n.min(luma.len())]);
+                data.extend_from_slice(chroma);
+            }
+            _ => {
+                for p in planes {
+                    data.extend_from_slice(p);
+                }
+            }
+        }
         self.seq += 1;
         let job = Job {
             seq: self.seq,
@@ -487,22 +531,31 @@ fn describe(path: &str) -> String {
         caps.driver(),
         caps.bus_info()
     );
-    if !caps
-        .device_capabilities()
-        .contains(CapabilityFlags::VIDEO_CAPTURE)
-    {
+    let flags = caps.device_capabilities();
+    let buf_type = if flags.contains(CapabilityFlags::VIDEO_CAPTURE) {
+        BufType::VIDEO_CAPTURE
+    } else if flags.contains(CapabilityFlags::VIDEO_CAPTURE_MPLANE) {
+        out.push_str("  multi-planar capture\n");
+        BufType::VIDEO_CAPTURE_MPLANE
+    } else {
         out.push_str("  no video capture (metadata or output node)\n");
         return out;
-    }
-    for format in device.formats(BufType::VIDEO_CAPTURE) {
+    };
+    for format in device.formats(buf_type) {
         let Ok(format) = format else { continue };
         let pf = format.pixel_format();
-        let usable = if Pipeline::from_pixel_format(pf).is_some() {
+        let code = u32::from_le_bytes(pf.as_fourcc());
+        let usable = if Pipeline::of(code).is_some() {
             ""
         } else {
             "  (not supported by mjpegd)"
         };
-        let _ = writeln!(out, "  {pf} {}{usable}", format.description());
+        let _ = writeln!(
+            out,
+            "  {} {}{usable}",
+            pixfmt::name(code),
+            format.description()
+        );
         match device.frame_sizes(pf) {
             Ok(FrameSizes::Discrete(sizes)) => {
                 for s in sizes {
@@ -578,18 +631,33 @@ mod tests {
     }
 
     #[test]
-    fn prefers_camera_jpeg() {
-        let yuyv = PixelFormat::YUYV;
+    fn specs_with_formats() {
+        let s = V4l2Spec::parse("0:NV12:641x480@5").expect("valid");
+        assert_eq!(s.format, WantedFormat::parse("NV12"));
+        assert_eq!((s.size, s.fps), (Some((641, 480)), Some(5.0)));
+        assert_eq!(s.to_string(), "v4l2:/dev/video0:NV12:641x480@5");
+        let s = V4l2Spec::parse("/dev/video1:1280x720:mjpeg").expect("valid");
+        assert_eq!(s.format, WantedFormat::parse("MJPEG"));
+        assert_eq!(s.size, Some((1280, 720)));
+        let e = V4l2Spec::parse("0:H264").expect_err("unknown format");
+        assert!(e.0.contains("MJPEG, YUYV, NV12, NV12M"), "{}", e.0);
+    }
+
+    #[test]
+    fn rates_in_effect_are_told() {
         assert_eq!(
-            choose(&[yuyv, PixelFormat::MJPG]),
-            Some(Pipeline::Jpeg(PixelFormat::MJPG))
+            describe_rate(Some(5.0), Some(25.0)),
+            ("25 fps (asked for 5)".to_owned(), true)
         );
         assert_eq!(
-            choose(&[nv12(), yuyv]),
-            Some(Pipeline::Encode(RawFormat::Yuyv))
+            describe_rate(Some(29.97), Some(29.97)),
+            ("29.97 fps".to_owned(), false)
         );
-        assert_eq!(choose(&[nv12()]), Some(Pipeline::Encode(RawFormat::Nv12)));
-        assert_eq!(choose(&[PixelFormat::RGB3]), None);
+        assert_eq!(
+            describe_rate(None, Some(30.0)),
+            ("30 fps".to_owned(), false)
+        );
+        assert!(describe_rate(Some(5.0), None).1);
     }
 
     #[test]
@@ -675,10 +743,11 @@ mod tests {
             height: h as u16,
             stride: w * 2,
             format: RawFormat::Yuyv,
+            luma_len: None,
         };
         let mut pool = EncoderPool::start(&ctx, geometry).expect("threads");
         for _ in 0..3 {
-            pool.submit(&raw, FrameMeta::now(w as u16, h as u16), &mut sink);
+            pool.submit(&[&raw], FrameMeta::now(w as u16, h as u16), &mut sink);
             std::thread::sleep(Duration::from_millis(50));
         }
         drop(pool); // waits for the workers

@@ -27,6 +27,30 @@ impl fmt::Display for RawFormat {
     }
 }
 
+impl RawFormat {
+    /// Bytes a row of `width` pixels needs: chroma comes in pairs of
+    /// pixels, so an odd width needs the pair of its last pixel too.
+    fn min_stride(self, width: usize) -> usize {
+        match self {
+            RawFormat::Yuyv => width.div_ceil(2) * 4,
+            RawFormat::Nv12 => width.div_ceil(2) * 2,
+        }
+    }
+
+    /// The width that can be encoded from rows of `stride` bytes.
+    ///
+    /// Drivers give odd widths rows of exactly `width` pixels (YUYV 641
+    /// wide: 1282 bytes), which hold no chroma for the last pixel; then
+    /// the even part (640) is encoded rather than no picture at all.
+    pub fn encodable_width(self, width: u16, stride: usize) -> u16 {
+        if width % 2 == 1 && width > 1 && stride < self.min_stride(usize::from(width)) {
+            width - 1
+        } else {
+            width
+        }
+    }
+}
+
 /// One raw picture in a capture buffer.
 #[derive(Clone, Copy, Debug)]
 pub struct RawImage<'a> {
@@ -52,9 +76,10 @@ impl<'a> RawImage<'a> {
             return Err(format!("empty {format} picture {width}x{height}"));
         }
         let (w, h) = (usize::from(width), usize::from(height));
-        let (min_stride, needed) = match format {
-            RawFormat::Yuyv => (w.div_ceil(2) * 4, stride * h),
-            RawFormat::Nv12 => (w.div_ceil(2) * 2, stride * (h + h.div_ceil(2))),
+        let min_stride = format.min_stride(w);
+        let needed = match format {
+            RawFormat::Yuyv => stride * h,
+            RawFormat::Nv12 => stride * (h + h.div_ceil(2)),
         };
         if stride < min_stride {
             return Err(format!(
@@ -244,5 +269,30 @@ pub(crate) mod tests {
         assert!(err < 9.5, "mean abs error {err}");
         assert!(RawImage::new(&[0; 10], 4, 4, 4, RawFormat::Nv12).is_err());
         assert!(RawImage::new(&[0; 24], 4, 4, 4, RawFormat::Nv12).is_ok());
+    }
+
+    /// YUYV 641x480 as drivers lay it out: 1282-byte rows, no chroma for
+    /// the last pixel. The even part is encoded.
+    #[test]
+    fn odd_width_rows_without_the_last_chroma_pair() {
+        let (w, h) = (41usize, 16usize);
+        let stride = w * 2;
+        assert_eq!(RawFormat::Yuyv.encodable_width(41, stride), 40);
+        assert_eq!(RawFormat::Yuyv.encodable_width(41, 84), 41);
+        assert_eq!(RawFormat::Yuyv.encodable_width(40, 80), 40);
+        assert_eq!(RawFormat::Nv12.encodable_width(41, 41), 40);
+        assert_eq!(RawFormat::Nv12.encodable_width(41, 42), 41);
+        let rgb = test_picture(w, h);
+        let even: Vec<u8> = rgb
+            .chunks_exact(w * 3)
+            .flat_map(|row| row[..(w - 1) * 3].to_vec())
+            .collect();
+        let raw = to_yuyv(&even, w - 1, h, stride);
+        assert!(RawImage::new(&raw, w as u16, h as u16, stride, RawFormat::Yuyv).is_err());
+        let width = RawFormat::Yuyv.encodable_width(w as u16, stride);
+        let img = RawImage::new(&raw, width, h as u16, stride, RawFormat::Yuyv).expect("fits");
+        let (dw, dh, back) = decode_rgb(&img.encode(90).expect("encodes"));
+        assert_eq!((dw, dh), (w - 1, h));
+        assert!(mean_abs_error(&even, &back) < 6.5);
     }
 }

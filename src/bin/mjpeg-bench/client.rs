@@ -198,6 +198,18 @@ impl Counter<'_> {
     }
 }
 
+/// The capture time on the wall clock. µStreamer's `X-Timestamp` is when
+/// it sent the frame; with `?extra_headers=1` it also says when it grabbed
+/// and sent it on its monotonic clock, so capture = sent - (send - grab).
+fn capture_stamp(stamp: Option<String>, grab: Option<f64>, send: Option<f64>) -> Option<String> {
+    match (stamp.as_deref().map(str::parse::<f64>), grab, send) {
+        (Some(Ok(sent)), Some(grab), Some(send)) if send >= grab => {
+            Some(format!("{:.6}", sent - (send - grab)))
+        }
+        _ => stamp,
+    }
+}
+
 /// Parts with `Content-Length`: read the headers, then skip the body while
 /// looking only at its first two and last two bytes.
 async fn fast_path(
@@ -220,15 +232,22 @@ async fn fast_path(
         let text = String::from_utf8_lossy(&buf[..end]).into_owned();
         let mut length = None;
         let mut timestamp = None;
+        let (mut grab, mut send) = (None, None);
         for line in text.split("\r\n") {
             if let Some((n, v)) = line.split_once(':') {
-                if n.trim().eq_ignore_ascii_case("content-length") {
-                    length = v.trim().parse::<usize>().ok();
-                } else if n.trim().eq_ignore_ascii_case("x-timestamp") {
-                    timestamp = Some(v.trim().to_owned());
+                let (n, v) = (n.trim(), v.trim());
+                if n.eq_ignore_ascii_case("content-length") {
+                    length = v.parse::<usize>().ok();
+                } else if n.eq_ignore_ascii_case("x-timestamp") {
+                    timestamp = Some(v.to_owned());
+                } else if n.eq_ignore_ascii_case("x-ustreamer-grab-time") {
+                    grab = v.parse::<f64>().ok();
+                } else if n.eq_ignore_ascii_case("x-ustreamer-send-time") {
+                    send = v.parse::<f64>().ok();
                 }
             }
         }
+        let timestamp = capture_stamp(timestamp, grab, send);
         let Some(len) = length else {
             // No length: hand everything from here to the general parser.
             return slow_path(io, buf, boundary, false, counter).await;
@@ -333,6 +352,17 @@ fn ms(d: Duration) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ustreamer_capture_stamps() {
+        let s = |v: &str| Some(v.to_owned());
+        assert_eq!(
+            capture_stamp(s("1000.500000"), Some(20.0), Some(20.125)),
+            s("1000.375000")
+        );
+        assert_eq!(capture_stamp(s("1000.5"), None, None), s("1000.5"));
+        assert_eq!(capture_stamp(None, Some(1.0), Some(2.0)), None);
+    }
 
     #[test]
     fn urls() {
