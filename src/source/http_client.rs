@@ -10,7 +10,7 @@
 //! it builds with nothing but cargo.
 
 use super::SourceError;
-use super::redact::{Secrets, redact};
+use super::redact::{Secrets, percent_decode, redact};
 use crate::mjpeg::ChunkedDecoder;
 use bytes::{Bytes, BytesMut};
 use std::fmt;
@@ -286,28 +286,6 @@ fn split_host_port(hostport: &str, default_port: u16) -> Result<(String, u16), U
         },
     };
     Ok((host.to_owned(), port))
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%'
-            && let (Some(h), Some(l)) = (
-                b.get(i + 1).copied().and_then(hex),
-                b.get(i + 2).copied().and_then(hex),
-            )
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn percent_encode_userinfo(s: &str) -> String {

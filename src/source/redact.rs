@@ -289,7 +289,7 @@ fn mask(text: &str, spans: &[Range<usize>]) -> String {
 }
 
 /// Decodes `%XX` escapes (and leaves anything else as it is).
-fn percent_decode(s: &str) -> String {
+pub(super) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
