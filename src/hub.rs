@@ -321,16 +321,20 @@ impl FrameHub {
         self.demand.paused()
     }
 
-    /// Records how long after capture a frame was written to a client.
-    pub fn observe_latency(&self, d: Duration) {
-        self.latency.observe(d);
-    }
-
     /// Adds what one send pass delivered: frames, bytes, skipped frames and
     /// their capture-to-send times.
     pub fn record_sent(&self, sent: &SendTally, latency: &LatencyTally) {
         self.count_sent(sent);
         self.latency.merge(latency);
+    }
+
+    /// Adds one frame written whole to a client whose previous frame was
+    /// `prev_seq` (0: none yet), and its capture-to-send time.
+    pub fn record_one_sent(&self, frame: &Frame, prev_seq: u64) {
+        let mut sent = SendTally::default();
+        sent.add(frame, prev_seq);
+        self.count_sent(&sent);
+        self.latency.observe(frame.meta.captured_at.elapsed());
     }
 
     fn count_sent(&self, sent: &SendTally) {
@@ -477,11 +481,10 @@ impl Drop for ViewerGuard {
 }
 
 impl ClientGuard {
-    /// Records that `frame` was written whole to this client.
+    /// Records that `frame` was written whole to this client (counters and
+    /// the capture-to-send time).
     pub fn sent(&mut self, frame: &Frame) {
-        let mut tally = SendTally::default();
-        tally.add(frame, self.last_seq);
-        self.hub.count_sent(&tally);
+        self.hub.record_one_sent(frame, self.last_seq);
         self.last_seq = frame.seq;
         self.frames += 1;
     }

@@ -74,7 +74,6 @@ pub struct Slot {
     frames: AtomicU64,
     /// The part to finish (frame and bytes already sent) while `TASK`.
     pending: Mutex<Option<(Arc<Frame>, usize)>>,
-    client: Mutex<Option<ClientGuard>>,
     wake: Notify,
 }
 
@@ -136,11 +135,7 @@ impl Slot {
 
     /// The client's task sent `frame` whole: counts it.
     pub fn sent_by_task(&self, hub: &FrameHub, frame: &Frame) {
-        let mut sent = SendTally::default();
-        sent.add(frame, self.delivered(frame));
-        let mut latency = LatencyTally::default();
-        latency.observe(frame.meta.captured_at.elapsed());
-        hub.record_sent(&sent, &latency);
+        hub.record_one_sent(frame, self.delivered(frame));
     }
 
     /// The client's task is done with the socket: offers the client to the
@@ -178,11 +173,6 @@ impl Slot {
             }
             // A loop sent it between the look and the claim: look again.
         }
-    }
-
-    /// Frames the client got whole so far.
-    pub fn frames(&self) -> u64 {
-        self.frames.load(Ordering::Relaxed)
     }
 }
 
@@ -270,9 +260,8 @@ impl Fanout {
             sock,
             state: AtomicU8::new(TASK),
             last_seq: AtomicU64::new(seq),
-            frames: AtomicU64::new(1),
+            frames: AtomicU64::new(0),
             pending: Mutex::new(None),
-            client: Mutex::new(Some(client)),
             wake: Notify::new(),
         });
         let shard = (0..self.shards.len())
@@ -284,6 +273,7 @@ impl Fanout {
             fanout: self.clone(),
             shard,
             slot,
+            client,
         }
     }
 
@@ -354,16 +344,23 @@ impl FrameListener for Fanout {
 
 /// A client's place in a send loop; leaving (on drop) takes it out of the
 /// loop's list, closes the loop's duplicate of its socket once no pass uses
-/// it any more, and ends its count as a stream client.
+/// it any more, and ends its count as a stream client (the guard, dropped
+/// with it).
 pub struct Membership {
     fanout: Arc<Fanout>,
     shard: usize,
     slot: Arc<Slot>,
+    client: ClientGuard,
 }
 
 impl Membership {
     pub fn slot(&self) -> &Slot {
         &self.slot
+    }
+
+    /// Frames the client got whole: before it joined, and since.
+    pub fn frames(&self) -> u64 {
+        self.client.frames() + self.slot.frames.load(Ordering::Relaxed)
     }
 }
 
@@ -372,7 +369,6 @@ impl Drop for Membership {
         self.slot.state.store(DEAD, Ordering::Release);
         self.fanout.shards[self.shard].remove(&self.slot);
         self.fanout.clients.fetch_sub(1, Ordering::AcqRel);
-        drop(lock(&self.slot.client).take());
         drop(lock(&self.slot.pending).take());
     }
 }

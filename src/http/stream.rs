@@ -141,7 +141,6 @@ where
         return (format!("client left ({e})"), 0);
     }
     client.sent(&first);
-    hub.observe_latency(first.meta.captured_at.elapsed());
     drop(frames);
     let dup = match io.tcp().map(|t| t.as_fd().try_clone_to_owned()) {
         Some(Ok(fd)) => fd,
@@ -180,7 +179,7 @@ where
             Ok(pending) => next = pending,
         }
     };
-    (why, slot.frames())
+    (why, member.frames())
 }
 
 /// Writes the head, then frames until the client leaves or shutdown; returns
@@ -243,7 +242,6 @@ where
             return format!("client left ({e})");
         }
         client.sent(&frame);
-        hub.observe_latency(frame.meta.captured_at.elapsed());
     }
 }
 
