@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::{Daemon, temp_path};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
 /// Every way stream parts reach a plain-TCP client.
 const SEND_METHODS: [&str; 3] = ["sendfile", "sendfile-per-client", "write"];
@@ -145,11 +145,7 @@ async fn a_paused_slow_viewer_ends_on_the_newest_frame() {
         let image = ImageFile::new(&a);
         let d = start(&image.spec(), method, &[]);
         let addr = d.addr(0);
-        let socket = TcpSocket::new_v4().expect("socket");
-        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-        let io = socket.connect(addr).await.expect("connect");
-        let mut viewer = StreamClient::open_on(io, "/stream", "1.1").await;
-        viewer.expect_stream_head().await;
+        let mut viewer = StreamClient::over_slow_link(addr, "/stream", 4096).await;
         assert_eq!(viewer.next_frame().await.jpeg, a, "{method}: first frame");
 
         // B goes out while the viewer does not read: it cannot all fit.
@@ -218,13 +214,10 @@ async fn viewers_joining_while_the_picture_changes_all_end_on_it() {
         let mut viewers = Vec::new();
         for i in 0..VIEWERS {
             viewers.push(tokio::spawn(async move {
-                let socket = TcpSocket::new_v4().expect("socket");
-                if i % 2 == 0 {
-                    socket.set_recv_buffer_size(16 * 1024).expect("SO_RCVBUF");
-                }
-                let io = socket.connect(addr).await.expect("connect");
-                let mut v = StreamClient::open_on(io, "/stream", "1.1").await;
-                v.expect_stream_head().await;
+                let mut v = match i % 2 {
+                    0 => StreamClient::over_slow_link(addr, "/stream", 16 * 1024).await,
+                    _ => StreamClient::connect(addr, "/stream").await,
+                };
                 let mut last = v.next_frame_checked().await.jpeg;
                 // Read until the stream has been still for a while (long
                 // enough for a loaded machine).
@@ -415,13 +408,8 @@ async fn stalled_viewers_do_not_hold_up_shutdown() {
         let addr = d.addr(0);
         let mut stalled = Vec::new();
         for _ in 0..20 {
-            let socket = TcpSocket::new_v4().expect("socket");
-            socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-            let io = socket.connect(addr).await.expect("connect");
-            let mut v = StreamClient::open_on(io, "/stream", "1.1").await;
-            v.expect_stream_head().await;
             // Never read again.
-            stalled.push(v);
+            stalled.push(StreamClient::over_slow_link(addr, "/stream", 4096).await);
         }
         eventually(Duration::from_secs(2), "20 clients counted", || async {
             clients(addr).await == 20

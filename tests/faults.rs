@@ -186,12 +186,7 @@ async fn clients_that_never_read_are_dropped_and_memory_stays_bounded() {
 
     let mut stalled = Vec::new();
     for _ in 0..50 {
-        let socket = TcpSocket::new_v4().expect("socket");
-        socket.set_recv_buffer_size(4096).expect("rcvbuf");
-        let mut io = socket.connect(a).await.expect("connect");
-        io.write_all(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
-            .await
-            .expect("send");
+        let io = common::slow_request(a, "/stream", 4096).await;
         stalled.push(io);
     }
     let started = Instant::now();

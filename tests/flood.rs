@@ -14,13 +14,11 @@ mod support;
 use common::split_response;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio_rustls::TlsConnector;
-use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, pki_types::ServerName};
+use tokio_rustls::rustls::pki_types::ServerName;
 
 /// A TCP connection to `addr` from the local address `from`.
 async fn connect_from(from: &str, addr: SocketAddr) -> TcpStream {
@@ -95,46 +93,6 @@ async fn one_address_holding_idle_sockets_leaves_room_for_others() {
         "{fds_held} fds held for 60 sockets"
     );
     drop(idle);
-}
-
-/// A self-signed certificate for 127.0.0.1 in PEM files; removed on drop.
-struct Cert {
-    cert: std::path::PathBuf,
-    key: std::path::PathBuf,
-    der: rustls::pki_types::CertificateDer<'static>,
-}
-
-impl Cert {
-    fn new() -> Cert {
-        let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).expect("certificate");
-        let (cert, key) = (temp_path("cert.pem"), temp_path("key.pem"));
-        std::fs::write(&cert, ck.cert.pem()).expect("write cert");
-        std::fs::write(&key, ck.signing_key.serialize_pem()).expect("write key");
-        Cert {
-            cert,
-            key,
-            der: ck.cert.der().clone(),
-        }
-    }
-
-    fn connector(&self) -> TlsConnector {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.der.clone()).expect("root");
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("protocols")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        TlsConnector::from(Arc::new(config))
-    }
-}
-
-impl Drop for Cert {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.cert);
-        let _ = std::fs::remove_file(&self.key);
-    }
 }
 
 #[tokio::test]
@@ -233,12 +191,7 @@ async fn memory_of_frames_held_for_slow_readers_is_in_metrics() {
     // stops reading, so the frames sent after it stay held for it.
     let mut readers = Vec::new();
     for _ in 0..50 {
-        let socket = TcpSocket::new_v4().expect("socket");
-        socket.set_recv_buffer_size(4096).expect("rcvbuf");
-        let mut io = socket.connect(a).await.expect("connect");
-        io.write_all(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
-            .await
-            .expect("send");
+        let mut io = common::slow_request(a, "/stream", 4096).await;
         let mut got = 0;
         let mut buf = vec![0u8; 64 * 1024];
         while got < jpeg.len() + 1024 {

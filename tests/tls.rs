@@ -7,67 +7,12 @@ mod common;
 mod support;
 
 use common::TestServer;
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, pki_types::ServerName};
-
-/// A self-signed certificate for localhost and 127.0.0.1, written to PEM
-/// files; removed on drop.
-struct Cert {
-    cert: PathBuf,
-    key: PathBuf,
-    der: rustls::pki_types::CertificateDer<'static>,
-}
-
-impl Cert {
-    fn new() -> Cert {
-        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-            .expect("generate certificate");
-        let cert = temp_path("cert.pem");
-        let key = temp_path("key.pem");
-        std::fs::write(&cert, ck.cert.pem()).expect("write cert");
-        std::fs::write(&key, ck.signing_key.serialize_pem()).expect("write key");
-        Cert {
-            cert,
-            key,
-            der: ck.cert.der().clone(),
-        }
-    }
-
-    fn args(&self) -> Vec<String> {
-        vec![
-            "--tls-cert".into(),
-            self.cert.display().to_string(),
-            "--tls-key".into(),
-            self.key.display().to_string(),
-        ]
-    }
-
-    fn connector(&self) -> TlsConnector {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.der.clone()).expect("add root");
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("protocols")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        TlsConnector::from(Arc::new(config))
-    }
-}
-
-impl Drop for Cert {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.cert);
-        let _ = std::fs::remove_file(&self.key);
-    }
-}
+use tokio_rustls::rustls::pki_types::ServerName;
 
 async fn tls_server(cert: &Cert, extra: &[&str]) -> TestServer {
     let mut args: Vec<String> = vec!["--source".into(), "pattern:160x120@30".into()];

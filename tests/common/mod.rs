@@ -186,6 +186,13 @@ impl StreamClient {
         StreamClient::open_on(io, path, version).await
     }
 
+    /// A `connect` over a `slow_link` with a receive buffer of `rcvbuf` bytes.
+    pub async fn over_slow_link(addr: SocketAddr, path: &str, rcvbuf: u32) -> StreamClient {
+        let mut c = StreamClient::open_on(slow_link(addr, rcvbuf).await, path, "1.1").await;
+        c.expect_stream_head().await;
+        c
+    }
+
     /// `open` on a connected socket (e.g. one with a small receive buffer).
     pub async fn open_on(mut io: TcpStream, path: &str, version: &str) -> StreamClient {
         let req = format!("GET {path} HTTP/{version}\r\nHost: test\r\n\r\n");
@@ -388,4 +395,20 @@ pub fn stop_child(child: &mut Child) {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// A connection to `addr` with a receive buffer of `rcvbuf` bytes: a viewer
+/// on a slow link, or one that stops reading, fills up after a few KiB.
+pub async fn slow_link(addr: SocketAddr, rcvbuf: u32) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(rcvbuf).expect("SO_RCVBUF");
+    socket.connect(addr).await.expect("connect")
+}
+
+/// A `slow_link` that has asked for `path` and reads nothing yet.
+pub async fn slow_request(addr: SocketAddr, path: &str, rcvbuf: u32) -> TcpStream {
+    let mut io = slow_link(addr, rcvbuf).await;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+    io.write_all(req.as_bytes()).await.expect("send request");
+    io
 }
