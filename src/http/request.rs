@@ -255,29 +255,9 @@ pub fn parse_query(q: &str) -> Vec<(String, String)> {
 }
 
 /// Decodes `%XX` escapes (and `+` as space in queries); `None` if the result
-/// is not UTF-8. A `%` not followed by two hex digits is kept as is.
+/// is not UTF-8.
 fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        let hex = |j: usize| bytes.get(j).and_then(|c| (*c as char).to_digit(16));
-        match b {
-            b'%' => match (hex(i + 1), hex(i + 2)) {
-                (Some(h), Some(l)) => {
-                    out.push((h * 16 + l) as u8);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b),
-            },
-            b'+' if plus_is_space => out.push(b' '),
-            _ => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
+    String::from_utf8(crate::percent::decode(s, plus_is_space)).ok()
 }
 
 #[cfg(test)]
