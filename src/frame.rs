@@ -60,26 +60,29 @@ impl Frame {
     /// Builds the frame and its multipart part. The JPEG is copied once here,
     /// into the part buffer; every client then shares that buffer.
     pub fn new(seq: u64, jpeg: &[u8], meta: FrameMeta, online: bool) -> Frame {
-        let mut head = String::with_capacity(128);
-        // Writing to a String cannot fail.
+        // Headers are at most 100 bytes; the separator is "\r\n--" BOUNDARY "\r\n".
+        let mut part = BytesMut::with_capacity(128 + jpeg.len() + BOUNDARY.len() + 6);
+        let since_epoch = meta.captured.duration_since(UNIX_EPOCH).unwrap_or_default();
+        // Writing to a BytesMut cannot fail (it grows).
         let _ = write!(
-            head,
-            "Content-Type: image/jpeg\r\nContent-Length: {}\r\nX-Timestamp: {}\r\n\r\n",
+            part,
+            "Content-Type: image/jpeg\r\nContent-Length: {}\r\nX-Timestamp: {}.{:06}\r\n\r\n",
             jpeg.len(),
-            unix_timestamp(meta.captured)
+            since_epoch.as_secs(),
+            since_epoch.subsec_micros()
         );
-        let tail = part_separator();
-        let mut part = BytesMut::with_capacity(head.len() + jpeg.len() + tail.len());
-        part.put_slice(head.as_bytes());
+        let jpeg_start = part.len();
         part.put_slice(jpeg);
-        part.put_slice(tail.as_bytes());
+        part.put_slice(b"\r\n--");
+        part.put_slice(BOUNDARY.as_bytes());
+        part.put_slice(b"\r\n");
         Frame {
             seq,
             meta,
             online,
             part_file: OnceLock::new(),
             part: part.freeze(),
-            jpeg_start: head.len(),
+            jpeg_start,
             jpeg_len: jpeg.len(),
         }
     }
@@ -114,11 +117,6 @@ impl Frame {
     pub fn age(&self) -> Duration {
         self.meta.captured_at.elapsed()
     }
-}
-
-/// The line that ends a part and starts the next one.
-fn part_separator() -> String {
-    format!("\r\n--{BOUNDARY}\r\n")
 }
 
 /// The first bytes of a stream body, before the first part.

@@ -146,6 +146,47 @@ async fn folder_is_played_in_order_at_its_rate_and_new_files_join() {
     server.stop().await;
 }
 
+/// The widths of the frames a stream client receives until `want` (a run of
+/// consecutive widths) has been seen, or panics after `within`.
+async fn until_widths(client: &mut StreamClient, want: &[usize], within: Duration) -> Vec<usize> {
+    let deadline = Instant::now() + within;
+    let mut seen = Vec::new();
+    loop {
+        seen.push(decode(&client.next_frame().await.jpeg).0);
+        if seen.ends_with(want) {
+            return seen;
+        }
+        assert!(Instant::now() < deadline, "never saw {want:?}: {seen:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folder_files_rewritten_in_place_or_behind_a_link_are_shown_new() {
+    // Writers that do not rename: a file overwritten in place, and a link
+    // whose target (outside the folder) is overwritten.
+    let dir = TempDir::new("dir-rewrite");
+    let outside = TempDir::new("dir-rewrite-target");
+    std::fs::write(dir.path("a.jpg"), jpeg(64, 32, 0)).expect("write");
+    std::fs::write(dir.path("b.jpg"), jpeg(80, 32, 1)).expect("write");
+    std::fs::write(outside.path("c.jpg"), jpeg(96, 32, 2)).expect("write");
+    std::os::unix::fs::symlink(outside.path("c.jpg"), dir.path("c.jpg")).expect("symlink");
+    let spec = format!("dir:{}@20", dir.str());
+    let server = TestServer::start(&["--source", &spec]).await;
+    let mut client = StreamClient::connect(server.addr, "/stream").await;
+    until_widths(&mut client, &[64, 80, 96], Duration::from_secs(5)).await;
+
+    std::fs::write(dir.path("b.jpg"), jpeg(112, 32, 3)).expect("rewrite in place");
+    until_widths(&mut client, &[64, 112, 96], Duration::from_secs(5)).await;
+
+    std::fs::write(outside.path("c.jpg"), jpeg(128, 32, 4)).expect("rewrite the target");
+    until_widths(&mut client, &[64, 112, 128], Duration::from_secs(5)).await;
+
+    // Removed: gone from the loop.
+    std::fs::remove_file(dir.path("a.jpg")).expect("remove");
+    until_widths(&mut client, &[112, 128, 112, 128], Duration::from_secs(5)).await;
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watched_file_serves_only_complete_versions() {
     let dir = TempDir::new("watch");

@@ -1,24 +1,30 @@
 //! `dir:PATH[@FPS]`: the `.jpg`/`.jpeg` files of a folder, in name order,
 //! looped at a steady frame rate.
 //!
-//! The folder is listed again at the start of every loop and whenever its
-//! modification time changes (a file added, removed or renamed), so files
-//! added later are picked up within a frame. Each file is read and checked
-//! as a complete JPEG before it is published; a bad file is dropped, counted
-//! and logged once per burst. File contents are cached by (inode, length,
-//! modification time), so looping does not read the disk every frame, while
-//! a changed file is read again.
+//! The folder is watched for changes (inotify, see [`super::folder_watch`]):
+//! after a file was added, removed, renamed or written the folder is listed
+//! again and each file is looked at again before it is shown, so changes are
+//! picked up within a frame, while an unchanged folder costs no filesystem
+//! call per frame. Where no watch can be set, the folder is listed again at
+//! the start of every loop and whenever its modification time changes, and
+//! every file is looked at (`stat`) each time it is shown. Files that are
+//! symbolic links are always looked at: their targets may live elsewhere.
+//! Each file is read and checked as a complete JPEG before it is published;
+//! a bad file is dropped, counted and logged once per burst. File contents
+//! are cached by (inode, length, modification time), so looping does not
+//! read the disk every frame, while a changed file is read again.
 //!
 //! The source runs on its own thread with plain `std::fs`: a frame is a
 //! short sequence of small blocking calls (stat, maybe readdir and read),
 //! which `tokio::fs` would only hand to the blocking pool one by one, and a
 //! thread of its own keeps the frame schedule steady like the test pattern's.
 
+use super::folder_watch::{FolderWatch, Seen};
 use super::{BadFrames, DirSpec, SourceContext, SourceError, run_on_thread};
 use crate::frame::FrameMeta;
 use crate::jpeg::{self, JpegError};
 use bytes::Bytes;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -118,6 +124,8 @@ enum Content {
 struct Cached {
     version: Version,
     content: Content,
+    /// The folder's change count when `version` was read from the file.
+    checked: u64,
 }
 
 /// The folder being played: its sorted file list, where playback is, and
@@ -129,10 +137,19 @@ struct Folder {
     /// Modification time of the folder when it was last listed.
     listed_mtime: Option<SystemTime>,
     files: Vec<PathBuf>,
-    /// The file shown last; the next one is the first name after it.
-    last: Option<PathBuf>,
+    /// Where in `files` the next frame comes from.
+    next: usize,
     cache: HashMap<PathBuf, Cached>,
     cached_bytes: usize,
+    /// Tells when something in the folder changed; `None` when no watch
+    /// could be set (or it ended): then the filesystem is asked every time.
+    watch: Option<FolderWatch>,
+    /// How many times the watch reported changes: a cached file checked at
+    /// the current count is known unchanged.
+    changes: u64,
+    /// Entries that are symbolic links (a change of their target is not
+    /// seen by the watch).
+    links: HashSet<PathBuf>,
 }
 
 impl Folder {
@@ -142,9 +159,13 @@ impl Folder {
             label: format!("dir:{}", path.display()),
             listed_mtime: None,
             files: Vec::new(),
-            last: None,
+            next: 0,
             cache: HashMap::new(),
             cached_bytes: 0,
+            // Set before the first listing, so no change after it is missed.
+            watch: FolderWatch::new(path).ok(),
+            changes: 0,
+            links: HashSet::new(),
         };
         folder.list()?;
         if folder.files.is_empty() {
@@ -165,15 +186,22 @@ impl Folder {
         // time rather than lost.
         self.listed_mtime = fs::metadata(&self.path).map_err(cannot)?.modified().ok();
         let mut files = Vec::new();
+        self.links.clear();
         for entry in fs::read_dir(&self.path).map_err(cannot)? {
             let Ok(entry) = entry else { continue };
             let path = entry.path();
             // Symlinks count if they point to a file; stat follows them.
             if is_jpeg_name(&path) && path.is_file() {
+                if entry.file_type().is_ok_and(|t| t.is_symlink()) {
+                    self.links.insert(path.clone());
+                }
                 files.push(path);
             }
         }
         files.sort();
+        // Go on with the first name after the one shown last.
+        let last = self.next.checked_sub(1).and_then(|i| self.files.get(i));
+        self.next = last.map_or(0, |last| files.partition_point(|f| f <= last));
         self.cache.retain(|p, _| files.binary_search(p).is_ok());
         self.cached_bytes = self.cache.values().map(cached_len).sum();
         self.files = files;
@@ -181,7 +209,20 @@ impl Folder {
     }
 
     /// Whether the folder changed since it was listed.
-    fn changed(&self) -> bool {
+    fn changed(&mut self) -> bool {
+        if let Some(watch) = &mut self.watch {
+            match watch.poll() {
+                Seen::Nothing => return false,
+                Seen::Changes => {
+                    self.changes += 1;
+                    return true;
+                }
+                Seen::Lost => {
+                    self.watch = None;
+                    self.changes += 1;
+                }
+            }
+        }
         fs::metadata(&self.path)
             .map(|m| m.modified().ok() != self.listed_mtime)
             .unwrap_or(true)
@@ -196,11 +237,8 @@ impl Folder {
         }
         let mut wrapped = false;
         loop {
-            let idx = match &self.last {
-                Some(last) => self.files.partition_point(|f| f <= last),
-                None => 0,
-            };
-            let Some(path) = self.files.get(idx).cloned() else {
+            let idx = self.next;
+            if idx >= self.files.len() {
                 if self.files.is_empty() {
                     return Err(self.no_files());
                 }
@@ -211,12 +249,18 @@ impl Folder {
                     )));
                 }
                 wrapped = true;
-                self.last = None;
-                self.list()?;
+                self.next = 0;
+                if self.watch.is_none() {
+                    self.list()?;
+                }
                 continue;
-            };
-            self.last = Some(path.clone());
-            if let Some(jpeg) = self.load(&path, bad) {
+            }
+            self.next = idx + 1;
+            // Borrowed out of the list while it is loaded (no copy per frame).
+            let path = std::mem::take(&mut self.files[idx]);
+            let jpeg = self.load(&path, bad);
+            self.files[idx] = path;
+            if let Some(jpeg) = jpeg {
                 return Ok(jpeg);
             }
         }
@@ -225,15 +269,29 @@ impl Folder {
     /// The contents of `path` if it is a good JPEG, from the cache when the
     /// file is unchanged.
     fn load(&mut self, path: &Path, bad: &mut BadFrames) -> Option<Jpeg> {
-        let file = path.file_name().map_or_else(
-            || path.display().to_string(),
-            |n| n.to_string_lossy().into(),
-        );
-        // Gone since the listing: skip it; the folder's new mtime makes the
+        let file = || -> String {
+            path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into(),
+            )
+        };
+        if self.watch.is_some()
+            && !self.links.contains(path)
+            && let Some(c) = self.cache.get(path).filter(|c| c.checked == self.changes)
+        {
+            // Nothing in the folder changed since this file was looked at.
+            match &c.content {
+                Content::Good(Some(jpeg)) => return Some(jpeg.clone()),
+                Content::Bad => return None,
+                Content::Good(None) => {}
+            }
+        }
+        // Gone since the listing: skip it; the folder's change makes the
         // next frame list it again.
         let meta = fs::metadata(path).ok()?;
         let version = Version::of(&meta);
-        if let Some(c) = self.cache.get(path).filter(|c| c.version == version) {
+        if let Some(c) = self.cache.get_mut(path).filter(|c| c.version == version) {
+            c.checked = self.changes;
             match &c.content {
                 Content::Good(Some(jpeg)) => return Some(jpeg.clone()),
                 Content::Bad => return None,
@@ -241,7 +299,7 @@ impl Folder {
             }
         }
         if meta.len() > MAX_FILE {
-            bad.drop_frame(format!("{file}: larger than {MAX_FILE} bytes"));
+            bad.drop_frame(format!("{}: larger than {MAX_FILE} bytes", file()));
             self.store(path, version, Content::Bad);
             return None;
         }
@@ -249,7 +307,7 @@ impl Folder {
             Ok(d) => d,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
             Err(e) => {
-                bad.drop_frame(format!("{file}: {e}"));
+                bad.drop_frame(format!("{}: {e}", file()));
                 return None;
             }
         };
@@ -266,7 +324,7 @@ impl Folder {
             }
             Err(JpegError::Truncated) if modified_within(&meta, STILL_WRITING) => None,
             Err(e) => {
-                bad.drop_frame(format!("{file}: {e}"));
+                bad.drop_frame(format!("{}: {e}", file()));
                 self.store(path, version, Content::Bad);
                 None
             }
@@ -274,7 +332,11 @@ impl Folder {
     }
 
     fn store(&mut self, path: &Path, version: Version, content: Content) {
-        let entry = Cached { version, content };
+        let entry = Cached {
+            version,
+            content,
+            checked: self.changes,
+        };
         self.cached_bytes += cached_len(&entry);
         if let Some(old) = self.cache.insert(path.to_owned(), entry) {
             self.cached_bytes -= cached_len(&old);

@@ -16,6 +16,7 @@
 //! know nothing of it.
 
 mod files;
+mod folder_watch;
 pub mod http_client;
 mod offline_log;
 mod output;

@@ -36,11 +36,13 @@ pub async fn run(ctx: SourceContext, secrets: Arc<Secrets>, started: Instant) {
     let stream = ctx.hub.name().to_owned();
     // When the watchdog last published the placeholder, while it shows.
     let mut shown: Option<Instant> = None;
-    let mut every = tokio::time::interval(CHECK_EVERY);
+    let mut next = Instant::now();
     loop {
-        every.tick().await;
+        tokio::time::sleep_until(next.into()).await;
         let now = Instant::now();
-        match verdict(&ctx.hub.frame_health(), started, now) {
+        let health = ctx.hub.frame_health();
+        next = now + CHECK_EVERY;
+        match verdict(&health, started, now) {
             Some(reason) => {
                 if shown.is_some_and(|at| now.duration_since(at) < PLACEHOLDER_INTERVAL) {
                     continue;
@@ -55,6 +57,12 @@ pub async fn run(ctx: SourceContext, secrets: Arc<Secrets>, started: Instant) {
             None => {
                 if shown.take().is_some() {
                     info!(%stream, "valid frames again");
+                }
+                // After a good frame nothing can change the verdict before
+                // the limit has passed since it: a source delivering frames
+                // wakes the watchdog every few seconds, not five times one.
+                if let Some(good) = health.last_good.filter(|t| *t >= started) {
+                    next = next.max(good + NO_FRAME_LIMIT);
                 }
             }
         }
