@@ -13,7 +13,7 @@
 use divan::counter::ItemsCount;
 use divan::{Bencher, black_box};
 use mjpegd::canvas::Canvas;
-use mjpegd::encode::{self, encode_nv12, encode_yuyv};
+use mjpegd::encode::{self, Subsampling, encode_nv12, encode_yuyv};
 use mjpegd::source::PatternSpec;
 use mjpegd::source::pattern::TestPattern;
 use std::time::SystemTime;
@@ -33,7 +33,14 @@ fn main() {
         "JPEG backend: {}; {W}x{H} q{QUALITY} JPEG bytes: pattern {}, yuyv {}, nv12 {}",
         encode::BACKEND,
         pattern().encode_jpeg(QUALITY).map_or(0, |j| j.len()),
-        size(encode_yuyv(&yuyv(), W, H, w * 2, QUALITY)),
+        size(encode_yuyv(
+            &yuyv(),
+            W,
+            H,
+            w * 2,
+            QUALITY,
+            Subsampling::Yuv422
+        )),
         size(encode_nv12(&nv12(), W, H, w, QUALITY)),
     );
     divan::main();
@@ -90,9 +97,9 @@ fn pattern_rgb(bencher: Bencher) {
 fn camera_yuyv(bencher: Bencher) {
     let raw = yuyv();
     let stride = usize::from(W) * 2;
-    bencher
-        .counter(ItemsCount::new(PIXELS))
-        .bench(|| encode_yuyv(black_box(&raw), W, H, stride, QUALITY).expect("encodes"));
+    bencher.counter(ItemsCount::new(PIXELS)).bench(|| {
+        encode_yuyv(black_box(&raw), W, H, stride, QUALITY, Subsampling::Yuv422).expect("encodes")
+    });
 }
 
 #[divan::bench]

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the Debian package with cargo-deb (installed when missing),
+# Builds the Debian package with cargo-deb (installed when missing; with
+# the libjpeg-turbo encoder, so cmake and nasm must be there),
 # installs it with dpkg -i as a user would, and checks what it installed:
 # the system user, the config, the units (systemd-analyze verify), and that
 # the installed binary serves the packaged config's test pattern. Removes
@@ -65,11 +66,14 @@ base=$(sed -n 's/^listening on //p' "$work/out" | head -n1)
 [ -n "$base" ] || fail "installed mjpegd did not start: $(cat "$work/err")"
 code=$(curl -s -o "$work/snap.jpg" -w '%{http_code} %{content_type}' "$base/streams/main/snapshot")
 [ "$code" = "200 image/jpeg" ] || fail "snapshot from the installed binary: $code"
+# The package is built with libjpeg-turbo (cargo feature turbojpeg).
+curl -s "$base/status" | grep -q '"encoder": "libjpeg-turbo"' \
+  || fail "the packaged binary does not encode with libjpeg-turbo: $(curl -s "$base/status" | head -c 300)"
 kill -TERM "$pid"
 wait "$pid" && rc=0 || rc=$?
 pid=""
 [ "$rc" = 0 ] || fail "exit status $rc after SIGTERM"
-ok "the installed mjpegd serves the packaged config ($code) as user mjpegd, exits 0 on SIGTERM"
+ok "the installed mjpegd (libjpeg-turbo) serves the packaged config ($code) as user mjpegd, exits 0 on SIGTERM"
 
 dpkg_wait --purge mjpegd || fail "dpkg --purge: $(tail -5 "$work/dpkg.log")"
 [ ! -e /usr/bin/mjpegd ] || fail "/usr/bin/mjpegd left after purge"

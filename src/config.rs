@@ -7,6 +7,7 @@ mod security;
 
 pub use security::{AUTH_ENV, TOKEN_SECRET_ENV};
 
+use crate::encode::Subsampling;
 use crate::http::auth::Access;
 use crate::http::limits::Limits;
 use crate::listen::{ListenAddr, UnixPermissions, parse_group, parse_mode};
@@ -32,6 +33,8 @@ pub struct Config {
     /// JPEG quality for frames the server encodes itself (test pattern,
     /// placeholders).
     pub quality: u8,
+    /// Chroma subsampling of JPEGs encoded from YUYV cameras.
+    pub subsampling: Subsampling,
     pub snapshot_timeout: Duration,
     /// How long `/snapshot` waits for the first frame of a source that
     /// `capture_on_demand` paused and a request resumed (cameras and
@@ -144,6 +147,11 @@ struct Cli {
     #[arg(long, value_name = "1..100", default_value_t = 80,
           value_parser = clap::value_parser!(u8).range(1..=100))]
     quality: u8,
+
+    /// Chroma subsampling of JPEGs encoded from YUYV cameras: 4:2:0 (smaller
+    /// frames, less CPU) or 4:2:2 (the camera's chroma kept whole).
+    #[arg(long, value_name = "4:2:0|4:2:2", default_value = "4:2:0", value_parser = parse_subsampling)]
+    subsampling: Subsampling,
 
     /// Seconds /snapshot waits for a frame captured after the request.
     #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_secs)]
@@ -302,6 +310,7 @@ impl Config {
             listen,
             streams: Vec::new(),
             quality: cli.quality,
+            subsampling: cli.subsampling,
             snapshot_timeout: cli.snapshot_timeout,
             resume_timeout: cli.resume_timeout,
             header_timeout: cli.header_timeout,
@@ -369,6 +378,7 @@ struct FileSettings {
     /// `"HOST:PORT"`, `PORT`, or a list of them.
     listen: Option<Spanned<toml::Value>>,
     quality: Option<Spanned<i64>>,
+    subsampling: Option<Spanned<String>>,
     snapshot_timeout: Option<Spanned<f64>>,
     resume_timeout: Option<Spanned<f64>>,
     /// Octal mode of unix sockets: `"660"` or `0o660`.
@@ -465,6 +475,21 @@ impl ConfigFile {
             && !given("quality")
         {
             config.quality = self.quality(v, "quality")?;
+        }
+        if let Some(v) = &s.subsampling
+            && !given("subsampling")
+        {
+            config.subsampling = match Subsampling::parse(v.get_ref()) {
+                Some(sub) => sub,
+                None => self.error(
+                    v.span(),
+                    format_args!(
+                        "bad value for 'subsampling': {:?} (expected {})",
+                        v.get_ref(),
+                        Subsampling::NAMES
+                    ),
+                )?,
+            };
         }
         if let Some(v) = &s.snapshot_timeout
             && !given("snapshot_timeout")
@@ -964,6 +989,10 @@ fn parse_origin(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+fn parse_subsampling(s: &str) -> Result<Subsampling, String> {
+    Subsampling::parse(s).ok_or_else(|| format!("expected {}", Subsampling::NAMES))
+}
+
 fn parse_secs(s: &str) -> Result<Duration, String> {
     match s.parse::<f64>() {
         Ok(v) if v > 0.0 && v <= 86_400.0 => Ok(Duration::from_secs_f64(v)),
@@ -1180,6 +1209,7 @@ unix_group = "root"
         let text = r#"
 listen = ["127.0.0.1:9001", 9002]
 quality = 55
+subsampling = "4:2:2"
 snapshot_timeout = 2
 header_timeout = 2.5
 send_buffer = 0
@@ -1198,6 +1228,7 @@ quality = 90
         assert_eq!(c.listen.len(), 2);
         assert_eq!(c.listen[1], "127.0.0.1:9002".parse().expect("addr"));
         assert_eq!(c.quality, 55);
+        assert_eq!(c.subsampling, Subsampling::Yuv422);
         assert_eq!(c.snapshot_timeout, Duration::from_secs(2));
         assert_eq!(c.header_timeout, Duration::from_millis(2500));
         assert_eq!(c.send_buffer, 0);
@@ -1209,9 +1240,16 @@ quality = 90
         // Flags win over the file; --source replaces the file's streams.
         let c = with_file(text, &["--quality", "70", "--source", "x=stdin"]).expect("valid");
         assert_eq!(c.quality, 70);
+        assert_eq!(c.subsampling, Subsampling::Yuv422);
         assert_eq!(c.snapshot_timeout, Duration::from_secs(2));
         assert_eq!(c.streams.len(), 1);
         assert_eq!(c.streams[0].name, "x");
+        let c = with_file(text, &["--subsampling", "420"]).expect("valid");
+        assert_eq!(c.subsampling, Subsampling::Yuv420);
+        assert_eq!(
+            file_error("subsampling = \"4:4:4\"\n"),
+            "config.toml:1: bad value for 'subsampling': \"4:4:4\" (expected 4:2:0 or 4:2:2)"
+        );
         let c = with_file(text, &["--listen", "0"]).expect("valid");
         assert_eq!(c.listen.len(), 1);
         assert_eq!(c.listen[0].port(), 0);

@@ -39,6 +39,7 @@ pub async fn run<L: Into<Listener>>(
             hub: hub.clone(),
             cancel: shutdown.clone(),
             quality: stream.quality.unwrap_or(config.quality),
+            subsampling: config.subsampling,
         };
         tasks.spawn(supervise(spec, ctx));
         hubs.push(hub);

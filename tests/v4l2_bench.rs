@@ -72,13 +72,35 @@ fn servers(passthrough: bool) -> Vec<Server> {
     }
 }
 
-fn run(guest: &mut Guest, server: &Server, clients: u32) -> Value {
+/// The chroma subsampling of the server's current frame (its `/snapshot`),
+/// read from the JPEG frame header: "4:2:0", "4:2:2", "4:4:4" or "?".
+fn subsampling(guest: &Guest) -> &'static str {
+    use std::io::{Read, Write};
+    let mut body = Vec::new();
+    let fetched = std::net::TcpStream::connect(guest.http).and_then(|mut s| {
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        s.write_all(b"GET /snapshot HTTP/1.0\r\n\r\n")?;
+        s.read_to_end(&mut body)
+    });
+    let sof = fetched
+        .ok()
+        .and_then(|_| body.windows(2).position(|w| w == [0xff, 0xc0]));
+    match sof.and_then(|at| body.get(at + 11)) {
+        Some(0x22) => "4:2:0",
+        Some(0x21) => "4:2:2",
+        Some(0x11) => "4:4:4",
+        _ => "?",
+    }
+}
+
+fn run(guest: &mut Guest, server: &Server, clients: u32) -> (Value, &'static str) {
     guest.sh(&format!(
         "{} >/tmp/server.log 2>&1 & echo $! >/tmp/server.pid",
         server.command
     ));
     // Let it start and settle before measuring.
     guest.sh("sleep 5");
+    let sampling = subsampling(guest);
     let bench = format!("/host{}", env!("CARGO_BIN_EXE_mjpeg-bench"));
     let out = guest.sh_within(
         &format!(
@@ -90,7 +112,8 @@ fn run(guest: &mut Guest, server: &Server, clients: u32) -> Value {
     guest.sh(
         "kill $(cat /tmp/server.pid); while kill -0 $(cat /tmp/server.pid) 2>/dev/null; do usleep 100000; done",
     );
-    out.lines()
+    let result = out
+        .lines()
         .find_map(|l| {
             let start = l.find('{')?;
             serde_json::from_str(&l[start..]).ok()
@@ -98,7 +121,8 @@ fn run(guest: &mut Guest, server: &Server, clients: u32) -> Value {
         .unwrap_or_else(|| {
             let log = guest.sh("cat /tmp/server.log");
             panic!("no result from mjpeg-bench: {out}\n{log}")
-        })
+        });
+    (result, sampling)
 }
 
 #[test]
@@ -112,9 +136,9 @@ fn mjpegd_and_ustreamer_on_vivid() {
     }
     let mut guest = Guest::boot(&req, &drivers).expect("guest boots");
     println!(
-        "\n| server | clients | round | fps per client (median) | server CPU ms per delivered frame | mean frame KiB | latency p50 / p99 ms |"
+        "\n| server | clients | round | fps per client (median) | server CPU ms per delivered frame | mean frame KiB | subsampling | latency p50 / p99 ms |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     let mut modes = vec![false];
     // Passthrough encodes nothing, so it is measured with the default
     // build only.
@@ -135,12 +159,12 @@ fn mjpegd_and_ustreamer_on_vivid() {
         for round in 1..=ROUNDS {
             for clients in [1, 10] {
                 for server in servers(passthrough) {
-                    let r = run(&mut guest, &server, clients);
+                    let (r, sampling) = run(&mut guest, &server, clients);
                     let frames = r["frames_total"].as_f64().unwrap_or(0.0);
                     let cpu = r["server_cpu_s"].as_f64().unwrap_or(f64::NAN);
                     let bytes = r["bytes_total"].as_f64().unwrap_or(0.0);
                     println!(
-                        "| {} | {clients} | {round} | {} | {:.2} | {:.1} | {} / {} |",
+                        "| {} | {clients} | {round} | {} | {:.2} | {:.1} | {sampling} | {} / {} |",
                         server.name,
                         r["fps_per_client_median"],
                         cpu * 1000.0 / frames.max(1.0),

@@ -72,6 +72,26 @@ async fn frames(guest: &mut Guest, n: usize) -> Vec<(usize, usize)> {
     sizes
 }
 
+/// One JPEG from a new `/stream` connection.
+async fn one_jpeg(guest: &mut Guest) -> Vec<u8> {
+    let mut client = StreamClient::connect(guest.http, "/stream").await;
+    let f = client.next_frame_within(WAIT).await.expect("a frame");
+    f.jpeg
+}
+
+/// The luma component's sampling factors (horizontal, vertical) in a
+/// baseline JPEG's frame header: (2, 2) is 4:2:0, (2, 1) is 4:2:2.
+fn luma_sampling(jpeg: &[u8]) -> (u8, u8) {
+    let sof = jpeg
+        .windows(2)
+        .position(|w| w == [0xff, 0xc0])
+        .expect("a baseline frame header");
+    // Marker (2), length (2), precision, height (2), width (2), components,
+    // then the first component: id, sampling (h << 4 | v), table.
+    let f = jpeg[sof + 11];
+    (f >> 4, f & 15)
+}
+
 fn capture(st: &Value) -> String {
     st["capture"].as_str().unwrap_or_default().to_owned()
 }
@@ -99,10 +119,17 @@ async fn vivid_capture() {
         "{devices}"
     );
 
-    // YUYV, encoded here.
+    // YUYV, encoded here: 4:2:0 by default, 4:2:2 when asked.
     let st = serve(&mut guest, "v4l2:/dev/video0:YUYV:640x480@10");
     assert!(capture(&st).starts_with("YUYV 640x480 at 10 fps"), "{st}");
     assert!(frames(&mut guest, 3).await.iter().all(|s| *s == (640, 480)));
+    assert_eq!(luma_sampling(&one_jpeg(&mut guest).await), (2, 2));
+    guest.stop_mjpegd();
+    serve(
+        &mut guest,
+        "v4l2:/dev/video0:YUYV:640x480@10 --subsampling 4:2:2",
+    );
+    assert_eq!(luma_sampling(&one_jpeg(&mut guest).await), (2, 1));
     guest.stop_mjpegd();
 
     // NV12.

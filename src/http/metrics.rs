@@ -129,12 +129,15 @@ pub fn render(ctx: &HttpContext) -> String {
         &mut out,
         "mjpegd_build_info",
         "gauge",
-        "Always 1; the version as a label.",
+        "Always 1; the version and the JPEG encoder as labels.",
     );
     sample(
         &mut out,
         "mjpegd_build_info",
-        &[("version", env!("CARGO_PKG_VERSION"))],
+        &[
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("encoder", crate::encode::BACKEND),
+        ],
         1.0,
     );
     let uptime = ctx.started.elapsed().as_secs_f64();

@@ -8,6 +8,8 @@ use serde::Serialize;
 #[derive(Serialize)]
 struct Status {
     version: &'static str,
+    /// The JPEG library this build encodes with.
+    encoder: &'static str,
     uptime_s: f64,
     streams: Vec<StreamStatus>,
 }
@@ -15,6 +17,7 @@ struct Status {
 pub fn respond(ctx: &HttpContext) -> Response {
     let status = Status {
         version: env!("CARGO_PKG_VERSION"),
+        encoder: crate::encode::BACKEND,
         uptime_s: (ctx.started.elapsed().as_secs_f64() * 100.0).round() / 100.0,
         streams: ctx.streams.iter().map(|h| h.status()).collect(),
     };

@@ -41,6 +41,7 @@ pub use redact::redact as redact_credentials;
 pub use redact::{Secrets, redact};
 pub use spec::{DEFAULT_DIR_FPS, DirSpec, PatternSpec, SourceSpec, SpecError};
 
+use crate::encode::Subsampling;
 use crate::hub::FrameHub;
 use offline_log::{OfflineLog, Report};
 use std::fmt;
@@ -75,6 +76,8 @@ pub struct SourceContext {
     pub cancel: CancellationToken,
     /// JPEG quality for frames this server encodes itself.
     pub quality: u8,
+    /// Chroma subsampling of frames encoded from YUYV cameras.
+    pub subsampling: Subsampling,
 }
 
 /// First retry delay after a failure; doubled on each further failure.

@@ -256,6 +256,7 @@ mod tests {
             hub: FrameHub::new("t", "stdin", "stdin"),
             cancel: CancellationToken::new(),
             quality: 80,
+            subsampling: Default::default(),
         }
     }
 

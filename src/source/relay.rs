@@ -270,6 +270,7 @@ mod tests {
             hub: FrameHub::new("t", "test", "relay"),
             cancel: CancellationToken::new(),
             quality: 80,
+            subsampling: Default::default(),
         }
     }
 

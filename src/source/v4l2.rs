@@ -29,6 +29,7 @@ use super::sink::JpegSink;
 use super::spec::{SpecError, parse_fps, parse_size};
 use super::yuv::{RawFormat, RawImage};
 use super::{SourceContext, SourceError, run_on_thread};
+use crate::encode::Subsampling;
 use crate::frame::FrameMeta;
 use crate::hub::FrameHub;
 use crate::jpeg::{self, Scan};
@@ -386,10 +387,13 @@ impl EncoderPool {
             let spare_tx = spare_tx.clone();
             let published = published.clone();
             let hub = ctx.hub.clone();
-            let quality = ctx.quality;
+            let (quality, subsampling) = (ctx.quality, ctx.subsampling);
             let handle = std::thread::Builder::new()
                 .name(format!("jpeg-{}-{i}", ctx.hub.name()))
-                .spawn(move || encode_worker(&rx, &spare_tx, &published, &hub, geometry, quality))
+                .spawn(move || {
+                    let encoding = (quality, subsampling);
+                    encode_worker(&rx, &spare_tx, &published, &hub, geometry, encoding)
+                })
                 .map_err(|e| SourceError::new(format!("cannot start encoder thread: {e}")))?;
             threads.push(handle);
         }
@@ -449,7 +453,7 @@ fn encode_worker(
     published: &Mutex<u64>,
     hub: &FrameHub,
     g: Geometry,
-    quality: u8,
+    (quality, subsampling): (u8, Subsampling),
 ) {
     let mut warned = false;
     loop {
@@ -460,7 +464,7 @@ fn encode_worker(
             Err(_) => return, // the pool was dropped
         };
         let encoded = RawImage::new(&job.data, g.width, g.height, g.stride, g.format)
-            .and_then(|img| img.encode(quality).map_err(|e| e.to_string()));
+            .and_then(|img| img.encode(quality, subsampling).map_err(|e| e.to_string()));
         match encoded {
             Ok(jpeg) => {
                 let mut newest = published.lock().unwrap_or_else(|e| e.into_inner());
@@ -679,6 +683,7 @@ mod tests {
             hub: FrameHub::new("cam", "v4l2:/dev/video0", "v4l2"),
             cancel: CancellationToken::new(),
             quality: 80,
+            subsampling: Default::default(),
         }
     }
 

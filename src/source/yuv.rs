@@ -5,7 +5,7 @@
 //! the picture's geometry and hands it to [`crate::encode`], which only
 //! stretches the video range cameras use to the full range JPEG uses.
 
-use crate::encode::{self, EncodeError};
+use crate::encode::{self, EncodeError, Subsampling};
 use std::fmt;
 
 /// The raw pixel layouts we can encode.
@@ -101,12 +101,12 @@ impl<'a> RawImage<'a> {
         })
     }
 
-    /// Encodes the picture as a JPEG of `quality` (1-100), keeping the
-    /// camera's chroma resolution.
-    pub fn encode(&self, quality: u8) -> Result<Vec<u8>, EncodeError> {
+    /// Encodes the picture as a JPEG of `quality` (1-100); YUYV at
+    /// `subsampling`, NV12 at its own 4:2:0.
+    pub fn encode(&self, quality: u8, subsampling: Subsampling) -> Result<Vec<u8>, EncodeError> {
         let (data, w, h, stride) = (self.data, self.width, self.height, self.stride);
         match self.format {
-            RawFormat::Yuyv => encode::encode_yuyv(data, w, h, stride, quality),
+            RawFormat::Yuyv => encode::encode_yuyv(data, w, h, stride, quality, subsampling),
             RawFormat::Nv12 => encode::encode_nv12(data, w, h, stride, quality),
         }
     }
@@ -214,11 +214,13 @@ pub(crate) mod tests {
         let stride = w * 2 + 32;
         let raw = to_yuyv(&rgb, w, h, stride);
         let img = RawImage::new(&raw, w as u16, h as u16, stride, RawFormat::Yuyv).expect("fits");
-        let jpeg = img.encode(90).expect("encodes");
-        let (dw, dh, back) = decode_rgb(&jpeg);
-        assert_eq!((dw, dh), (w, h));
-        let err = mean_abs_error(&rgb, &back);
-        assert!(err < 4.0, "mean abs error {err}");
+        for sub in [Subsampling::Yuv420, Subsampling::Yuv422] {
+            let jpeg = img.encode(90, sub).expect("encodes");
+            let (dw, dh, back) = decode_rgb(&jpeg);
+            assert_eq!((dw, dh), (w, h));
+            let err = mean_abs_error(&rgb, &back);
+            assert!(err < 4.0, "{sub}: mean abs error {err}");
+        }
     }
 
     #[test]
@@ -227,7 +229,7 @@ pub(crate) mod tests {
         let rgb = test_picture(w, h);
         let raw = to_nv12(&rgb, w, h);
         let img = RawImage::new(&raw, w as u16, h as u16, w, RawFormat::Nv12).expect("fits");
-        let jpeg = img.encode(90).expect("encodes");
+        let jpeg = img.encode(90, Subsampling::default()).expect("encodes");
         let (dw, dh, back) = decode_rgb(&jpeg);
         assert_eq!((dw, dh), (w, h));
         let err = mean_abs_error(&rgb, &back);
@@ -244,7 +246,7 @@ pub(crate) mod tests {
             px.swap(1, 3);
         }
         let img = RawImage::new(&raw, w as u16, h as u16, w * 2, RawFormat::Yuyv).expect("fits");
-        let (_, _, back) = decode_rgb(&img.encode(90).expect("encodes"));
+        let (_, _, back) = decode_rgb(&img.encode(90, Subsampling::default()).expect("encodes"));
         assert!(mean_abs_error(&rgb, &back) > 15.0);
     }
 
@@ -254,15 +256,19 @@ pub(crate) mod tests {
         let rgb = test_picture(w, h);
         let raw = to_yuyv(&rgb, w, h, 68);
         let img = RawImage::new(&raw, w as u16, h as u16, 68, RawFormat::Yuyv).expect("fits");
-        let (dw, dh, back) = decode_rgb(&img.encode(90).expect("encodes"));
-        assert_eq!((dw, dh), (w, h));
-        let err = mean_abs_error(&rgb, &back);
-        assert!(err < 6.5, "mean abs error {err}");
+        // 4:2:0 halves the chroma rows too: the colour edges of the test
+        // picture cost more there (the same bound as NV12 below).
+        for (sub, bound) in [(Subsampling::Yuv420, 9.5), (Subsampling::Yuv422, 6.5)] {
+            let (dw, dh, back) = decode_rgb(&img.encode(90, sub).expect("encodes"));
+            assert_eq!((dw, dh), (w, h));
+            let err = mean_abs_error(&rgb, &back);
+            assert!(err < bound, "{sub}: mean abs error {err}");
+        }
         assert!(RawImage::new(&raw[..100], 33, 17, 68, RawFormat::Yuyv).is_err());
         assert!(RawImage::new(&raw, 33, 17, 64, RawFormat::Yuyv).is_err());
         let raw = to_nv12(&rgb, w, h);
         let img = RawImage::new(&raw, w as u16, h as u16, w + 1, RawFormat::Nv12).expect("fits");
-        let (dw, dh, back) = decode_rgb(&img.encode(90).expect("encodes"));
+        let (dw, dh, back) = decode_rgb(&img.encode(90, Subsampling::default()).expect("encodes"));
         assert_eq!((dw, dh), (w, h));
         // The edge column and row (padded by the encoder) come back right too.
         let err = mean_abs_error(&rgb, &back);
@@ -291,7 +297,7 @@ pub(crate) mod tests {
         assert!(RawImage::new(&raw, w as u16, h as u16, stride, RawFormat::Yuyv).is_err());
         let width = RawFormat::Yuyv.encodable_width(w as u16, stride);
         let img = RawImage::new(&raw, width, h as u16, stride, RawFormat::Yuyv).expect("fits");
-        let (dw, dh, back) = decode_rgb(&img.encode(90).expect("encodes"));
+        let (dw, dh, back) = decode_rgb(&img.encode(90, Subsampling::Yuv422).expect("encodes"));
         assert_eq!((dw, dh), (w - 1, h));
         assert!(mean_abs_error(&even, &back) < 6.5);
     }
