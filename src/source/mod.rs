@@ -19,6 +19,7 @@ mod files;
 pub mod http_client;
 mod offline_log;
 mod output;
+mod pacer;
 pub mod pattern;
 mod pipe;
 mod placeholder;
