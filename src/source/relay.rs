@@ -416,6 +416,19 @@ mod tests {
         resp
     }
 
+    /// Relays from `url`, which must end up at `one_frame_stream`.
+    async fn relays_one_frame(url: HttpUrl) {
+        let spec = RelaySpec {
+            url,
+            timeouts: quick(),
+            tls: TlsTrust::default(),
+        };
+        let ctx = ctx();
+        let err = run(&spec, &ctx).await.expect_err("silent after a frame");
+        assert!(err.0.contains("sent nothing"), "{err}");
+        assert_eq!(ctx.hub.latest().expect("a frame").jpeg(), small(7));
+    }
+
     #[tokio::test]
     async fn redirects_resolve_as_rfc_3986_says() {
         // `?y` keeps the path (`/a/b?y`, not `/a/?y`); dot segments go.
@@ -430,15 +443,7 @@ mod tests {
             _ => None,
         })
         .await;
-        let spec = RelaySpec {
-            url,
-            timeouts: quick(),
-            tls: TlsTrust::default(),
-        };
-        let ctx = ctx();
-        let err = run(&spec, &ctx).await.expect_err("silent after a frame");
-        assert!(err.0.contains("sent nothing"), "{err}");
-        assert_eq!(ctx.hub.latest().expect("a frame").jpeg(), small(7));
+        relays_one_frame(url).await;
     }
 
     #[tokio::test]
@@ -447,15 +452,7 @@ mod tests {
             (path == "/a/b").then(|| one_frame_stream("HTTP/1.1 100 Continue\r\n\r\n"))
         })
         .await;
-        let spec = RelaySpec {
-            url,
-            timeouts: quick(),
-            tls: TlsTrust::default(),
-        };
-        let ctx = ctx();
-        let err = run(&spec, &ctx).await.expect_err("silent after a frame");
-        assert!(err.0.contains("sent nothing"), "{err}");
-        assert_eq!(ctx.hub.latest().expect("a frame").jpeg(), small(7));
+        relays_one_frame(url).await;
     }
 
     #[tokio::test]
