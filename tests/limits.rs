@@ -5,7 +5,7 @@ mod common;
 #[path = "support/mod.rs"]
 mod support;
 
-use common::{TestServer, get, status};
+use common::{TestServer, eventually, get, status};
 use std::time::{Duration, Instant};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -94,9 +94,15 @@ async fn max_connections_answers_503_and_closes() {
     for _ in 0..3 {
         idle.push(TcpStream::connect(s.addr).await.expect("connect"));
     }
-    // Let the server start serving them (accepted in order, but each
+    // The server counts them as it accepts them (in order, but each
     // connection's task may start a little later).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let addr = s.addr;
+    eventually(
+        Duration::from_secs(5),
+        "a fourth connection refused",
+        || async move { get(addr, "/status").await.0 == 503 },
+    )
+    .await;
     let (code, head, _) = get(s.addr, "/status").await;
     assert_eq!(code, 503, "{head}");
     assert!(
