@@ -286,13 +286,7 @@ mod tests {
     #[tokio::test]
     async fn silent_upstream_times_out_after_frames() {
         let jpeg = small(5);
-        let mut resp = format!(
-            "HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace;boundary=b\r\n\r\n--b\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
-            jpeg.len()
-        )
-        .into_bytes();
-        resp.extend_from_slice(&jpeg);
-        resp.extend_from_slice(b"\r\n--b\r\n");
+        let resp = one_frame_stream("HTTP/1.0 200 OK", &jpeg);
         let spec = RelaySpec {
             url: fake_upstream(resp).await,
             timeouts: quick(),
@@ -404,14 +398,14 @@ mod tests {
         HttpUrl::parse(&format!("http://{addr}/a/b")).expect("url")
     }
 
-    fn one_frame_stream(informational: &str) -> Vec<u8> {
-        let jpeg = small(7);
+    /// A multipart answer (after `status`) with one `jpeg` in it.
+    fn one_frame_stream(status: &str, jpeg: &[u8]) -> Vec<u8> {
         let mut resp = format!(
-            "{informational}HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace;boundary=b\r\n\r\n--b\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+            "{status}\r\nContent-Type: multipart/x-mixed-replace;boundary=b\r\n\r\n--b\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
             jpeg.len()
         )
         .into_bytes();
-        resp.extend_from_slice(&jpeg);
+        resp.extend_from_slice(jpeg);
         resp.extend_from_slice(b"\r\n--b\r\n");
         resp
     }
@@ -439,7 +433,7 @@ mod tests {
             "/a/b?y" => Some(
                 b"HTTP/1.1 301 Moved\r\nLocation: ../c/./d?z\r\nContent-Length: 0\r\n\r\n".to_vec(),
             ),
-            "/c/d?z" => Some(one_frame_stream("")),
+            "/c/d?z" => Some(one_frame_stream("HTTP/1.1 200 OK", &small(7))),
             _ => None,
         })
         .await;
@@ -449,7 +443,9 @@ mod tests {
     #[tokio::test]
     async fn informational_answers_are_skipped() {
         let url = routed_upstream(|path| {
-            (path == "/a/b").then(|| one_frame_stream("HTTP/1.1 100 Continue\r\n\r\n"))
+            (path == "/a/b").then(|| {
+                one_frame_stream("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK", &small(7))
+            })
         })
         .await;
         relays_one_frame(url).await;
