@@ -20,21 +20,12 @@ async fn open_stream(addr: std::net::SocketAddr, path: &str) -> (String, TcpStre
 }
 
 async fn wait_for_clients(addr: std::net::SocketAddr, want: u64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let what = format!("{want} clients counted");
+    eventually(Duration::from_secs(10), &what, || async move {
         let st = status(addr).await;
-        let clients = st["streams"][0]["clients"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("{st}"));
-        if clients == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "clients stayed {clients}, want {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        st["streams"][0]["clients"].as_u64() == Some(want)
+    })
+    .await;
 }
 
 #[tokio::test]
