@@ -341,26 +341,6 @@ async fn malformed_requests_get_4xx_and_never_a_panic() {
     assert!(!log.contains("panicked"), "{log}");
 }
 
-/// An upstream mjpegd inside the test process, serving on (a copy of)
-/// `socket`. The test holds the socket throughout, so the port is never
-/// free for another process to take between a stop and a restart; while
-/// the upstream is down, connections wait unanswered in its backlog.
-fn upstream(
-    socket: &std::net::TcpListener,
-) -> (
-    tokio_util::sync::CancellationToken,
-    tokio::task::JoinHandle<()>,
-) {
-    let config = mjpegd::config::Config::from_args(["mjpegd", "--source", "pattern:160x120@10"])
-        .unwrap_or_else(|e| panic!("{e:?}"));
-    let copy = socket.try_clone().expect("copy of the upstream socket");
-    copy.set_nonblocking(true).expect("nonblocking");
-    let listener = tokio::net::TcpListener::from_std(copy).expect("listener");
-    let token = tokio_util::sync::CancellationToken::new();
-    let done = tokio::spawn(mjpegd::server::run(config, vec![listener], token.clone()));
-    (token, done)
-}
-
 /// A relayed source that goes down and comes back while 100 clients watch:
 /// they see the placeholder meanwhile and live frames again after, and not
 /// one of them is disconnected.
@@ -368,9 +348,12 @@ fn upstream(
 async fn a_failing_and_recovering_source_disconnects_no_client() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
+    // The upstream's socket stays ours throughout, so that it comes back
+    // on the same port (see `TestServer::start_on`).
     let up_socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let up_addr = up_socket.local_addr().expect("addr");
-    let (stop_up, up_done) = upstream(&up_socket);
+    let upstream = ["--source", "pattern:160x120@10"];
+    let up = common::TestServer::start_on(&up_socket, &upstream);
     let relay = common::TestServer::start(&["--source", &format!("http://{up_addr}/stream")]).await;
     let a = relay.addr;
     let online = |want: bool| async move {
@@ -399,13 +382,12 @@ async fn a_failing_and_recovering_source_disconnects_no_client() {
     assert_eq!(stream_clients(a).await, 100);
 
     // The upstream goes away: the relay goes offline.
-    stop_up.cancel();
-    up_done.await.expect("upstream stopped");
+    up.stop().await;
     eventually(Duration::from_secs(10), "relay offline", || online(false)).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     // It comes back on the same address; the relay reconnects by itself.
-    let (stop_up, up_done) = upstream(&up_socket);
+    let up = common::TestServer::start_on(&up_socket, &upstream);
     eventually(Duration::from_secs(15), "relay online again", || {
         online(true)
     })
@@ -418,6 +400,5 @@ async fn a_failing_and_recovering_source_disconnects_no_client() {
         assert!(last >= recovered, "client got frames after the recovery");
     }
     relay.stop().await;
-    stop_up.cancel();
-    let _ = up_done.await;
+    up.stop().await;
 }

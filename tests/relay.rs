@@ -315,7 +315,9 @@ async fn reconnects_after_the_upstream_restarts() {
     // Upstream frames are 96x64; the placeholder is 640x480, so a client
     // can tell them apart.
     let pattern = ["--source", "pattern:96x64@10"];
-    let a = TestServer::start(&pattern).await;
+    // A's socket stays ours, so that A comes back on the same port.
+    let a_socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let a = TestServer::start_on(&a_socket, &pattern);
     let a_addr = a.addr;
     let relay = TestServer::start(&["--source", &format!("http://{a_addr}/stream")]).await;
     let mut client = StreamClient::connect(relay.addr, "/stream").await;
@@ -330,7 +332,7 @@ async fn reconnects_after_the_upstream_restarts() {
     let reason = s["last_error"].as_str().expect("a reason");
     assert!(reason.contains(&a_addr.to_string()), "{reason}");
 
-    let a2 = TestServer::start_at(a_addr, &pattern).await;
+    let a2 = TestServer::start_on(&a_socket, &pattern);
     // Same client connection: real frames again.
     wait_for(&mut client, (96, 64)).await;
     assert_eq!(status(relay.addr).await["streams"][0]["online"], true);
