@@ -13,9 +13,10 @@
 use divan::counter::ItemsCount;
 use divan::{Bencher, black_box};
 use mjpegd::canvas::Canvas;
-use mjpegd::encode::{self, Subsampling, encode_nv12, encode_yuyv};
+use mjpegd::encode::{self, Subsampling};
 use mjpegd::source::PatternSpec;
 use mjpegd::source::pattern::TestPattern;
+use mjpegd::source::yuv::{RawFormat, RawImage};
 use std::time::SystemTime;
 
 const W: u16 = 1280;
@@ -33,15 +34,8 @@ fn main() {
         "JPEG backend: {}; {W}x{H} q{QUALITY} JPEG bytes: pattern {}, yuyv {}, nv12 {}",
         encode::BACKEND,
         pattern().encode_jpeg(QUALITY).map_or(0, |j| j.len()),
-        size(encode_yuyv(
-            &yuyv(),
-            W,
-            H,
-            w * 2,
-            QUALITY,
-            Subsampling::Yuv422
-        )),
-        size(encode_nv12(&nv12(), W, H, w, QUALITY)),
+        size(raw(&yuyv(), w * 2, RawFormat::Yuyv)),
+        size(raw(&nv12(), w, RawFormat::Nv12)),
     );
     divan::main();
 }
@@ -93,13 +87,23 @@ fn pattern_rgb(bencher: Bencher) {
         .bench(|| black_box(&canvas).encode_jpeg(QUALITY).expect("encodes"));
 }
 
+/// A camera picture of W x H with `stride`-byte rows, encoded.
+fn raw(data: &[u8], stride: usize, format: RawFormat) -> Result<Vec<u8>, encode::EncodeError> {
+    let img = RawImage::new(data, W, H, stride, format).map_err(encode::EncodeError::BadInput)?;
+    img.encode(QUALITY, Subsampling::Yuv422)
+}
+
+fn raw_jpeg(data: &[u8], stride: usize, format: RawFormat) -> Vec<u8> {
+    raw(data, stride, format).expect("encodes")
+}
+
 #[divan::bench]
 fn camera_yuyv(bencher: Bencher) {
     let raw = yuyv();
     let stride = usize::from(W) * 2;
-    bencher.counter(ItemsCount::new(PIXELS)).bench(|| {
-        encode_yuyv(black_box(&raw), W, H, stride, QUALITY, Subsampling::Yuv422).expect("encodes")
-    });
+    bencher
+        .counter(ItemsCount::new(PIXELS))
+        .bench(|| raw_jpeg(black_box(&raw), stride, RawFormat::Yuyv));
 }
 
 #[divan::bench]
@@ -107,7 +111,7 @@ fn camera_nv12(bencher: Bencher) {
     let raw = nv12();
     bencher
         .counter(ItemsCount::new(PIXELS))
-        .bench(|| encode_nv12(black_box(&raw), W, H, usize::from(W), QUALITY).expect("encodes"));
+        .bench(|| raw_jpeg(black_box(&raw), usize::from(W), RawFormat::Nv12));
 }
 
 /// A camera-like video-range Y'CbCr picture: smooth gradients and large

@@ -14,6 +14,7 @@
 //! Commands the runtime itself waits for are registered here, so that they
 //! are never reaped behind its back.
 
+use rustix::process::{Pid, Signal, WaitOptions};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -29,8 +30,7 @@ fn spawned() -> MutexGuard<'static, BTreeSet<u32>> {
 /// Makes this process the reaper of its orphaned descendants (Linux 3.4+).
 /// Returns whether that worked.
 pub fn become_subreaper() -> bool {
-    // SAFETY: prctl with an integer option changes only this process's flag.
-    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0 }
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid())).is_ok()
 }
 
 /// Runs `spawn` (which starts one child and returns its pid) so that no
@@ -113,14 +113,12 @@ pub fn descendants(root: u32) -> Vec<Proc> {
 }
 
 /// Sends `signal` to each of `procs` that is still the same process.
-pub fn signal(procs: &[Proc], signal: i32) {
+pub fn signal(procs: &[Proc], signal: Signal) {
     for p in procs {
-        if stat(p.pid).is_some_and(|st| st.start == p.start) {
-            // SAFETY: kill(2) only sends a signal, to a process checked just
-            // above to be the one collected.
-            unsafe {
-                libc::kill(p.pid, signal);
-            }
+        if stat(p.pid).is_some_and(|st| st.start == p.start)
+            && let Some(pid) = Pid::from_raw(p.pid)
+        {
+            let _ = rustix::process::kill_process(pid, signal);
         }
     }
 }
@@ -147,11 +145,9 @@ pub fn reap_adopted() -> usize {
 }
 
 fn reap(pid: i32) {
-    let mut status = 0;
-    // SAFETY: waitpid on one child of ours that nobody else waits for; it
-    // does not block.
-    unsafe {
-        libc::waitpid(pid, &mut status, libc::WNOHANG);
+    // One child of ours that nobody else waits for; does not block.
+    if let Some(pid) = Pid::from_raw(pid) {
+        let _ = rustix::process::waitpid(Some(pid), WaitOptions::NOHANG);
     }
 }
 
@@ -166,7 +162,7 @@ pub fn kill_all_children() -> usize {
             pid: *pid,
             start: st.start,
         });
-        signal(&tree, libc::SIGKILL);
+        signal(&tree, Signal::KILL);
     }
     // A killed process exits at once unless stuck in the kernel; do not
     // let one of those hold the exit.
@@ -202,7 +198,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         };
         assert_eq!(tree.len(), 2, "{tree:?}");
-        signal(&tree, libc::SIGKILL);
+        signal(&tree, Signal::KILL);
         let _ = child.kill();
         let _ = child.wait();
         for p in &tree {

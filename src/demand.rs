@@ -8,16 +8,13 @@
 //! `linger` after start, so a stream shows its first picture and resolution
 //! before pausing). Without a linger (the default) there is always demand.
 //!
-//! Async sources await [`Demand::wait`]; capture threads call
-//! [`Demand::wait_blocking`], which polls every few milliseconds (cheap, and
-//! well within the one second a newly connected viewer may wait).
+//! The source supervisor awaits [`Demand::wait`] before it starts a source
+//! (it returns the moment a viewer registers) and stops the source once
+//! demand ends; sources themselves never wait for demand.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-
-/// How often a capture thread checks for a returning viewer.
-const POLL: Duration = Duration::from_millis(20);
 
 pub struct Demand {
     /// Pause after this long without viewers; 0 means never pause.
@@ -79,8 +76,7 @@ impl Demand {
             || self.now_ms() < self.last_left_ms.load(Relaxed).saturating_add(linger)
     }
 
-    /// Whether a source is waiting in [`wait`](Self::wait) or
-    /// [`wait_blocking`](Self::wait_blocking) right now.
+    /// Whether a source is waiting in [`wait`](Self::wait) right now.
     pub fn paused(&self) -> bool {
         self.paused.load(Relaxed)
     }
@@ -97,22 +93,6 @@ impl Demand {
         // The sender lives in `self`, which outlives this borrow, so the
         // channel cannot close here; an error would only end the wait early.
         let _ = rx.wait_for(|&n| n > 0).await;
-    }
-
-    /// The blocking form of [`wait`](Self::wait) for capture threads. Returns
-    /// false if `stop()` became true before a viewer arrived.
-    pub fn wait_blocking(&self, stop: impl Fn() -> bool) -> bool {
-        if self.has_demand() {
-            return true;
-        }
-        let _paused = PausedMark::set(&self.paused);
-        while !self.has_demand() {
-            if stop() {
-                return false;
-            }
-            std::thread::sleep(POLL);
-        }
-        true
     }
 
     fn now_ms(&self) -> u64 {
@@ -144,7 +124,6 @@ mod tests {
     fn always_demand_when_disabled() {
         let d = Demand::default();
         assert!(d.has_demand());
-        assert!(d.wait_blocking(|| true));
         assert!(!d.paused());
     }
 
@@ -164,7 +143,6 @@ mod tests {
         assert!(d.has_demand(), "lingers after the last viewer left");
         std::thread::sleep(Duration::from_millis(150));
         assert!(!d.has_demand());
-        assert!(!d.wait_blocking(|| true), "stopped while waiting");
     }
 
     #[tokio::test]

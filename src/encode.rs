@@ -21,6 +21,7 @@
 //! with the BT.601 matrix, so samples are only stretched, never converted
 //! through RGB.
 
+use crate::source::yuv::{RawFormat, RawImage};
 use std::fmt;
 
 /// Which library encodes: `"jpeg-encoder"` or `"libjpeg-turbo"`.
@@ -101,91 +102,15 @@ impl fmt::Display for Subsampling {
     }
 }
 
-/// Encodes a video-range YUYV (`Y0 Cb Y1 Cr` per pixel pair) picture with
-/// `stride` bytes per row, as JPEG 4:2:0 or 4:2:2.
-pub fn encode_yuyv(
-    data: &[u8],
-    width: u16,
-    height: u16,
-    stride: usize,
+/// Encodes a video-range camera picture (checked against its geometry
+/// when it was made): YUYV at `subsampling`, NV12 at its own 4:2:0.
+pub fn encode_raw(
+    img: &RawImage<'_>,
     quality: u8,
     subsampling: Subsampling,
 ) -> Result<Vec<u8>, EncodeError> {
-    let layout = match subsampling {
-        Subsampling::Yuv420 => Layout::Yuyv420,
-        Subsampling::Yuv422 => Layout::Yuyv,
-    };
-    let yuv = Yuv::new(data, width, height, stride, layout)?;
-    backend::yuv(&yuv, quality.clamp(1, 100))
-}
-
-/// Encodes a video-range NV12 picture (the Y' plane, then one plane of
-/// interleaved `Cb Cr` per 2x2 block; both with `stride` bytes per row),
-/// as JPEG 4:2:0.
-pub fn encode_nv12(
-    data: &[u8],
-    width: u16,
-    height: u16,
-    stride: usize,
-    quality: u8,
-) -> Result<Vec<u8>, EncodeError> {
-    let yuv = Yuv::new(data, width, height, stride, Layout::Nv12)?;
-    backend::yuv(&yuv, quality.clamp(1, 100))
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Layout {
-    /// YUYV, encoded 4:2:2.
-    Yuyv,
-    /// YUYV, encoded 4:2:0.
-    Yuyv420,
-    Nv12,
-}
-
-/// A raw camera picture whose buffer was checked to cover its geometry, so
-/// the backends can index rows without running off the end.
-#[derive(Clone, Copy)]
-struct Yuv<'a> {
-    data: &'a [u8],
-    width: u16,
-    height: u16,
-    stride: usize,
-    layout: Layout,
-}
-
-impl<'a> Yuv<'a> {
-    fn new(
-        data: &'a [u8],
-        width: u16,
-        height: u16,
-        stride: usize,
-        layout: Layout,
-    ) -> Result<Yuv<'a>, EncodeError> {
-        let (w, h) = (usize::from(width), usize::from(height));
-        let (min_stride, rows) = match layout {
-            Layout::Yuyv | Layout::Yuyv420 => (w.div_ceil(2) * 4, h),
-            Layout::Nv12 => (w.div_ceil(2) * 2, h + h.div_ceil(2)),
-        };
-        let needed = stride.saturating_mul(rows);
-        let layout_name = if layout == Layout::Nv12 {
-            "NV12"
-        } else {
-            "YUYV"
-        };
-        if w == 0 || h == 0 || stride < min_stride || data.len() < needed {
-            return Err(EncodeError::BadInput(format!(
-                "{layout_name} {width}x{height} with {stride}-byte rows needs {needed} bytes, got {}",
-                data.len()
-            )));
-        }
-        Ok(Yuv {
-            data,
-            width,
-            height,
-            stride,
-            layout,
-        })
-    }
+    let half_height = img.format == RawFormat::Nv12 || subsampling == Subsampling::Yuv420;
+    backend::yuv(img, quality.clamp(1, 100), half_height)
 }
 
 /// Video-range Y' (16..235) to full range (0..255).
@@ -215,7 +140,7 @@ const fn stretch(lo: i32, span: i32) -> [u8; 256] {
 /// straight from the capture buffer.
 #[cfg(not(feature = "turbojpeg"))]
 mod backend {
-    use super::{C_FULL, EncodeError, Layout, Y_FULL, Yuv};
+    use super::{C_FULL, EncodeError, RawFormat, RawImage, Y_FULL};
     use jpeg_encoder::{ColorType, Encoder, ImageBuffer, JpegColorType, SamplingFactor};
 
     fn failed(e: jpeg_encoder::EncodingError) -> EncodeError {
@@ -235,20 +160,26 @@ mod backend {
         Ok(out)
     }
 
-    pub(super) fn yuv(img: &Yuv<'_>, quality: u8) -> Result<Vec<u8>, EncodeError> {
+    /// `half_height`: chroma at half height too (4:2:0; the encoder
+    /// averages the rows it is given), else 4:2:2.
+    pub(super) fn yuv(
+        img: &RawImage<'_>,
+        quality: u8,
+        half_height: bool,
+    ) -> Result<Vec<u8>, EncodeError> {
         let (w, h) = (usize::from(img.width), usize::from(img.height));
         let mut out = Vec::with_capacity(w * h / 4);
         let mut encoder = Encoder::new(&mut out, quality);
-        // The encoder averages the chroma rows it is given down to 4:2:0.
-        encoder.set_sampling_factor(match img.layout {
-            Layout::Yuyv => SamplingFactor::R_4_2_2,
-            Layout::Yuyv420 | Layout::Nv12 => SamplingFactor::R_4_2_0,
+        encoder.set_sampling_factor(if half_height {
+            SamplingFactor::R_4_2_0
+        } else {
+            SamplingFactor::R_4_2_2
         });
         encoder.encode_image(*img).map_err(failed)?;
         Ok(out)
     }
 
-    impl ImageBuffer for Yuv<'_> {
+    impl ImageBuffer for RawImage<'_> {
         fn get_jpeg_color_type(&self) -> JpegColorType {
             JpegColorType::Ycbcr
         }
@@ -263,11 +194,11 @@ mod backend {
 
         fn fill_buffers(&self, y: u16, buffers: &mut [Vec<u8>; 4]) {
             let (w, y) = (usize::from(self.width), usize::from(y));
-            // `Yuv::new` checked the buffer covers every row: slicing cannot
+            // `RawImage::new` checked the buffer covers every row: slicing cannot
             // fail, but stay panic-free anyway by padding with grey.
             let [luma, cb, cr, _] = buffers;
-            match self.layout {
-                Layout::Yuyv | Layout::Yuyv420 => {
+            match self.format {
+                RawFormat::Yuyv => {
                     let row = self.data.get(y * self.stride..).unwrap_or_default();
                     for x in 0..w {
                         let pair = row
@@ -278,7 +209,7 @@ mod backend {
                         cr.push(C_FULL[usize::from(pair[3])]);
                     }
                 }
-                Layout::Nv12 => {
+                RawFormat::Nv12 => {
                     let h = usize::from(self.height);
                     let row = self.data.get(y * self.stride..).unwrap_or_default();
                     let chroma = self
@@ -302,7 +233,7 @@ mod backend {
 /// way), which skips its colour conversion and downsampling entirely.
 #[cfg(feature = "turbojpeg")]
 mod backend {
-    use super::{C_FULL, EncodeError, Layout, Y_FULL, Yuv};
+    use super::{C_FULL, EncodeError, RawFormat, RawImage, Y_FULL};
     use std::cell::RefCell;
     use turbojpeg::{Compressor, Image, PixelFormat, Subsamp, YuvPlanesImage};
 
@@ -397,30 +328,33 @@ mod backend {
         })
     }
 
-    pub(super) fn yuv(img: &Yuv<'_>, quality: u8) -> Result<Vec<u8>, EncodeError> {
+    /// `half_height`: chroma at half height too (4:2:0), else 4:2:2.
+    pub(super) fn yuv(
+        img: &RawImage<'_>,
+        quality: u8,
+        half_height: bool,
+    ) -> Result<Vec<u8>, EncodeError> {
         let (w, h) = (usize::from(img.width), usize::from(img.height));
         // libjpeg-turbo wants whole chroma samples: luma planes are padded
         // to even width (and to even height for 4:2:0) by repeating the last
         // column/row.
         let pw = w.next_multiple_of(2);
-        let (subsamp, ph) = match img.layout {
-            Layout::Yuyv => (Subsamp::Sub2x1, h),
-            Layout::Yuyv420 | Layout::Nv12 => (Subsamp::Sub2x2, h.next_multiple_of(2)),
+        let (subsamp, ph, ch) = if half_height {
+            let ph = h.next_multiple_of(2);
+            (Subsamp::Sub2x2, ph, ph / 2)
+        } else {
+            (Subsamp::Sub2x1, h, h)
         };
         let cw = pw / 2;
-        let ch = match img.layout {
-            Layout::Yuyv => ph,
-            Layout::Yuyv420 | Layout::Nv12 => ph / 2,
-        };
         with_state(|c, planes, out| {
             let [yp, up, vp] = planes;
             yp.resize(pw * ph, 0);
             up.resize(cw * ch, 0);
             vp.resize(cw * ch, 0);
-            match img.layout {
-                Layout::Yuyv => split_yuyv(img, yp, up, vp),
-                Layout::Yuyv420 => split_yuyv_420(img, yp, up, vp),
-                Layout::Nv12 => split_nv12(img, yp, up, vp),
+            match img.format {
+                RawFormat::Yuyv if half_height => split_yuyv_420(img, yp, up, vp),
+                RawFormat::Yuyv => split_yuyv(img, yp, up, vp),
+                RawFormat::Nv12 => split_nv12(img, yp, up, vp),
             }
             c.set_quality(i32::from(quality)).map_err(failed)?;
             let image = YuvPlanesImage {
@@ -442,8 +376,8 @@ mod backend {
 
     /// YUYV rows into planar 4:2:2 (`y`: even width × height; `u`, `v`:
     /// half width × height). Rows run whole pixel pairs (checked by
-    /// `Yuv::new`), so an odd width's padding column is the camera's own.
-    fn split_yuyv(img: &Yuv<'_>, y: &mut [u8], u: &mut [u8], v: &mut [u8]) {
+    /// `RawImage::new`), so an odd width's padding column is the camera's own.
+    fn split_yuyv(img: &RawImage<'_>, y: &mut [u8], u: &mut [u8], v: &mut [u8]) {
         let pairs = usize::from(img.width).div_ceil(2);
         let rows = img.data.chunks(img.stride);
         let planes = y
@@ -468,8 +402,9 @@ mod backend {
     /// YUYV rows into planar 4:2:0 (`y`: even width × even height; `u`,
     /// `v`: half width × half height, each the mean of two camera rows),
     /// repeating the last row into the padding of an odd height.
-    fn split_yuyv_420(img: &Yuv<'_>, y: &mut [u8], u: &mut [u8], v: &mut [u8]) {
+    fn split_yuyv_420(img: &RawImage<'_>, y: &mut [u8], u: &mut [u8], v: &mut [u8]) {
         let (pairs, h) = (usize::from(img.width).div_ceil(2), usize::from(img.height));
+        // `RawImage::new` checked that every row holds `pairs` whole pairs.
         let row = |i: usize| &img.data[i.min(h - 1) * img.stride..][..pairs * 4];
         for (i, yr) in y.chunks_exact_mut(pairs * 2).enumerate() {
             for (px, yy) in row(i).chunks_exact(4).zip(yr.chunks_exact_mut(2)) {
@@ -489,7 +424,7 @@ mod backend {
 
     /// NV12 into planar 4:2:0 (`y`: even width × even height; `u`, `v`: a
     /// quarter of that), repeating the last column and row into padding.
-    fn split_nv12(img: &Yuv<'_>, y: &mut [u8], u: &mut [u8], v: &mut [u8]) {
+    fn split_nv12(img: &RawImage<'_>, y: &mut [u8], u: &mut [u8], v: &mut [u8]) {
         let (w, h) = (usize::from(img.width), usize::from(img.height));
         let pw = w.next_multiple_of(2);
         let cw = pw / 2;
@@ -547,34 +482,18 @@ mod tests {
     }
 
     #[test]
-    fn yuv_checks_its_input() {
-        // 4x4 NV12 needs 4 luma rows + 2 chroma rows of 4 bytes.
-        assert!(is_jpeg(
-            &encode_nv12(&[128; 24], 4, 4, 4, 80).expect("fits")
-        ));
-        assert!(encode_nv12(&[128; 23], 4, 4, 4, 80).is_err());
-        for sub in [Subsampling::Yuv420, Subsampling::Yuv422] {
-            assert!(encode_yuyv(&[128; 32], 4, 4, 8, 80, sub).is_ok());
-            assert!(encode_yuyv(&[128; 32], 4, 4, 6, 80, sub).is_err());
-            assert!(encode_yuyv(&[128; 32], 4, 0, 8, 80, sub).is_err());
-            assert!(encode_yuyv(&[128; 8], 4, 4, usize::MAX, 80, sub).is_err());
-        }
-    }
-
-    #[test]
     fn odd_sizes_encode() {
         for (w, h) in [(1u16, 1u16), (3, 5), (33, 17)] {
             let stride = usize::from(w).div_ceil(2) * 4 + 4;
             let yuyv = vec![100u8; stride * usize::from(h)];
             let nv12 = vec![100u8; stride * (usize::from(h) * 2)];
-            for sub in [Subsampling::Yuv420, Subsampling::Yuv422] {
-                assert!(is_jpeg(
-                    &encode_yuyv(&yuyv, w, h, stride, 70, sub).expect("yuyv")
-                ));
+            for (data, format) in [(&yuyv, RawFormat::Yuyv), (&nv12, RawFormat::Nv12)] {
+                let img = RawImage::new(data, w, h, stride, format).expect("fits");
+                for sub in [Subsampling::Yuv420, Subsampling::Yuv422] {
+                    let jpeg = encode_raw(&img, 70, sub).expect("encodes");
+                    assert!(is_jpeg(&jpeg), "{format} {sub}");
+                }
             }
-            assert!(is_jpeg(
-                &encode_nv12(&nv12, w, h, stride, 70).expect("nv12")
-            ));
         }
     }
 
@@ -600,9 +519,9 @@ mod tests {
                 yuyv.extend([(x * 7) as u8 + 16, (y * 5) as u8 + 16, 200, 240 - y as u8]);
             }
         }
-        let stride = usize::from(w) * 2;
-        let half = encode_yuyv(&yuyv, w, h, stride, 80, Subsampling::Yuv420).expect("4:2:0");
-        let whole = encode_yuyv(&yuyv, w, h, stride, 80, Subsampling::Yuv422).expect("4:2:2");
+        let img = RawImage::new(&yuyv, w, h, usize::from(w) * 2, RawFormat::Yuyv).expect("fits");
+        let half = encode_raw(&img, 80, Subsampling::Yuv420).expect("4:2:0");
+        let whole = encode_raw(&img, 80, Subsampling::Yuv422).expect("4:2:2");
         assert_eq!(luma_sampling(&half), (2, 2));
         assert_eq!(luma_sampling(&whole), (2, 1));
         assert!(
@@ -611,6 +530,11 @@ mod tests {
             half.len(),
             whole.len()
         );
+        // NV12 stays 4:2:0 whatever is asked.
+        let nv12 = vec![100u8; usize::from(w) * usize::from(h) * 3 / 2];
+        let img = RawImage::new(&nv12, w, h, usize::from(w), RawFormat::Nv12).expect("fits");
+        let jpeg = encode_raw(&img, 80, Subsampling::Yuv422).expect("nv12");
+        assert_eq!(luma_sampling(&jpeg), (2, 2));
         assert_eq!(Subsampling::default(), Subsampling::Yuv420);
         assert_eq!(Subsampling::parse("422"), Some(Subsampling::Yuv422));
         assert_eq!(Subsampling::parse("4:2:0"), Some(Subsampling::Yuv420));

@@ -7,8 +7,9 @@
 //! 720p). The file is sealed against writes, so pages a socket still
 //! references can never change under it; it is freed when the frame is.
 
+use rustix::fs::{MemfdFlags, SealFlags};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 /// An immutable in-memory file holding one part.
 #[derive(Debug)]
@@ -20,39 +21,20 @@ pub struct PartFile {
 impl PartFile {
     /// Creates the file and writes `bytes` into it.
     pub fn create(bytes: &[u8]) -> io::Result<PartFile> {
-        // SAFETY: memfd_create takes a NUL-terminated name and flags; it
-        // returns a new descriptor or -1.
-        let raw = unsafe {
-            libc::memfd_create(
-                c"mjpegd-part".as_ptr(),
-                libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a descriptor we own from here on.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = rustix::fs::memfd_create(
+            "mjpegd-part",
+            MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+        )?;
         let mut done = 0;
         while done < bytes.len() {
-            let rest = &bytes[done..];
-            // SAFETY: writes from a valid slice to our own descriptor.
-            let n = unsafe { libc::write(fd.as_raw_fd(), rest.as_ptr().cast(), rest.len()) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
+            match rustix::io::write(&fd, &bytes[done..]) {
+                Ok(n) => done += n,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
             }
-            done += n as usize;
         }
-        let seals =
-            libc::F_SEAL_WRITE | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
-        // SAFETY: fcntl on our own descriptor with an integer argument.
-        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let seals = SealFlags::WRITE | SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL;
+        rustix::fs::fcntl_add_seals(&fd, seals)?;
         Ok(PartFile {
             fd,
             len: bytes.len(),
@@ -70,17 +52,15 @@ impl PartFile {
     /// Sends bytes `offset..` of the file to socket `sock` with one
     /// `sendfile(2)`; returns how many the socket took. A non-blocking socket
     /// that is full gives `WouldBlock`.
-    pub fn send_to(&self, sock: RawFd, offset: usize) -> io::Result<usize> {
-        let mut off = offset as libc::off_t;
+    pub fn send_to(&self, sock: BorrowedFd<'_>, offset: usize) -> io::Result<usize> {
+        let mut off = offset as u64;
         let count = self.len.saturating_sub(offset);
-        // SAFETY: both descriptors are open for the duration of the call and
-        // `off` is a valid, exclusively borrowed offset.
-        let n = unsafe { libc::sendfile(sock, self.fd.as_raw_fd(), &mut off, count) };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n as usize)
-        }
+        Ok(rustix::fs::sendfile(
+            sock,
+            self.fd.as_fd(),
+            Some(&mut off),
+            count,
+        )?)
     }
 }
 
@@ -96,9 +76,7 @@ mod tests {
         let file = PartFile::create(&data).expect("memfd");
         assert_eq!(file.len(), data.len());
         // Writing to the sealed file must fail.
-        // SAFETY: a write attempt on our own descriptor.
-        let n = unsafe { libc::write(file.fd.as_raw_fd(), b"x".as_ptr().cast(), 1) };
-        assert_eq!(n, -1);
+        assert!(rustix::io::write(&file.fd, b"x").is_err());
 
         let (a, mut b) = UnixStream::pair().expect("socket pair");
         let reader = std::thread::spawn(move || {
@@ -108,7 +86,7 @@ mod tests {
         });
         let mut off = 0;
         while off < file.len() {
-            off += file.send_to(a.as_raw_fd(), off).expect("sendfile");
+            off += file.send_to(a.as_fd(), off).expect("sendfile");
         }
         drop(a);
         assert_eq!(reader.join().expect("reader"), data);

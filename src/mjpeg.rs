@@ -7,8 +7,8 @@
 //! or follows each frame, whether the declared boundary already carries the
 //! `--` prefix. [`MultipartParser`] accepts all of these incrementally and
 //! hands out part bodies split from its receive buffer without copying.
-//! [`ChunkedDecoder`] removes HTTP/1.1 chunked transfer encoding first when
-//! the server uses it.
+//! It reads a body whose transfer coding (chunked) the HTTP client has
+//! already removed.
 
 use std::fmt;
 use std::ops::ControlFlow;
@@ -486,148 +486,6 @@ fn collect_headers(fields: &[httparse::Header<'_>]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Why a chunked body could not be decoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChunkedError {
-    /// The chunk size line is not a hexadecimal number.
-    BadChunkSize,
-    /// Chunk data is not followed by a line break.
-    MissingLineBreak,
-    /// A chunk size or trailer line is unreasonably long.
-    LineTooLong,
-}
-
-impl fmt::Display for ChunkedError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ChunkedError::BadChunkSize => write!(f, "bad chunk size"),
-            ChunkedError::MissingLineBreak => write!(f, "missing line break after chunk"),
-            ChunkedError::LineTooLong => write!(f, "chunk header line too long"),
-        }
-    }
-}
-
-impl std::error::Error for ChunkedError {}
-
-/// Longest chunk-size or trailer line accepted.
-const MAX_CHUNK_LINE: usize = 4096;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ChunkState {
-    /// Reading a `size[;extensions]` line.
-    Size,
-    /// Copying chunk data; bytes left in the chunk.
-    Data(u64),
-    /// Expecting the line break after chunk data.
-    DataEnd,
-    /// Reading trailer lines up to the empty line.
-    Trailers,
-    Done,
-}
-
-/// Incremental decoder for HTTP/1.1 `Transfer-Encoding: chunked`.
-#[derive(Debug)]
-pub struct ChunkedDecoder {
-    state: ChunkState,
-    /// The control line read so far (without its `\n`).
-    line: Vec<u8>,
-}
-
-impl Default for ChunkedDecoder {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl ChunkedDecoder {
-    pub fn new() -> Self {
-        ChunkedDecoder {
-            state: ChunkState::Size,
-            line: Vec::new(),
-        }
-    }
-
-    /// Whether the final zero-size chunk and the trailers have been read.
-    pub fn is_done(&self) -> bool {
-        self.state == ChunkState::Done
-    }
-
-    /// Decodes `data`, appending the payload to `out`. Bytes after the end
-    /// of the body are ignored. After an error the decoder stays unusable.
-    pub fn push(&mut self, mut data: &[u8], out: &mut BytesMut) -> Result<(), ChunkedError> {
-        while !data.is_empty() {
-            match self.state {
-                ChunkState::Done => return Ok(()),
-                ChunkState::Data(left) => {
-                    let n = usize::try_from(left).unwrap_or(usize::MAX).min(data.len());
-                    out.extend_from_slice(&data[..n]);
-                    data = &data[n..];
-                    let left = left - n as u64;
-                    self.state = if left == 0 {
-                        ChunkState::DataEnd
-                    } else {
-                        ChunkState::Data(left)
-                    };
-                }
-                _ => {
-                    let Some(line) = self.take_line(&mut data)? else {
-                        return Ok(());
-                    };
-                    self.state = self.after_line(&line)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Accumulates one control line; `None` until its `\n` has arrived.
-    fn take_line(&mut self, data: &mut &[u8]) -> Result<Option<Vec<u8>>, ChunkedError> {
-        let nl = memchr::memchr(b'\n', data);
-        let (part, rest) = match nl {
-            Some(i) => (&data[..i], &data[i + 1..]),
-            None => (*data, &[][..]),
-        };
-        if self.line.len() + part.len() > MAX_CHUNK_LINE {
-            self.state = ChunkState::Done;
-            return Err(ChunkedError::LineTooLong);
-        }
-        self.line.extend_from_slice(part);
-        *data = rest;
-        Ok(nl.map(|_| std::mem::take(&mut self.line)))
-    }
-
-    /// The state that follows a complete control line.
-    fn after_line(&mut self, line: &[u8]) -> Result<ChunkState, ChunkedError> {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let next = match self.state {
-            ChunkState::Size => match parse_chunk_size(line) {
-                Some(0) => Ok(ChunkState::Trailers),
-                Some(n) => Ok(ChunkState::Data(n)),
-                None => Err(ChunkedError::BadChunkSize),
-            },
-            ChunkState::DataEnd if line.is_empty() => Ok(ChunkState::Size),
-            ChunkState::DataEnd => Err(ChunkedError::MissingLineBreak),
-            // Trailer fields are of no use here; the empty line ends them.
-            ChunkState::Trailers if line.is_empty() => Ok(ChunkState::Done),
-            other => Ok(other),
-        };
-        if next.is_err() {
-            self.state = ChunkState::Done;
-        }
-        next
-    }
-}
-
-/// Parses `size[;extension...]`; extensions are ignored.
-fn parse_chunk_size(line: &[u8]) -> Option<u64> {
-    let size = line.split(|&b| b == b';').next()?.trim_ascii();
-    let size = std::str::from_utf8(size).ok()?;
-    if size.is_empty() || size.len() > 16 {
-        return None;
-    }
-    u64::from_str_radix(size, 16).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -686,28 +544,6 @@ mod tests {
             s.extend_from_slice(f);
             s.extend_from_slice(newline.as_bytes());
         }
-        s
-    }
-
-    /// Wraps a body in chunked transfer encoding with the given chunk sizes.
-    fn chunked(body: &[u8], sizes: &[usize]) -> Vec<u8> {
-        let mut s = Vec::new();
-        let mut sizes = sizes.iter().cycle();
-        for (i, chunk) in std::iter::from_fn(|| sizes.next().copied())
-            .scan(body, |rest, n| {
-                let n = n.clamp(1, rest.len().max(1));
-                let (a, b) = rest.split_at(n.min(rest.len()));
-                *rest = b;
-                (!a.is_empty()).then_some(a)
-            })
-            .enumerate()
-        {
-            let ext = if i % 2 == 0 { ";name=value" } else { "" };
-            s.extend_from_slice(format!("{:x}{ext}\r\n", chunk.len()).as_bytes());
-            s.extend_from_slice(chunk);
-            s.extend_from_slice(b"\r\n");
-        }
-        s.extend_from_slice(b"0\r\nX-Trailer: 1\r\n\r\n");
         s
     }
 
@@ -807,28 +643,6 @@ mod tests {
             s.extend_from_slice(b"\n");
         }
         assert_eq!(bodies(&parse("b", &s, &[7])), frames);
-    }
-
-    #[test]
-    fn chunked_mjpg_streamer() {
-        let frames = frames();
-        let body = mjpg_streamer(&frames);
-        for sizes in [&[1usize][..], &[3, 1000, 17], &[100_000]] {
-            let wire = chunked(&body, sizes);
-            let mut decoder = ChunkedDecoder::new();
-            let mut parser = MultipartParser::new("boundarydonotcross", MAX);
-            let mut out = BytesMut::new();
-            let mut parts = Vec::new();
-            for piece in wire.chunks(5) {
-                decoder.push(piece, &mut out).unwrap();
-                parser.push(&out.split());
-                while let Some(part) = parser.next_part() {
-                    parts.push(part);
-                }
-            }
-            assert!(decoder.is_done());
-            assert_eq!(bodies(&parts), frames);
-        }
     }
 
     #[test]
@@ -944,41 +758,6 @@ mod tests {
         assert_eq!(bodies(&parts), vec![frame]);
     }
 
-    #[test]
-    fn chunked_decoder_details() {
-        let mut out = BytesMut::new();
-        let mut d = ChunkedDecoder::new();
-        d.push(
-            b"4;ext=1\r\nWiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n",
-            &mut out,
-        )
-        .unwrap();
-        assert!(!d.is_done());
-        d.push(b"0\r\nExpires: never\r\n\r\nignored", &mut out)
-            .unwrap();
-        assert!(d.is_done());
-        assert_eq!(&out[..], b"Wikipedia in\r\n\r\nchunks.");
-
-        let mut d = ChunkedDecoder::new();
-        assert_eq!(d.push(b"zz\r\n", &mut out), Err(ChunkedError::BadChunkSize));
-        let mut d = ChunkedDecoder::new();
-        assert_eq!(
-            d.push(b"1\r\nab\r\n", &mut out),
-            Err(ChunkedError::MissingLineBreak)
-        );
-        let mut d = ChunkedDecoder::new();
-        assert_eq!(
-            d.push(&[b'1'; 5000], &mut out),
-            Err(ChunkedError::LineTooLong)
-        );
-        // LF-only line endings.
-        let mut out = BytesMut::new();
-        let mut d = ChunkedDecoder::new();
-        d.push(b"3\nabc\n0\n\n", &mut out).unwrap();
-        assert!(d.is_done());
-        assert_eq!(&out[..], b"abc");
-    }
-
     fn all_fixtures() -> Vec<(&'static str, Vec<u8>)> {
         let frames = frames();
         let mut after = b"preamble\r\n--b\r\n".to_vec();
@@ -1020,8 +799,6 @@ mod tests {
             framed.extend_from_slice(&data);
             for buf in [&data[..], &framed[..]] {
                 let _ = parse("b", buf, &chunks);
-                let mut out = BytesMut::new();
-                let _ = ChunkedDecoder::new().push(buf, &mut out);
                 let _ = boundary_from_content_type(&String::from_utf8_lossy(buf));
             }
         }

@@ -11,7 +11,7 @@
 mod common;
 mod support;
 
-use common::{StreamClient, decode, get};
+use common::{StreamClient, decode, eventually, get, require};
 use mjpegd::canvas::{Canvas, Rgb};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -113,22 +113,6 @@ async fn clients(addr: SocketAddr) -> u64 {
     common::status(addr).await["streams"][0]["clients"]
         .as_u64()
         .expect("clients")
-}
-
-/// Polls until `check` holds, for at most `within`; returns how long it took.
-async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let t = Instant::now();
-    loop {
-        if check().await {
-            return t.elapsed();
-        }
-        assert!(t.elapsed() < within, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// A viewer on a slow link: a receive buffer of a few KiB, and it stops
@@ -298,13 +282,7 @@ async fn viewers_who_leave_a_still_stream_are_gone_at_once() {
 /// each ends after a second; none may stay counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_curl_viewers_do_not_stay_counted() {
-    assert!(
-        std::process::Command::new("curl")
-            .arg("--version")
-            .output()
-            .is_ok(),
-        "curl is needed for this test (apt-get install curl)"
-    );
+    require("curl");
     let image = ImageFile::new(&small_jpeg(3));
     let d = start(&image.spec(), "sendfile", &["--max-clients", "3"]);
     let addr = d.addr(0);

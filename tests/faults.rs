@@ -7,12 +7,12 @@ mod common;
 #[path = "support/mod.rs"]
 mod support;
 
-use common::{StreamClient, get, status};
+use common::{StreamClient, eventually, get, status};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
 fn daemon(extra: &[&str]) -> Daemon {
     let mut args = vec!["--listen", "127.0.0.1:0"];
@@ -25,19 +25,6 @@ async fn stream_clients(addr: SocketAddr) -> u64 {
     st["streams"][0]["clients"]
         .as_u64()
         .unwrap_or_else(|| panic!("{st}"))
-}
-
-/// Polls `cond` every 50 ms until it holds; panics after `within`.
-async fn eventually<F, Fut>(within: Duration, what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !cond().await {
-        assert!(Instant::now() < deadline, "{what} not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -354,25 +341,6 @@ async fn malformed_requests_get_4xx_and_never_a_panic() {
     assert!(!log.contains("panicked"), "{log}");
 }
 
-/// An upstream mjpegd inside the test process on a fixed address, so it can
-/// be stopped and started again on the same port.
-async fn upstream(
-    addr: SocketAddr,
-) -> (
-    tokio_util::sync::CancellationToken,
-    tokio::task::JoinHandle<()>,
-) {
-    let config = mjpegd::config::Config::from_args(["mjpegd", "--source", "pattern:160x120@10"])
-        .unwrap_or_else(|e| panic!("{e:?}"));
-    let socket = TcpSocket::new_v4().expect("socket");
-    socket.set_reuseaddr(true).expect("reuseaddr");
-    socket.bind(addr).expect("bind upstream");
-    let listener = socket.listen(1024).expect("listen");
-    let token = tokio_util::sync::CancellationToken::new();
-    let done = tokio::spawn(mjpegd::server::run(config, vec![listener], token.clone()));
-    (token, done)
-}
-
 /// A relayed source that goes down and comes back while 100 clients watch:
 /// they see the placeholder meanwhile and live frames again after, and not
 /// one of them is disconnected.
@@ -380,10 +348,12 @@ async fn upstream(
 async fn a_failing_and_recovering_source_disconnects_no_client() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
-    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let up_addr = free.local_addr().expect("addr");
-    drop(free);
-    let (stop_up, up_done) = upstream(up_addr).await;
+    // The upstream's socket stays ours throughout, so that it comes back
+    // on the same port (see `TestServer::start_on`).
+    let up_socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let up_addr = up_socket.local_addr().expect("addr");
+    let upstream = ["--source", "pattern:160x120@10"];
+    let up = common::TestServer::start_on(&up_socket, &upstream);
     let relay = common::TestServer::start(&["--source", &format!("http://{up_addr}/stream")]).await;
     let a = relay.addr;
     let online = |want: bool| async move {
@@ -412,13 +382,12 @@ async fn a_failing_and_recovering_source_disconnects_no_client() {
     assert_eq!(stream_clients(a).await, 100);
 
     // The upstream goes away: the relay goes offline.
-    stop_up.cancel();
-    up_done.await.expect("upstream stopped");
+    up.stop().await;
     eventually(Duration::from_secs(10), "relay offline", || online(false)).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     // It comes back on the same address; the relay reconnects by itself.
-    let (stop_up, up_done) = upstream(up_addr).await;
+    let up = common::TestServer::start_on(&up_socket, &upstream);
     eventually(Duration::from_secs(15), "relay online again", || {
         online(true)
     })
@@ -431,6 +400,5 @@ async fn a_failing_and_recovering_source_disconnects_no_client() {
         assert!(last >= recovered, "client got frames after the recovery");
     }
     relay.stop().await;
-    stop_up.cancel();
-    let _ = up_done.await;
+    up.stop().await;
 }

@@ -5,7 +5,7 @@ mod common;
 #[path = "support/mod.rs"]
 mod support;
 
-use common::{TestServer, get, status};
+use common::{TestServer, eventually, get, status};
 use std::time::{Duration, Instant};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -20,21 +20,12 @@ async fn open_stream(addr: std::net::SocketAddr, path: &str) -> (String, TcpStre
 }
 
 async fn wait_for_clients(addr: std::net::SocketAddr, want: u64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let what = format!("{want} clients counted");
+    eventually(Duration::from_secs(10), &what, || async move {
         let st = status(addr).await;
-        let clients = st["streams"][0]["clients"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("{st}"));
-        if clients == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "clients stayed {clients}, want {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        st["streams"][0]["clients"].as_u64() == Some(want)
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -94,9 +85,15 @@ async fn max_connections_answers_503_and_closes() {
     for _ in 0..3 {
         idle.push(TcpStream::connect(s.addr).await.expect("connect"));
     }
-    // Let the server start serving them (accepted in order, but each
+    // The server counts them as it accepts them (in order, but each
     // connection's task may start a little later).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let addr = s.addr;
+    eventually(
+        Duration::from_secs(5),
+        "a fourth connection refused",
+        || async move { get(addr, "/status").await.0 == 503 },
+    )
+    .await;
     let (code, head, _) = get(s.addr, "/status").await;
     assert_eq!(code, 503, "{head}");
     assert!(

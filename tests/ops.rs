@@ -53,13 +53,6 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-fn now_unix() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs_f64()
-}
-
 /// A parsed exposition: `name{labels}` → value. Panics on any line that is
 /// not a valid comment or sample, and on samples without HELP and TYPE.
 fn parse_metrics(text: &str) -> HashMap<String, f64> {
@@ -222,9 +215,13 @@ async fn metrics_are_valid_and_move() {
     );
 
     drop(client);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let after = scrape(s.addr).await;
-    assert_eq!(m(&after, r#"mjpegd_clients{stream="pattern"}"#), 0.0);
+    let addr = s.addr;
+    eventually(
+        Duration::from_secs(5),
+        "the client counted out",
+        || async move { m(&scrape(addr).await, r#"mjpegd_clients{stream="pattern"}"#) == 0.0 },
+    )
+    .await;
     s.stop().await;
 }
 
@@ -549,32 +546,20 @@ async fn capture_on_demand_with(source: &str) {
 
 #[test]
 fn client_connect_and_disconnect_are_logged_as_json() {
-    use std::io::{BufRead, Read, Write};
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mjpegd"))
-        .args([
+    use std::io::{Read, Write};
+    let mut daemon = Daemon::start(
+        &[
             "--listen",
             "127.0.0.1:0",
             "--source",
             "pattern:160x120@30",
             "--log-format",
             "json",
-        ])
-        .env("RUST_LOG", "mjpegd=debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run mjpegd");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read stdout");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .expect("listening line")
-        .to_owned();
-    let mut io = std::net::TcpStream::connect(&addr).expect("connect");
+        ],
+        &[("RUST_LOG", "mjpegd=debug")],
+        1,
+    );
+    let mut io = std::net::TcpStream::connect(daemon.addr(0)).expect("connect");
     let local = io.local_addr().expect("local addr").to_string();
     io.write_all(b"GET /stream HTTP/1.1\r\n\r\n").expect("send");
     let mut buf = vec![0u8; 200_000];
@@ -583,17 +568,14 @@ fn client_connect_and_disconnect_are_logged_as_json() {
         got += io.read(&mut buf).expect("read stream");
     }
     drop(io);
-    std::thread::sleep(Duration::from_millis(300));
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut err)
-        .expect("read stderr");
-    let _ = child.wait();
+    // The disconnect is logged once the server notices it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !daemon.stderr_text().contains("client disconnected") {
+        assert!(Instant::now() < deadline, "no disconnect logged");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    daemon.terminate();
+    let err = daemon.stderr_text();
     let lines: Vec<serde_json::Value> = err
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))

@@ -4,11 +4,11 @@
 
 mod common;
 
-use common::{StreamClient, TestServer, decode, get, status};
+use common::{Daemon, StreamClient, TestServer, decode, eventually, get, now_unix, status};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -125,13 +125,6 @@ async fn frames_from(
         got.push(frame);
     }
     got
-}
-
-fn now_unix() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs_f64()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -322,7 +315,9 @@ async fn reconnects_after_the_upstream_restarts() {
     // Upstream frames are 96x64; the placeholder is 640x480, so a client
     // can tell them apart.
     let pattern = ["--source", "pattern:96x64@10"];
-    let a = TestServer::start(&pattern).await;
+    // A's socket stays ours, so that A comes back on the same port.
+    let a_socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let a = TestServer::start_on(&a_socket, &pattern);
     let a_addr = a.addr;
     let relay = TestServer::start(&["--source", &format!("http://{a_addr}/stream")]).await;
     let mut client = StreamClient::connect(relay.addr, "/stream").await;
@@ -337,7 +332,7 @@ async fn reconnects_after_the_upstream_restarts() {
     let reason = s["last_error"].as_str().expect("a reason");
     assert!(reason.contains(&a_addr.to_string()), "{reason}");
 
-    let a2 = TestServer::start_at(a_addr, &pattern).await;
+    let a2 = TestServer::start_on(&a_socket, &pattern);
     // Same client connection: real frames again.
     wait_for(&mut client, (96, 64)).await;
     assert_eq!(status(relay.addr).await["streams"][0]["online"], true);
@@ -365,52 +360,33 @@ async fn url_credentials_become_basic_auth_and_stay_secret() {
     let up = FakeUpstream::start(head, part, Some("Basic YWRtaW46aHVudGVyMg==".into())).await;
 
     // The binary, so that its log output can be searched too.
-    let log_path =
-        std::env::temp_dir().join(format!("mjpegd-relay-auth-{}.log", std::process::id()));
-    let log = std::fs::File::create(&log_path).expect("log file");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mjpegd"))
-        .args(["--listen", "127.0.0.1:0"])
-        .args([
+    let good = format!("good=http://admin:hunter2@{}/video", up.addr);
+    let bad = format!("bad=http://admin:wrongpass@{}/video", up.addr);
+    let mut daemon = Daemon::start(
+        &[
+            "--listen",
+            "127.0.0.1:0",
             "--source",
-            &format!("good=http://admin:hunter2@{}/video", up.addr),
-        ])
-        .args([
+            &good,
             "--source",
-            &format!("bad=http://admin:wrongpass@{}/video", up.addr),
-        ])
-        .env("RUST_LOG", "debug")
-        .stdout(std::process::Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .expect("run mjpegd");
-    let addr: SocketAddr = {
-        use std::io::BufRead;
-        let mut line = String::new();
-        let stdout = child.stdout.take().expect("stdout");
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read");
-        line.trim()
-            .strip_prefix("listening on http://")
-            .expect("listening line")
-            .parse()
-            .expect("addr")
-    };
+            &bad,
+        ],
+        &[("RUST_LOG", "debug")],
+        1,
+    );
+    let addr = daemon.addr(0);
 
     let mut client = StreamClient::connect(addr, "/streams/good/stream").await;
     frames_from(&mut client, &jpegs, 3).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let st = loop {
-        let st = status(addr).await;
-        if st["streams"][1]["last_error"].is_string() {
-            break st;
-        }
-        assert!(Instant::now() < deadline, "bad stream never failed: {st}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    eventually(
+        Duration::from_secs(10),
+        "the bad stream failed",
+        || async move { status(addr).await["streams"][1]["last_error"].is_string() },
+    )
+    .await;
+    let st = status(addr).await;
     let (_, _, page) = get(addr, "/").await;
-    let _ = child.kill();
-    let _ = child.wait();
+    daemon.terminate();
 
     let text = st.to_string();
     assert_eq!(
@@ -421,8 +397,7 @@ async fn url_credentials_become_basic_auth_and_stay_secret() {
         st["streams"][1]["last_error"],
         "upstream answered 401 Unauthorized"
     );
-    let logs = std::fs::read_to_string(&log_path).expect("log");
-    let _ = std::fs::remove_file(&log_path);
+    let logs = daemon.stderr_text();
     assert!(
         logs.contains("admin:***@"),
         "the logs name the source: {logs}"

@@ -9,8 +9,8 @@ mod common;
 #[path = "support/mod.rs"]
 mod support;
 
-use common::get;
-use std::time::{Duration, Instant, SystemTime};
+use common::{get, now_unix};
+use std::time::{Duration, Instant};
 use support::*;
 
 /// A JPEG file and an `exec:` command that writes it ten times a second:
@@ -26,13 +26,6 @@ fn slow_camera(delay: f64) -> (std::path::PathBuf, String) {
          while :; do cat {p}; sleep 0.1; done"
     );
     (path, cmd)
-}
-
-fn now_unix() -> f64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs_f64()
 }
 
 async fn wait_paused(addr: std::net::SocketAddr) {

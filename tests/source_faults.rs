@@ -6,20 +6,12 @@
 mod common;
 mod support;
 
-use common::{StreamClient, get, status};
+use common::{StreamClient, get, require, status};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use support::Daemon;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-
-/// Fails the test (rather than letting it pass vacuously) when a program
-/// the sources run is missing: `sh -c` would just report "not found".
-fn require(tool: &str) {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
-    assert!(found, "this test needs `{tool}` on PATH; it is missing");
-}
 
 fn daemon(sources: &[&str]) -> Daemon {
     let mut args = vec!["--listen", "127.0.0.1:0"];

@@ -9,7 +9,7 @@ use mjpegd::canvas::{Canvas, Rgb};
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{ChildStdin, Command, Stdio};
+use std::process::{ChildStdin, Stdio};
 use std::time::{Duration, Instant};
 
 /// A JPEG of `w`x`h` with `n` drawn on it.
@@ -441,10 +441,7 @@ async fn exec_command_that_exits_is_restarted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_ffmpeg_test_source() {
-    if Command::new("ffmpeg").arg("-version").output().is_err() {
-        println!("skipped: ffmpeg is not installed");
-        return;
-    }
+    require("ffmpeg");
     let spec = "exec:ffmpeg -loglevel error -nostdin -re -f lavfi -i testsrc=size=320x240:rate=10 -f mjpeg -";
     let server = TestServer::start(&["--source", &format!("ff={spec}")]).await;
     let mut client = StreamClient::connect(server.addr, "/stream").await;

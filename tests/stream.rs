@@ -34,13 +34,6 @@ async fn stream_frames_with(method: &str) {
     server.stop().await;
 }
 
-fn now_unix() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs_f64()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mjpg_streamer_urls_and_named_streams() {
     let server = TestServer::start(&[
@@ -191,12 +184,13 @@ async fn status_counts_clients_and_frames() {
     let fps = st["captured_fps"].as_f64().expect("number");
     assert!((25.0..35.0).contains(&fps), "captured fps {fps}");
     drop(c);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let s = status(server.addr).await;
-    assert_eq!(
-        s["streams"][0]["clients"], 0,
-        "a client that left is counted out"
-    );
+    let addr = server.addr;
+    eventually(
+        Duration::from_secs(5),
+        "a client that left is counted out",
+        || async move { status(addr).await["streams"][0]["clients"] == 0 },
+    )
+    .await;
     server.stop().await;
 }
 

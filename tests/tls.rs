@@ -112,10 +112,7 @@ async fn stalled_handshakes_block_nobody_and_time_out() {
 
 #[test]
 fn curl_fetches_snapshot_and_stream_over_https() {
-    if Command::new("curl").arg("--version").output().is_err() {
-        println!("curl is not installed: skipping the curl HTTPS test");
-        return;
-    }
+    common::require("curl");
     let cert = Cert::new();
     let mut args: Vec<String> = vec![
         "--listen".into(),

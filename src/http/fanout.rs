@@ -34,7 +34,7 @@ use crate::frame::Frame;
 use crate::hub::{ClientGuard, FrameHub, FrameListener, SendTally};
 use crate::latency::LatencyTally;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
@@ -301,7 +301,7 @@ impl Fanout {
             if !slot.claim(frame) {
                 continue;
             }
-            let fd = slot.sock.as_raw_fd();
+            let fd = slot.sock.as_fd();
             let result = match file {
                 Some(file) => file.send_to(fd, 0),
                 None => send_bytes(fd, part),
@@ -391,22 +391,9 @@ async fn run(hub: Arc<FrameHub>, fanout: Arc<Fanout>, i: usize, shutdown: Cancel
 }
 
 /// Copies `part` into the socket without waiting; returns how much it took.
-fn send_bytes(sock: RawFd, part: &[u8]) -> io::Result<usize> {
-    // SAFETY: `sock` is open for the call (its owner outlives it) and the
-    // buffer is a valid slice.
-    let n = unsafe {
-        libc::send(
-            sock,
-            part.as_ptr().cast(),
-            part.len(),
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        )
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
+fn send_bytes(sock: BorrowedFd<'_>, part: &[u8]) -> io::Result<usize> {
+    let flags = rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL;
+    Ok(rustix::net::send(sock, part, flags)?)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -303,27 +303,17 @@ struct ProcessStats {
 }
 
 fn process_stats() -> ProcessStats {
-    // SAFETY: sysconf only reads a configuration value.
-    let (page, ticks) = unsafe {
-        (
-            libc::sysconf(libc::_SC_PAGESIZE),
-            libc::sysconf(libc::_SC_CLK_TCK),
-        )
-    };
+    let (page, ticks) = (
+        rustix::param::page_size(),
+        rustix::param::clock_ticks_per_second(),
+    );
     let mut p = ProcessStats {
         open_fds: std::fs::read_dir("/proc/self/fd")
             .ok()
             .map(|d| d.count() as f64),
         ..ProcessStats::default()
     };
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
-        p.max_fds = Some(lim.rlim_cur as f64);
-    }
+    p.max_fds = Some(crate::rlimit::fd_limit() as f64);
     if let Ok(statm) = std::fs::read_to_string("/proc/self/statm")
         && let Some(pages) = statm
             .split_whitespace()

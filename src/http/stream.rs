@@ -18,7 +18,7 @@ use crate::frame::{BOUNDARY, stream_preamble};
 use crate::hub::{ClientGuard, FrameHub};
 use crate::memfd::PartFile;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::Interest;
@@ -340,7 +340,7 @@ async fn sendfile_all(
                     "client took no data within the send timeout",
                 )
             })??;
-        match tcp.try_io(Interest::WRITABLE, || file.send_to(tcp.as_raw_fd(), offset)) {
+        match tcp.try_io(Interest::WRITABLE, || file.send_to(tcp.as_fd(), offset)) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => offset += n,
             // Readiness was stale; `try_io` cleared it, so wait again.

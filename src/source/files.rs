@@ -20,6 +20,7 @@
 //! thread of its own keeps the frame schedule steady like the test pattern's.
 
 use super::folder_watch::{FolderWatch, Seen};
+use super::pacer::Pacer;
 use super::{BadFrames, DirSpec, SourceContext, SourceError, run_on_thread};
 use crate::frame::FrameMeta;
 use crate::jpeg::{self, JpegError};
@@ -29,8 +30,7 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
-use tokio_util::sync::CancellationToken;
+use std::time::{Duration, SystemTime};
 
 /// Files larger than this are not frames (and would cost too much memory).
 const MAX_FILE: u64 = 64 << 20;
@@ -51,41 +51,14 @@ pub async fn run(spec: DirSpec, ctx: &SourceContext) -> Result<(), SourceError> 
 fn play(spec: &DirSpec, ctx: &SourceContext) -> Result<(), SourceError> {
     let mut folder = Folder::open(&spec.path)?;
     let mut bad = BadFrames::new(ctx.hub.clone(), folder.label.clone());
-    let period = Duration::from_secs_f64(1.0 / spec.fps);
-    let start = Instant::now();
-    let mut n: u64 = 0;
-    while !ctx.cancel.is_cancelled() {
-        let due = start + period.mul_f64(n as f64);
-        let now = Instant::now();
-        if due > now {
-            sleep_unless_cancelled(due - now, &ctx.cancel);
-            continue;
-        }
-        // Behind by more than a frame (machine busy): skip the missed slots
-        // instead of bursting to catch up.
-        if now - due > period {
-            n = ((now - start).as_secs_f64() / period.as_secs_f64()) as u64;
-        }
+    let mut pacer = Pacer::new(spec.fps);
+    while pacer.wait(&ctx.cancel).is_some() {
         let frame = folder.next_frame(&mut bad)?;
         ctx.hub
             .publish(&frame.jpeg, FrameMeta::now(frame.width, frame.height));
         bad.good();
-        n += 1;
     }
     Ok(())
-}
-
-/// Sleeps up to `d`, waking early (within 50 ms) when shutdown is requested.
-fn sleep_unless_cancelled(d: Duration, cancel: &CancellationToken) {
-    let step = Duration::from_millis(50);
-    let end = Instant::now() + d;
-    while !cancel.is_cancelled() {
-        let now = Instant::now();
-        if now >= end {
-            return;
-        }
-        std::thread::sleep((end - now).min(step));
-    }
 }
 
 /// A JPEG ready to publish.

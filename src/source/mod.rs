@@ -20,6 +20,7 @@ mod folder_watch;
 pub mod http_client;
 mod offline_log;
 mod output;
+mod pacer;
 pub mod pattern;
 mod pipe;
 mod placeholder;

@@ -6,11 +6,12 @@
 //! are rendered and encoded once each, on a steady deadline schedule that does
 //! not drift, on the source's own thread.
 
+use super::pacer::Pacer;
 use super::{PatternSpec, SourceContext, SourceError, run_on_thread};
 use crate::canvas::{Canvas, Rgb};
 use crate::clock::utc_time;
 use crate::frame::FrameMeta;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 /// Runs the pattern until cancelled.
 pub async fn run(spec: PatternSpec, ctx: &SourceContext) -> Result<(), SourceError> {
@@ -18,45 +19,18 @@ pub async fn run(spec: PatternSpec, ctx: &SourceContext) -> Result<(), SourceErr
     let name = format!("pattern-{}", ctx.hub.name());
     run_on_thread(name, move || {
         let mut pattern = TestPattern::new(&spec);
-        let period = Duration::from_secs_f64(1.0 / spec.fps);
-        let start = Instant::now();
-        let mut n: u64 = 0;
-        while !ctx.cancel.is_cancelled() {
-            let due = start + period.mul_f64(n as f64);
-            let now = Instant::now();
-            if due > now {
-                sleep_unless_cancelled(due - now, &ctx);
-                continue;
-            }
-            // Behind by more than a frame (machine busy): skip the missed
-            // slots instead of bursting to catch up.
-            if now - due > period {
-                n = ((now - start).as_secs_f64() / period.as_secs_f64()) as u64;
-            }
+        let mut pacer = Pacer::new(spec.fps);
+        while let Some(n) = pacer.wait(&ctx.cancel) {
             let meta = FrameMeta::now(spec.width, spec.height);
             let canvas = pattern.render(n, meta.captured);
             let jpeg = canvas
                 .encode_jpeg(ctx.quality)
                 .map_err(|e| SourceError::new(format!("JPEG encoding failed: {e}")))?;
             ctx.hub.publish(&jpeg, meta);
-            n += 1;
         }
         Ok(())
     })
     .await
-}
-
-/// Sleeps up to `d`, waking early (within 50 ms) when shutdown is requested.
-fn sleep_unless_cancelled(d: Duration, ctx: &SourceContext) {
-    let step = Duration::from_millis(50);
-    let end = Instant::now() + d;
-    while !ctx.cancel.is_cancelled() {
-        let now = Instant::now();
-        if now >= end {
-            return;
-        }
-        std::thread::sleep((end - now).min(step));
-    }
 }
 
 /// Renders the frames of the test pattern.

@@ -19,6 +19,7 @@ use super::{BadFrames, Secrets, SourceContext, SourceError, output};
 use crate::children::{self, Proc};
 use crate::frame::FrameMeta;
 use crate::jpeg::{self, JpegSplitter};
+use rustix::process::{Pid, Signal};
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -148,7 +149,7 @@ pub async fn run_exec(
     // (its pid cannot be reused yet).
     group.collect();
     if ended == Ended::Cancelled {
-        group.signal(libc::SIGTERM);
+        group.signal(Signal::TERM);
         if let Ok(Ok(_)) = tokio::time::timeout(TERM_GRACE, child.wait()).await {
             group.waited();
         }
@@ -224,14 +225,11 @@ impl ProcessGroup {
         }
     }
 
-    fn signal(&self, signal: i32) {
-        let Ok(pgid) = libc::pid_t::try_from(self.pid) else {
-            return;
-        };
-        // SAFETY: killpg(2) only sends a signal. The group was created for
-        // our child, and its id cannot be reused while any member lives.
-        unsafe {
-            libc::killpg(pgid, signal);
+    fn signal(&self, signal: Signal) {
+        // The group was created for our child, and its id cannot be reused
+        // while any member lives.
+        if let Some(pgid) = i32::try_from(self.pid).ok().and_then(Pid::from_raw) {
+            let _ = rustix::process::kill_process_group(pgid, signal);
         }
         children::signal(&self.tree, signal);
     }
@@ -240,7 +238,7 @@ impl ProcessGroup {
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
         self.collect();
-        self.signal(libc::SIGKILL);
+        self.signal(Signal::KILL);
     }
 }
 

@@ -12,14 +12,14 @@
 //! stream) ends `run` with the reason; the supervisor then shows the offline
 //! placeholder and reconnects with backoff, so viewers stay connected.
 
-use super::http_client::{self, HttpUrl, Timeouts};
+use super::http_client::{Client, HttpUrl, Timeouts};
 use super::sink::{JpegSink, parse_timestamp};
 use super::spec::{SpecError, parse_fps};
 use super::tls_trust::TlsTrust;
 use super::{SourceContext, SourceError};
 use crate::jpeg::JpegSplitter;
-use crate::mjpeg::{ChunkedDecoder, MultipartParser, boundary_from_content_type};
-use bytes::{Bytes, BytesMut};
+use crate::mjpeg::{MultipartParser, boundary_from_content_type};
+use bytes::Bytes;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 use tracing::info;
@@ -98,41 +98,25 @@ pub async fn run(spec: &RelaySpec, ctx: &SourceContext) -> Result<(), SourceErro
 }
 
 async fn relay(spec: &RelaySpec, ctx: &SourceContext) -> Result<(), SourceError> {
-    let mut conn = None;
-    let head = http_client::get(&mut conn, &spec.url, &spec.timeouts, &spec.tls, false).await?;
-    let Some(mut conn) = conn else {
-        // `get` leaves the connection in place whenever it succeeds.
-        return Err(SourceError::new("internal error: no upstream connection"));
-    };
-    let content_type = head.header("content-type").unwrap_or("");
-    let mut frames = Frames::for_content_type(content_type, &spec.url)?;
-    let mut chunked = head.chunked().then(ChunkedDecoder::new);
-    let mut decoded = BytesMut::new();
+    let client = Client::new(&spec.timeouts, &spec.tls)?;
+    let mut response = client.get(&spec.url).await?;
+    let content_type = response.header("content-type").unwrap_or("").to_owned();
+    let mut frames = Frames::for_content_type(&content_type, &spec.url)?;
     let mut sink = JpegSink::new(ctx.hub.clone(), spec.to_string());
     info!(
         stream = ctx.hub.name(),
         source = %spec,
         "connected to upstream ({})",
-        if content_type.is_empty() { "no Content-Type" } else { content_type }
+        if content_type.is_empty() { "no Content-Type" } else { &content_type }
     );
-    let ended = || SourceError::new(format!("upstream {} ended the stream", spec.url.endpoint()));
     loop {
-        let Some(data) = conn.read_raw(spec.timeouts.idle).await? else {
+        let Some(data) = response.chunk().await? else {
             return Err(SourceError::new(format!(
                 "upstream {} closed the connection",
                 spec.url.endpoint()
             )));
         };
-        match &mut chunked {
-            Some(decoder) => {
-                decoder.push(&data, &mut decoded).map_err(|e| {
-                    SourceError::new(format!("bad chunked stream from upstream: {e}"))
-                })?;
-                frames.push(&decoded);
-                decoded.clear();
-            }
-            None => frames.push(&data),
-        }
+        frames.push(&data);
         while let Some(frame) = frames.next_frame() {
             match frame {
                 Ok((jpeg, captured)) => {
@@ -141,8 +125,11 @@ async fn relay(spec: &RelaySpec, ctx: &SourceContext) -> Result<(), SourceError>
                 Err(why) => sink.reject(&why),
             }
         }
-        if frames.is_done() || chunked.as_ref().is_some_and(|d| d.is_done()) {
-            return Err(ended());
+        if frames.is_done() {
+            return Err(SourceError::new(format!(
+                "upstream {} ended the stream",
+                spec.url.endpoint()
+            )));
         }
     }
 }
@@ -224,14 +211,14 @@ pub async fn run_snapshot(spec: &SnapshotSpec, ctx: &SourceContext) -> Result<()
 
 async fn poll(spec: &SnapshotSpec, ctx: &SourceContext) -> Result<(), SourceError> {
     let period = Duration::from_secs_f64(1.0 / spec.fps);
-    let mut conn = None;
+    let client = Client::new(&spec.timeouts, &spec.tls)?;
     let mut sink = JpegSink::new(ctx.hub.clone(), spec.to_string());
     let mut next = tokio::time::Instant::now();
     let mut first = true;
     loop {
         tokio::time::sleep_until(next).await;
-        let head = http_client::get(&mut conn, &spec.url, &spec.timeouts, &spec.tls, true).await?;
-        let mime = head
+        let response = client.get(&spec.url).await?;
+        let mime = response
             .header("content-type")
             .unwrap_or("")
             .to_ascii_lowercase();
@@ -241,10 +228,7 @@ async fn poll(spec: &SnapshotSpec, ctx: &SourceContext) -> Result<(), SourceErro
                 mime.split(';').next().unwrap_or("")
             )));
         }
-        let Some(c) = conn.as_mut() else {
-            return Err(SourceError::new("internal error: no upstream connection"));
-        };
-        let body = c.read_body(&head, MAX_FRAME, spec.timeouts.idle).await?;
+        let body = response.body(MAX_FRAME).await?;
         if sink.offer(&body, None) && first {
             info!(stream = ctx.hub.name(), source = %spec, "polling snapshots");
             first = false;
@@ -303,13 +287,7 @@ mod tests {
     #[tokio::test]
     async fn silent_upstream_times_out_after_frames() {
         let jpeg = small(5);
-        let mut resp = format!(
-            "HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace;boundary=b\r\n\r\n--b\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
-            jpeg.len()
-        )
-        .into_bytes();
-        resp.extend_from_slice(&jpeg);
-        resp.extend_from_slice(b"\r\n--b\r\n");
+        let resp = one_frame_stream("HTTP/1.0 200 OK", &jpeg);
         let spec = RelaySpec {
             url: fake_upstream(resp).await,
             timeouts: quick(),
@@ -394,6 +372,86 @@ mod tests {
         assert!(err.0.contains("redirected more than 3 times"), "{err}");
     }
 
+    /// Answers by request path, as `route` says; unknown paths get a 404.
+    async fn routed_upstream(route: fn(&str) -> Option<Vec<u8>>) -> HttpUrl {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut io, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    loop {
+                        let mut req = [0u8; 4096];
+                        let Ok(n @ 1..) = io.read(&mut req).await else {
+                            return;
+                        };
+                        let head = String::from_utf8_lossy(&req[..n]).into_owned();
+                        let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+                        let answer = route(&path).unwrap_or_else(|| {
+                            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec()
+                        });
+                        if io.write_all(&answer).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        HttpUrl::parse(&format!("http://{addr}/a/b")).expect("url")
+    }
+
+    /// A multipart answer (after `status`) with one `jpeg` in it.
+    fn one_frame_stream(status: &str, jpeg: &[u8]) -> Vec<u8> {
+        let mut resp = format!(
+            "{status}\r\nContent-Type: multipart/x-mixed-replace;boundary=b\r\n\r\n--b\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+            jpeg.len()
+        )
+        .into_bytes();
+        resp.extend_from_slice(jpeg);
+        resp.extend_from_slice(b"\r\n--b\r\n");
+        resp
+    }
+
+    /// Relays from `url`, which must end up at `one_frame_stream`.
+    async fn relays_one_frame(url: HttpUrl) {
+        let spec = RelaySpec {
+            url,
+            timeouts: quick(),
+            tls: TlsTrust::default(),
+        };
+        let ctx = ctx();
+        let err = run(&spec, &ctx).await.expect_err("silent after a frame");
+        assert!(err.0.contains("sent nothing"), "{err}");
+        assert_eq!(ctx.hub.latest().expect("a frame").jpeg(), small(7));
+    }
+
+    #[tokio::test]
+    async fn redirects_resolve_as_rfc_3986_says() {
+        // `?y` keeps the path (`/a/b?y`, not `/a/?y`); dot segments go.
+        let url = routed_upstream(|path| match path {
+            "/a/b" => {
+                Some(b"HTTP/1.1 302 Found\r\nLocation: ?y\r\nContent-Length: 0\r\n\r\n".to_vec())
+            }
+            "/a/b?y" => Some(
+                b"HTTP/1.1 301 Moved\r\nLocation: ../c/./d?z\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            ),
+            "/c/d?z" => Some(one_frame_stream("HTTP/1.1 200 OK", &small(7))),
+            _ => None,
+        })
+        .await;
+        relays_one_frame(url).await;
+    }
+
+    #[tokio::test]
+    async fn informational_answers_are_skipped() {
+        let url = routed_upstream(|path| {
+            (path == "/a/b").then(|| {
+                one_frame_stream("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK", &small(7))
+            })
+        })
+        .await;
+        relays_one_frame(url).await;
+    }
+
     #[tokio::test]
     async fn https_to_a_plain_server_fails_clearly() {
         let url = fake_upstream(b"HTTP/1.1 200 OK\r\n\r\n".to_vec()).await;
@@ -414,10 +472,10 @@ mod tests {
     fn snapshot_specs() {
         let s = SnapshotSpec::parse("http://u:p@cam/jpg@2.5").expect("valid");
         assert_eq!(s.fps, 2.5);
-        assert_eq!(s.url.host, "cam");
+        assert_eq!(s.url.host(), "cam");
         assert_eq!(s.to_string(), "snapshot:http://u:***@cam/jpg@2.5");
         let s = SnapshotSpec::parse("http://u:p@cam").expect("valid");
-        assert_eq!((s.fps, s.url.path.as_str()), (1.0, "/"));
+        assert_eq!((s.fps, s.url.path().as_str()), (1.0, "/"));
         assert!(SnapshotSpec::parse("http://cam/@0").is_err());
         assert!(SnapshotSpec::parse("cam/jpg").is_err());
     }

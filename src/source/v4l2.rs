@@ -36,8 +36,10 @@ use crate::jpeg::{self, Scan};
 use linuxvideo::format::{FrameIntervals, FrameSizes};
 use linuxvideo::{BufType, CapabilityFlags, Device, Fract};
 use pixfmt::Pipeline;
+use rustix::event::{PollFd, PollFlags, Timespec};
 use std::fmt::{self, Write as _};
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -264,7 +266,7 @@ fn capture(spec: &V4l2Spec, ctx: &SourceContext) -> Result<(), SourceError> {
     };
     let mut last_frame = Instant::now();
     while !ctx.cancel.is_cancelled() {
-        if !readable(stream.as_raw_fd(), POLL_INTERVAL)
+        if !readable(stream.as_fd(), POLL_INTERVAL)
             .map_err(|e| device_error(dev, "cannot wait for frames", &e))?
         {
             if last_frame.elapsed() >= STALL_TIMEOUT {
@@ -316,23 +318,21 @@ fn pass_through(sink: &mut JpegSink, data: &[u8]) {
 }
 
 /// Waits up to `timeout` for the device to have a frame ready.
-fn readable(fd: i32, timeout: Duration) -> io::Result<bool> {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
+fn readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    let timeout = Timespec::try_from(timeout).unwrap_or(Timespec {
+        tv_sec: i64::MAX,
+        tv_nsec: 0,
+    });
+    let n = match rustix::event::poll(&mut fds, Some(&timeout)) {
+        Ok(n) => n,
+        Err(rustix::io::Errno::INTR) => return Ok(false),
+        Err(e) => return Err(e.into()),
     };
-    // SAFETY: poll(2) on one valid pollfd that lives across the call.
-    let n = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as libc::c_int) };
-    if n < 0 {
-        let e = io::Error::last_os_error();
-        return if e.kind() == io::ErrorKind::Interrupted {
-            Ok(false)
-        } else {
-            Err(e)
-        };
-    }
-    if pfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+    if fds[0]
+        .revents()
+        .intersects(PollFlags::ERR | PollFlags::HUP | PollFlags::NVAL)
+    {
         // An unplugged camera reports POLLERR; dequeue then gives the errno.
         return Ok(true);
     }

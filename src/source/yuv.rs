@@ -54,12 +54,12 @@ impl RawFormat {
 /// One raw picture in a capture buffer.
 #[derive(Clone, Copy, Debug)]
 pub struct RawImage<'a> {
-    data: &'a [u8],
-    width: u16,
-    height: u16,
+    pub(crate) data: &'a [u8],
+    pub(crate) width: u16,
+    pub(crate) height: u16,
     /// Bytes per row (of the Y' plane for NV12; the chroma plane has the same).
-    stride: usize,
-    format: RawFormat,
+    pub(crate) stride: usize,
+    pub(crate) format: RawFormat,
 }
 
 impl<'a> RawImage<'a> {
@@ -78,8 +78,8 @@ impl<'a> RawImage<'a> {
         let (w, h) = (usize::from(width), usize::from(height));
         let min_stride = format.min_stride(w);
         let needed = match format {
-            RawFormat::Yuyv => stride * h,
-            RawFormat::Nv12 => stride * (h + h.div_ceil(2)),
+            RawFormat::Yuyv => stride.saturating_mul(h),
+            RawFormat::Nv12 => stride.saturating_mul(h + h.div_ceil(2)),
         };
         if stride < min_stride {
             return Err(format!(
@@ -104,11 +104,7 @@ impl<'a> RawImage<'a> {
     /// Encodes the picture as a JPEG of `quality` (1-100); YUYV at
     /// `subsampling`, NV12 at its own 4:2:0.
     pub fn encode(&self, quality: u8, subsampling: Subsampling) -> Result<Vec<u8>, EncodeError> {
-        let (data, w, h, stride) = (self.data, self.width, self.height, self.stride);
-        match self.format {
-            RawFormat::Yuyv => encode::encode_yuyv(data, w, h, stride, quality, subsampling),
-            RawFormat::Nv12 => encode::encode_nv12(data, w, h, stride, quality),
-        }
+        encode::encode_raw(self, quality, subsampling)
     }
 }
 

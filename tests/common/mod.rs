@@ -1,11 +1,14 @@
 //! Shared test helpers: start the real server (in-process on an ephemeral
-//! port, or the built binary), and a strict MJPEG stream client that checks
-//! every byte of the multipart framing and decodes every JPEG.
+//! port, or the built binary: one launcher for `ServerProcess` and
+//! `Daemon`), a strict MJPEG stream client that checks every byte of the
+//! multipart framing and decodes every JPEG, and `eventually` for waiting on
+//! a condition instead of sleeping.
 #![allow(dead_code)] // each test file uses a different subset
 
 use bytes::{Buf, BytesMut};
 use mjpegd::config::Config;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -13,6 +16,40 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 pub const BOUNDARY: &str = "mjpegd-boundary";
+
+/// Polls `check` every 20 ms until it holds; fails naming `what` after
+/// `within`. Returns how long it took. Use it instead of sleeping for a
+/// guessed time and then asserting.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let t = Instant::now();
+    loop {
+        if check().await {
+            return t.elapsed();
+        }
+        assert!(t.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Seconds since the epoch, as `X-Timestamp` carries them.
+pub fn now_unix() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64()
+}
+
+/// Fails the test (rather than letting it pass without testing anything)
+/// when a program it runs is not on PATH. `.ci/run` installs them all.
+pub fn require(tool: &str) {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
+    assert!(found, "this test needs `{tool}` on PATH; it is missing");
+}
 
 /// A server running inside the test process.
 pub struct TestServer {
@@ -28,10 +65,22 @@ impl TestServer {
         TestServer::start_with(listener, args)
     }
 
-    /// Starts the server on `addr` (to restart one on the same port).
+    /// Starts the server on `addr`, binding it anew. To restart a server on
+    /// the same port, prefer `start_on`: between a stop and this bind,
+    /// another process may take the port.
     pub async fn start_at(addr: SocketAddr, args: &[&str]) -> TestServer {
         let listener = TcpListener::bind(addr).await.expect("bind again");
         TestServer::start_with(listener, args)
+    }
+
+    /// Starts the server on a copy of `socket`, which the test keeps open:
+    /// stopped and started again on it, the server keeps its port, and no
+    /// other process can take it meanwhile (while the server is down,
+    /// connections wait unanswered in the backlog).
+    pub fn start_on(socket: &std::net::TcpListener, args: &[&str]) -> TestServer {
+        let copy = socket.try_clone().expect("copy of the socket");
+        copy.set_nonblocking(true).expect("nonblocking");
+        TestServer::start_with(TcpListener::from_std(copy).expect("listener"), args)
     }
 
     fn start_with(listener: TcpListener, args: &[&str]) -> TestServer {
@@ -80,30 +129,17 @@ impl ServerProcess {
     /// `start` with the given standard input (e.g. `Stdio::piped()` to feed
     /// `--source stdin`; take it from `child.stdin`).
     pub fn start_with_stdin(args: &[&str], stdin: Stdio) -> ServerProcess {
-        use std::io::BufRead;
         let started = Instant::now();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mjpegd"))
+        let mut command = binary();
+        command
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .stdin(stdin)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run mjpegd");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read stdout");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .expect("address");
+            .stderr(Stdio::null());
+        let (child, listening) = spawn_listening(command, 1, String::new);
         ServerProcess {
             child,
-            addr,
+            addr: tcp_addr(&listening[0]),
             started,
         }
     }
@@ -115,17 +151,7 @@ impl ServerProcess {
     /// Sends `signal` and waits for the exit; returns the exit code and how
     /// long the exit took.
     pub fn signal_and_wait(&mut self, signal: i32) -> (Option<i32>, Duration) {
-        let t = Instant::now();
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.pid(), signal) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return (status.code(), t.elapsed());
-            }
-            assert!(Instant::now() < deadline, "server did not exit in 10 s");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        signal_and_wait(&mut self.child, signal)
     }
 
     /// Resident memory in KiB, from /proc.
@@ -149,6 +175,153 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         stop_child(&mut self.child);
     }
+}
+
+/// The `mjpegd` binary, running, with its listen lines and a file holding
+/// everything it wrote to stderr.
+pub struct Daemon {
+    pub child: Child,
+    /// The addresses from its `listening on ...` lines, e.g.
+    /// `http://127.0.0.1:4711` or `unix:/tmp/x.sock`.
+    pub listening: Vec<String>,
+    pub stderr: PathBuf,
+}
+
+impl Daemon {
+    /// Runs the binary with `args` and `env`, and waits for `lines`
+    /// `listening on` lines on stdout.
+    pub fn start(args: &[&str], env: &[(&str, &str)], lines: usize) -> Daemon {
+        let stderr = temp_path("stderr");
+        let mut command = binary();
+        command
+            .args(args)
+            .envs(env.iter().copied())
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"));
+        let log = || std::fs::read_to_string(&stderr).unwrap_or_default();
+        let (child, listening) = spawn_listening(command, lines, log);
+        Daemon {
+            child,
+            listening,
+            stderr,
+        }
+    }
+
+    /// The `HOST:PORT` of the `n`th listen line (`http://` or `https://`).
+    pub fn addr(&self, n: usize) -> SocketAddr {
+        tcp_addr(&self.listening[n])
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn stderr_text(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits up to 10 s for the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        signal_and_wait(&mut self.child, libc::SIGTERM).0
+    }
+
+    /// Open file descriptors of the process.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("proc fd")
+            .count()
+    }
+
+    /// Resident memory in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        rss_kib(self.pid())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        stop_child(&mut self.child);
+        let _ = std::fs::remove_file(&self.stderr);
+    }
+}
+
+/// The built binary, without the secrets' variables a developer may have
+/// set, and with stdout piped for its `listening on` lines.
+fn binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mjpegd"));
+    command
+        .env_remove("MJPEGD_AUTH")
+        .env_remove("MJPEGD_TOKEN_SECRET")
+        .stdout(Stdio::piped());
+    command
+}
+
+/// Starts `command` and reads `lines` `listening on ADDR` lines; an early
+/// exit fails the test with what `log` returns.
+fn spawn_listening(
+    mut command: Command,
+    lines: usize,
+    log: impl Fn() -> String,
+) -> (Child, Vec<String>) {
+    use std::io::BufRead;
+    let mut child = command.spawn().expect("run mjpegd");
+    let mut reader = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut listening = Vec::new();
+    while listening.len() < lines {
+        let mut line = String::new();
+        if reader.read_line(&mut line).expect("read stdout") == 0 {
+            let _ = child.wait();
+            panic!("mjpegd exited early: {}", log());
+        }
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected line {line:?}"));
+        listening.push(addr.to_owned());
+    }
+    (child, listening)
+}
+
+/// `HOST:PORT` of a `http://` or `https://` listen address.
+fn tcp_addr(listening: &str) -> SocketAddr {
+    listening
+        .split_once("://")
+        .map(|(_, a)| a)
+        .unwrap_or_else(|| panic!("not a TCP address: {listening}"))
+        .parse()
+        .expect("address")
+}
+
+/// Sends `signal` to `child` and waits up to 10 s for its exit; returns
+/// the exit code and how long the exit took.
+pub fn signal_and_wait(child: &mut Child, signal: i32) -> (Option<i32>, Duration) {
+    let t = Instant::now();
+    send_signal(child, signal);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return (status.code(), t.elapsed());
+        }
+        assert!(Instant::now() < deadline, "mjpegd did not exit in 10 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Sends `signal` to our own, not yet reaped, child.
+pub fn send_signal(child: &Child, signal: i32) {
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a pid");
+    let signal = rustix::process::Signal::from_named_raw(signal).expect("a signal");
+    let _ = rustix::process::kill_process(pid, signal);
+}
+
+/// A fresh path in the temp directory (not created).
+pub fn temp_path(what: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    std::env::temp_dir().join(format!(
+        "mjpegd-test-{}-{}-{what}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
 }
 
 /// One frame as received.
@@ -383,8 +556,7 @@ pub async fn status(addr: SocketAddr) -> serde_json::Value {
 /// running), then SIGKILL if it takes more than 2 s.
 pub fn stop_child(child: &mut Child) {
     if let Ok(None) = child.try_wait() {
-        // SAFETY: kill(2) on our own, not yet reaped, child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        send_signal(child, libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(2);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {

@@ -1,126 +1,15 @@
-//! Helpers for the security and fault tests: run the binary with a chosen
-//! environment and capture its stderr, read the first frames of a stream over
-//! any connection (TCP, TLS, unix socket), count a process's open files.
+//! Helpers for the security and fault tests: read the first frames of a
+//! stream over any connection (TCP, TLS, unix socket), a test certificate.
+//! The binary runner (`Daemon`) lives in `tests/common`, shared with the
+//! other tests; it is re-exported here for the tests that use this module.
 #![allow(dead_code)] // each test file uses a different subset
 
-use std::io::BufRead;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-/// The `mjpegd` binary, running, with its listen lines and a file holding
-/// everything it wrote to stderr.
-pub struct Daemon {
-    pub child: Child,
-    /// The addresses from its `listening on ...` lines, e.g.
-    /// `http://127.0.0.1:4711` or `unix:/tmp/x.sock`.
-    pub listening: Vec<String>,
-    pub stderr: PathBuf,
-}
-
-impl Daemon {
-    /// Runs the binary with `args` and `env`, and waits for `lines`
-    /// `listening on` lines on stdout.
-    pub fn start(args: &[&str], env: &[(&str, &str)], lines: usize) -> Daemon {
-        let stderr = temp_path("stderr");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mjpegd"))
-            .args(args)
-            .env_remove("MJPEGD_AUTH")
-            .env_remove("MJPEGD_TOKEN_SECRET")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
-            .spawn()
-            .expect("run mjpegd");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut reader = std::io::BufReader::new(stdout);
-        let mut listening = Vec::new();
-        while listening.len() < lines {
-            let mut line = String::new();
-            let n = reader.read_line(&mut line).expect("read stdout");
-            if n == 0 {
-                let _ = child.wait();
-                panic!(
-                    "mjpegd exited early: {}",
-                    std::fs::read_to_string(&stderr).unwrap_or_default()
-                );
-            }
-            let addr = line
-                .trim()
-                .strip_prefix("listening on ")
-                .unwrap_or_else(|| panic!("unexpected line {line:?}"));
-            listening.push(addr.to_owned());
-        }
-        Daemon {
-            child,
-            listening,
-            stderr,
-        }
-    }
-
-    /// The `HOST:PORT` of the `n`th listen line (`http://` or `https://`).
-    pub fn addr(&self, n: usize) -> std::net::SocketAddr {
-        let l = &self.listening[n];
-        l.split_once("://")
-            .map(|(_, a)| a)
-            .unwrap_or_else(|| panic!("not a TCP address: {l}"))
-            .parse()
-            .expect("address")
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    pub fn stderr_text(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    /// SIGTERM, then waits up to 10 s for the exit code.
-    pub fn terminate(&mut self) -> Option<i32> {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status.code();
-            }
-            assert!(Instant::now() < deadline, "mjpegd did not exit in 10 s");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Open file descriptors of the process.
-    pub fn open_fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
-            .expect("proc fd")
-            .count()
-    }
-
-    /// Resident memory in KiB.
-    pub fn rss_kib(&self) -> u64 {
-        crate::common::rss_kib(self.pid())
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        crate::common::stop_child(&mut self.child);
-        let _ = std::fs::remove_file(&self.stderr);
-    }
-}
-
-/// A fresh path in the temp directory (not created).
-pub fn temp_path(what: &str) -> PathBuf {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static N: AtomicUsize = AtomicUsize::new(0);
-    std::env::temp_dir().join(format!(
-        "mjpegd-test-{}-{}-{what}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ))
-}
+#[allow(unused_imports)] // as with dead_code: each test file uses a subset
+pub use crate::common::{Daemon, temp_path};
 
 /// Reads a response head (through the blank line); returns it and any bytes
 /// read past it.
@@ -154,7 +43,7 @@ pub async fn read_frames<R: AsyncRead + Unpin>(
     mut buf: Vec<u8>,
     count: usize,
 ) -> Vec<Vec<u8>> {
-    let delimiter = b"--mjpegd-boundary\r\n";
+    let delimiter = format!("--{}\r\n", crate::common::BOUNDARY).into_bytes();
     let mut frames = Vec::new();
     while frames.len() < count {
         // Part: delimiter, headers, blank line, Content-Length bytes, CRLF.
@@ -163,7 +52,7 @@ pub async fn read_frames<R: AsyncRead + Unpin>(
             continue;
         };
         assert!(
-            buf.starts_with(delimiter),
+            buf.starts_with(&delimiter),
             "{:?}",
             String::from_utf8_lossy(&buf[..head_end])
         );

@@ -3,11 +3,12 @@
 //!
 //! Parts with `Content-Length` (mjpegd, mjpg-streamer, µStreamer) are read on
 //! a fast path that looks only at their first and last bytes and never keeps
-//! the JPEG; anything else (no length, chunked encoding, LF-only lines) goes
-//! through the library's general multipart parser.
+//! the JPEG; anything else (no length, LF-only lines) goes through the
+//! library's general multipart parser. A chunked body is not decoded: the
+//! error says to ask with `--http10`, which servers answer unchunked.
 
 use bytes::{Buf, BytesMut};
-use mjpegd::mjpeg::{ChunkedDecoder, MultipartParser, boundary_from_content_type};
+use mjpegd::mjpeg::{MultipartParser, boundary_from_content_type};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -156,11 +157,10 @@ async fn session(
         .and_then(boundary_from_content_type)
         .ok_or("response is not multipart")?;
     r.connected = true;
-    let chunked = header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
-    let mut counter = Counter { started, limit, r };
-    if chunked {
-        return slow_path(&mut io, buf, &boundary, true, &mut counter).await;
+    if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        return Err("chunked response: measure this server with --http10".into());
     }
+    let mut counter = Counter { started, limit, r };
     fast_path(&mut io, buf, &boundary, &mut counter).await
 }
 
@@ -250,7 +250,7 @@ async fn fast_path(
         let timestamp = capture_stamp(timestamp, grab, send);
         let Some(len) = length else {
             // No length: hand everything from here to the general parser.
-            return slow_path(io, buf, boundary, false, counter).await;
+            return slow_path(io, buf, boundary, counter).await;
         };
         buf.advance(end + 4);
         let mut first = [0u8; 2];
@@ -296,28 +296,17 @@ fn track(chunk: &[u8], offset: usize, len: usize, first: &mut [u8; 2], last: &mu
     }
 }
 
-/// Any multipart body, through the library's parser (and chunked decoder).
+/// Any multipart body, through the library's parser.
 async fn slow_path(
     io: &mut TcpStream,
     initial: BytesMut,
     boundary: &str,
-    chunked: bool,
     counter: &mut Counter<'_>,
 ) -> Result<(), String> {
     let mut parser = MultipartParser::new(boundary, 32 * 1024 * 1024);
-    let mut dechunk = ChunkedDecoder::new();
-    let mut decoded = BytesMut::new();
     let mut raw = initial;
     loop {
-        if chunked {
-            dechunk
-                .push(&raw, &mut decoded)
-                .map_err(|e| format!("chunked encoding: {e}"))?;
-            parser.push(&decoded);
-            decoded.clear();
-        } else {
-            parser.push(&raw);
-        }
+        parser.push(&raw);
         raw.clear();
         while let Some(part) = parser.next_part() {
             match part {

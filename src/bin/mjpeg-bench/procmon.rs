@@ -147,7 +147,7 @@ fn cpu_seconds(pid: i32) -> f64 {
     };
     // utime and stime are fields 14 and 15 of stat; 11 and 12 after the name.
     // SAFETY: sysconf has no memory effects.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let hz = rustix::param::clock_ticks_per_second().max(1) as f64;
     (ticks(11) + ticks(12)) / hz
 }
 

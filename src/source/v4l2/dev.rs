@@ -10,7 +10,7 @@
 use std::ffi::CStr;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
 const BUF_TYPE_VIDEO_CAPTURE: u32 = 1;
@@ -538,8 +538,9 @@ impl Stream {
         unsafe { xioctl(self.device.fd(), VIDIOC_QBUF, &mut b) }
     }
 
-    pub fn as_raw_fd(&self) -> RawFd {
-        self.device.fd()
+    /// The device, to wait on for frames.
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.device.file.as_fd()
     }
 
     /// Takes the next filled buffer, hands its bytes to `f` and gives it
