@@ -14,6 +14,7 @@ pub mod config;
 pub mod demand;
 pub mod encode;
 pub mod frame;
+pub mod history;
 pub mod http;
 pub mod hub;
 pub mod jpeg;

@@ -11,6 +11,8 @@ mod fanout;
 mod index;
 pub mod limits;
 mod metrics;
+mod past;
+mod replay;
 pub mod request;
 pub mod response;
 mod router;
