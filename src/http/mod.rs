@@ -6,6 +6,8 @@
 //! This module sees streams only through their `FrameHub`s.
 
 pub mod auth;
+mod avi;
+mod clip;
 mod cors;
 mod fanout;
 mod index;
