@@ -129,8 +129,14 @@ mod tests {
     use crate::frame::FrameMeta;
     use std::time::{Duration, Instant};
 
+    /// One monotonic origin for every frame of a test.
+    fn base() -> Instant {
+        static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *BASE.get_or_init(Instant::now)
+    }
+
     fn frame(seq: u64, at_ms: u64, len: usize) -> Frame {
-        let base = Instant::now();
+        let base = base();
         let meta = FrameMeta {
             captured: UNIX_EPOCH + Duration::from_millis(1_700_000_000_000 + at_ms),
             captured_at: base + Duration::from_millis(at_ms),

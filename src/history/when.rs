@@ -24,17 +24,32 @@ pub fn parse_moment(raw: &str, now: SystemTime) -> Result<SystemTime, String> {
             raw.escape_debug()
         )
     };
-    let v: f64 = raw.parse().map_err(|_| bad())?;
-    if !v.is_finite() {
-        return Err(bad());
+    if let Some(back) = raw.strip_prefix('-') {
+        let v: f64 = back.parse().map_err(|_| bad())?;
+        return back_from(now, v).ok_or_else(bad);
     }
-    if raw.starts_with('-') {
-        return back_from(now, -v).ok_or_else(bad);
+    unix_time(raw).ok_or_else(bad)
+}
+
+/// A Unix time written as `SECONDS[.FRACTION]`, read exactly (not through
+/// a float), so that an `X-Timestamp` value names exactly its frame.
+fn unix_time(raw: &str) -> Option<SystemTime> {
+    let (secs, fraction) = raw.split_once('.').unwrap_or((raw, ""));
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if secs.is_empty() || secs.len() > 11 || !all_digits(secs) || !all_digits(fraction) {
+        return None;
     }
-    if v >= UNIX_TIME_FROM && v < 1e11 {
-        return Ok(UNIX_EPOCH + Duration::from_secs_f64(v));
+    let secs: u64 = secs.parse().ok()?;
+    if (secs as f64) < UNIX_TIME_FROM {
+        return None;
     }
-    Err(bad())
+    // Nanoseconds: the first nine digits of the fraction.
+    let nanos = fraction
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(9)
+        .fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+    Some(UNIX_EPOCH + Duration::new(secs, nanos))
 }
 
 /// `?ago=SECONDS`: that long before `now`.
@@ -70,7 +85,27 @@ mod tests {
             Ok(UNIX_EPOCH + Duration::from_millis(1_764_669_500_500))
         );
         assert_eq!(parse_ago("2.5", now), Ok(now - Duration::from_millis(2500)));
-        for bad in ["30", "", "x", "NaN", "-inf", "inf", "-1e12", "1e300", "- 3"] {
+        assert_eq!(
+            parse_moment("1764669500.000001", now),
+            Ok(UNIX_EPOCH + Duration::new(1_764_669_500, 1000))
+        );
+        for bad in [
+            "30",
+            "",
+            "x",
+            "NaN",
+            "-inf",
+            "inf",
+            "-1e12",
+            "1e300",
+            "- 3",
+            "-NaN",
+            "1.5e9",
+            "+1764669500",
+            "1764669500.x",
+            ".5",
+            "99999999999999",
+        ] {
             assert!(parse_moment(bad, now).is_err(), "{bad}");
         }
         for bad in ["-1", "x", "1e9", "NaN"] {
