@@ -39,6 +39,13 @@ impl MemoryRing {
     }
 }
 
+/// `t` in whole microseconds since the epoch: the precision of
+/// `X-Timestamp`, so that a client asking for the time a frame was sent
+/// with gets that frame.
+fn to_micros(t: SystemTime) -> u128 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_micros()
+}
+
 /// Bytes a frame holds in the history.
 fn cost(frame: &Frame) -> usize {
     frame.part().len()
@@ -74,7 +81,10 @@ impl FrameStore for MemoryRing {
 
     fn at_or_before(&self, t: SystemTime) -> Option<Arc<Frame>> {
         let held = self.lock();
-        let after = held.frames.partition_point(|f| f.meta.captured <= t);
+        let t = to_micros(t);
+        let after = held
+            .frames
+            .partition_point(|f| to_micros(f.meta.captured) <= t);
         after
             .checked_sub(1)
             .and_then(|i| held.frames.get(i).cloned())
@@ -88,8 +98,13 @@ impl FrameStore for MemoryRing {
 
     fn range(&self, from: SystemTime, to: SystemTime) -> Vec<Arc<Frame>> {
         let held = self.lock();
-        let start = held.frames.partition_point(|f| f.meta.captured < from);
-        let end = held.frames.partition_point(|f| f.meta.captured <= to);
+        let (from, to) = (to_micros(from), to_micros(to));
+        let start = held
+            .frames
+            .partition_point(|f| to_micros(f.meta.captured) < from);
+        let end = held
+            .frames
+            .partition_point(|f| to_micros(f.meta.captured) <= to);
         held.frames.range(start..end.max(start)).cloned().collect()
     }
 
