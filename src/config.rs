@@ -1173,6 +1173,57 @@ mod tests {
     }
 
     #[test]
+    fn history_settings() {
+        let c = parse(&[]).expect("defaults");
+        assert_eq!(c.history_of(&c.streams[0]), None, "off by default");
+        let c = parse(&["--history", "60"]).expect("valid");
+        assert_eq!(
+            c.history_of(&c.streams[0]),
+            Some(HistorySettings {
+                span: Duration::from_secs(60),
+                max_bytes: DEFAULT_MAX_MB << 20
+            })
+        );
+        let text = "history = 10\nhistory_max_mb = 32\n\
+            [[stream]]\nname = \"a\"\nsource = \"pattern\"\n\
+            [[stream]]\nname = \"b\"\nsource = \"pattern\"\nhistory = 0\n\
+            [[stream]]\nname = \"c\"\nsource = \"pattern\"\nhistory = 2.5\nhistory_max_mb = 4\n";
+        let c = with_file(text, &[]).expect("valid");
+        let of = |i: usize| c.history_of(&c.streams[i]);
+        assert_eq!(
+            of(0),
+            Some(HistorySettings {
+                span: Duration::from_secs(10),
+                max_bytes: 32 << 20
+            })
+        );
+        assert_eq!(of(1), None);
+        assert_eq!(
+            of(2),
+            Some(HistorySettings {
+                span: Duration::from_millis(2500),
+                max_bytes: 4 << 20
+            })
+        );
+        // The command line overrides the file.
+        let c = with_file(text, &["--history-max-mb", "8"]).expect("valid");
+        assert_eq!(
+            c.history_of(&c.streams[0]).map(|h| h.max_bytes),
+            Some(8 << 20)
+        );
+        assert!(invalid(&["--history", "90000"]).contains("--history"));
+        assert!(invalid(&["--history-max-mb", "0"]).contains("--history-max-mb"));
+        assert_eq!(
+            file_error("history_max_mb = 0\n"),
+            "config.toml:1: bad value for 'history_max_mb': '0' is not a number of MiB from 1 to 1048576"
+        );
+        assert!(
+            file_error("[[stream]]\nsource = \"pattern\"\nhistory = -3\n")
+                .starts_with("config.toml:3: bad value for 'history'")
+        );
+    }
+
+    #[test]
     fn the_example_config_is_valid() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mjpegd.toml");
         let c = parse(&["--config", path]).expect("example config is valid");
@@ -1188,6 +1239,11 @@ mod tests {
         );
         assert_eq!(c.streams[1].quality, Some(60));
         assert_eq!(c.streams[0].quality, None);
+        assert_eq!(c.history_of(&c.streams[0]), None);
+        assert_eq!(
+            c.history_of(&c.streams[1]).map(|h| h.span),
+            Some(Duration::from_secs(30))
+        );
         assert_eq!(c.streams[2].source.kind(), "dir");
         assert_eq!(c.listen, vec!["127.0.0.1:8080".parse().expect("addr")]);
     }
