@@ -79,24 +79,17 @@ where
 
     let mut client = hub.client();
     debug!(stream = %hub.name(), "client connected");
+    if let Err(e) = io.write_all(head.as_bytes()).await {
+        debug!(stream = %hub.name(), "client disconnected: write error: {e}");
+        return false;
+    }
+    client.sent_bytes(head.len());
     let since = Instant::now();
     // Rate-capped clients keep their own schedule in their own task.
     let (why, frames) = match fanout.filter(|_| min_interval.is_none()) {
-        Some(fanout) => {
-            pump_batched(io, &head, hub, client, &fanout, replay, options, cancel).await
-        }
+        Some(fanout) => pump_batched(io, hub, client, &fanout, replay, options, cancel).await,
         None => {
-            let why = pump(
-                io,
-                &head,
-                hub,
-                &mut client,
-                min_interval,
-                replay,
-                options,
-                cancel,
-            )
-            .await;
+            let why = pump(io, hub, &mut client, min_interval, replay, options, cancel).await;
             (why, client.frames())
         }
     };
@@ -118,10 +111,8 @@ pub(super) const SHUTDOWN: &str = "server shutting down";
 /// it stopped and how many frames the client got. With a `replay`, the
 /// history comes first, then the frames published while the client joined
 /// the loops.
-#[allow(clippy::too_many_arguments)]
 async fn pump_batched<S>(
     io: &mut S,
-    head: &str,
     hub: &FrameHub,
     mut client: ClientGuard,
     fanout: &Arc<Fanout>,
@@ -133,10 +124,6 @@ where
     S: Transport,
 {
     let mut frames = hub.subscribe();
-    if let Err(e) = io.write_all(head.as_bytes()).await {
-        return (format!("write error: {e}"), 0);
-    }
-    client.sent_bytes(head.len());
     let shutdown = cancel.cancelled();
     tokio::pin!(shutdown);
     let mut watch = PeerWatch::default();
@@ -258,7 +245,6 @@ async fn send_first<S: Transport>(
 /// why it stopped.
 async fn pump<S>(
     io: &mut S,
-    head: &str,
     hub: &FrameHub,
     client: &mut ClientGuard,
     min_interval: Option<Duration>,
@@ -270,10 +256,6 @@ where
     S: Transport,
 {
     let mut frames = hub.subscribe();
-    if let Err(e) = io.write_all(head.as_bytes()).await {
-        return format!("write error: {e}");
-    }
-    client.sent_bytes(head.len());
     let mut next_due = Instant::now();
     // One shutdown future for the whole stream: it registers with the token
     // once, instead of once per frame.
