@@ -241,7 +241,8 @@ async fn send_first<S: Transport>(
     }
 }
 
-/// Writes the head, then frames until the client leaves or shutdown; returns
+/// Writes frames (after the replay, if any) until the client leaves or
+/// shutdown; returns
 /// why it stopped.
 async fn pump<S>(
     io: &mut S,
