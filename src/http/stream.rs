@@ -242,8 +242,7 @@ async fn send_first<S: Transport>(
 }
 
 /// Writes frames (after the replay, if any) until the client leaves or
-/// shutdown; returns
-/// why it stopped.
+/// shutdown; returns why it stopped.
 async fn pump<S>(
     io: &mut S,
     hub: &FrameHub,
