@@ -5,6 +5,8 @@
 //!  (source::*)            watch channel of Arc<Frame>, stats           (http::*)
 //! ```
 //! Sources and HTTP never see each other; they meet in [`hub::FrameHub`].
+//! With `--history`, a hub also keeps its recent frames in a
+//! [`history::FrameStore`] for requests about the past.
 //! [`server::run`] wires them together under one cancellation token.
 
 pub mod canvas;
