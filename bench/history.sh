@@ -11,7 +11,8 @@
 #    playing the history at the captured pace from its own task), measured
 #    by the load client: frames delivered, server CPU per delivered frame.
 #
-# Run it alone: flock /tmp/mjpegd-bench.lock bench/history.sh
+# It builds first, then takes /tmp/mjpegd-bench.lock (flock) for the
+# measurements, so that no two benchmarks on the machine overlap.
 # Knobs (environment): SPAN=60 WINDOW=20 CLIENTS=100 FPS=30 PORT=19380
 #   FRAMES=/tmp/frames (made by ../shared/bench/make-frames.sh when missing)
 set -euo pipefail
@@ -37,6 +38,10 @@ if [ ! -x "$LOAD" ]; then
     --manifest-path "$SHARED/mjpeg-load/Cargo.toml" --target-dir "$LOAD_TARGET"
 fi
 [ -f "$FRAMES/720p/000.jpg" ] || "$SHARED/make-frames.sh" "$FRAMES" 60 >&2
+
+exec 9>"${LOCK:-/tmp/mjpegd-bench.lock}"
+log "waiting for the benchmark lock"
+flock 9
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
