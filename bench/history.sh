@@ -54,23 +54,24 @@ start() { # port args...
   pids+=($!)
   echo $!
 }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# CPU time of a process in ns: the scheduler's own count per thread
+# (/proc/PID/task/*/schedstat), finer than the 10 ms ticks of /proc/PID/stat.
+cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%d", s}'; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 captured() { curl -sf "http://127.0.0.1:$1/status" | python3 -c 'import json,sys; print(json.load(sys.stdin)["streams"][0]["frames_captured"])'; }
 history() { curl -sf "http://127.0.0.1:$1/status" | python3 -c '
 import json,sys
 h = json.load(sys.stdin)["streams"][0].get("history") or {}
 print(h.get("frames", 0), h.get("bytes", 0), h.get("span_s", 0))'; }
-TCK=$(getconf CLK_TCK)
 
 log "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 A=$(start "$PORT" --history "$SPAN" --history-max-mb "$MB")
 B=$(start $((PORT + 1)))
 log "filling a ${SPAN} s history (720p, ${FPS} fps), then measuring ${WINDOW} s"
 sleep $((SPAN + 3))
-a0=$(cpu_ticks "$A"); b0=$(cpu_ticks "$B"); fa0=$(captured "$PORT"); fb0=$(captured $((PORT + 1)))
+a0=$(cpu_ns "$A"); b0=$(cpu_ns "$B"); fa0=$(captured "$PORT"); fb0=$(captured $((PORT + 1)))
 sleep "$WINDOW"
-a1=$(cpu_ticks "$A"); b1=$(cpu_ticks "$B"); fa1=$(captured "$PORT"); fb1=$(captured $((PORT + 1)))
+a1=$(cpu_ns "$A"); b1=$(cpu_ns "$B"); fa1=$(captured "$PORT"); fb1=$(captured $((PORT + 1)))
 read -r hframes hbytes hspan <<<"$(history "$PORT")"
 rss_a=$(rss_kb "$A"); rss_b=$(rss_kb "$B")
 kill "$B"
@@ -78,18 +79,19 @@ kill "$B"
 echo
 echo "## Keeping a ${SPAN} s history of 720p at ${FPS} fps (no clients; ${WINDOW} s window)"
 echo
-python3 - "$a0" "$a1" "$fa0" "$fa1" "$b0" "$b1" "$fb0" "$fb1" "$rss_a" "$rss_b" "$hframes" "$hbytes" "$hspan" "$TCK" <<'EOF'
+python3 - "$a0" "$a1" "$fa0" "$fa1" "$b0" "$b1" "$fb0" "$fb1" "$rss_a" "$rss_b" "$hframes" "$hbytes" "$hspan" <<'EOF'
 import sys
-a0, a1, fa0, fa1, b0, b1, fb0, fb1, ra, rb, hf, hb, hs, tck = map(float, sys.argv[1:])
-ua = (a1 - a0) / tck / max(fa1 - fa0, 1) * 1e6
-ub = (b1 - b0) / tck / max(fb1 - fb0, 1) * 1e6
+a0, a1, fa0, fa1, b0, b1, fb0, fb1, ra, rb, hf, hb, hs = map(float, sys.argv[1:])
+ua = (a1 - a0) / 1e3 / max(fa1 - fa0, 1)
+ub = (b1 - b0) / 1e3 / max(fb1 - fb0, 1)
 print("| server | RSS MiB | history frames / MiB / span s | frames captured | CPU s | CPU µs per frame |")
 print("|---|---|---|---|---|---|")
-print(f"| --history | {ra/1024:.1f} | {hf:.0f} / {hb/2**20:.1f} / {hs:.1f} | {fa1-fa0:.0f} | {(a1-a0)/tck:.2f} | {ua:.0f} |")
-print(f"| none | {rb/1024:.1f} | - | {fb1-fb0:.0f} | {(b1-b0)/tck:.2f} | {ub:.0f} |")
+print(f"| --history | {ra/1024:.1f} | {hf:.0f} / {hb/2**20:.1f} / {hs:.1f} | {fa1-fa0:.0f} | {(a1-a0)/1e9:.3f} | {ua:.1f} |")
+print(f"| none | {rb/1024:.1f} | - | {fb1-fb0:.0f} | {(b1-b0)/1e9:.3f} | {ub:.1f} |")
 print()
 print(f"RSS above the server without history: {(ra-rb)/1024:.1f} MiB for {hb/2**20:.1f} MiB of frames "
-      f"({(ra-rb)*1024/max(hb,1):.2f}x); CPU per frame with / without: {ua/max(ub,1e-9):.2f}x")
+      f"({(ra-rb)*1024/max(hb,1):.2f}x); CPU per frame with / without: {ua/max(ub,1e-9):.2f}x "
+      f"({ua-ub:+.1f} µs a frame for keeping it)")
 EOF
 
 run_load() { # label path
