@@ -47,12 +47,15 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
+# Starts a server in the background (not in a subshell, so that the exit
+# trap knows and stops it); its pid is left in $STARTED. The server does not
+# inherit the lock's descriptor: only this script holds the lock.
 start() { # port args...
   local port=$1; shift
   "$MJPEGD" --listen "127.0.0.1:$port" --source "dir:$FRAMES/720p@$FPS" "$@" \
-    >/dev/null 2>"/tmp/mjpegd-history-bench-$port.log" &
-  pids+=($!)
-  echo $!
+    >/dev/null 2>"/tmp/mjpegd-history-bench-$port.log" 9>&- &
+  STARTED=$!
+  pids+=("$STARTED")
 }
 # CPU time of a process in ns: the scheduler's own count per thread
 # (/proc/PID/task/*/schedstat), finer than the 10 ms ticks of /proc/PID/stat.
@@ -65,8 +68,10 @@ h = json.load(sys.stdin)["streams"][0].get("history") or {}
 print(h.get("frames", 0), h.get("bytes", 0), h.get("span_s", 0))'; }
 
 log "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-A=$(start "$PORT" --history "$SPAN" --history-max-mb "$MB")
-B=$(start $((PORT + 1)))
+start "$PORT" --history "$SPAN" --history-max-mb "$MB"
+A=$STARTED
+start $((PORT + 1))
+B=$STARTED
 log "filling a ${SPAN} s history (720p, ${FPS} fps), then measuring ${WINDOW} s"
 sleep $((SPAN + 3))
 a0=$(cpu_ns "$A"); b0=$(cpu_ns "$B"); fa0=$(captured "$PORT"); fb0=$(captured $((PORT + 1)))
