@@ -12,7 +12,9 @@ use std::time::{Duration, SystemTime};
 /// never sent with `sendfile`.
 pub trait FrameStore: Send + Sync {
     /// Keeps `frame` (just published), dropping what falls out of the span
-    /// or the budget.
+    /// or the budget. Runs on the publishing thread, before clients see the
+    /// frame: it must not block (a tier on disk hands frames to a writer
+    /// thread of its own, and keeps the newest ones readable meanwhile).
     fn record(&self, frame: &Frame);
 
     /// The capture times of the oldest and newest frame held.
