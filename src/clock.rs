@@ -18,6 +18,20 @@ pub fn utc_time(t: SystemTime) -> String {
     )
 }
 
+/// `YYYY-MM-DDTHH-MM-SS` (UTC), for file names: no `:`, which some file
+/// systems and download managers refuse.
+pub fn file_time(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let (y, mo, da) = civil_from_days((secs / 86_400) as i64);
+    let s = secs % 86_400;
+    format!(
+        "{y:04}-{mo:02}-{da:02}T{:02}-{:02}-{:02}",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
 /// Days since 1970-01-01 to a (year, month, day) date in the proleptic
 /// Gregorian calendar (the well-known "civil from days" conversion).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -65,6 +79,7 @@ mod tests {
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
         let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
         assert_eq!(utc_time(t), "2023-11-14 22:13:20.123 UTC");
+        assert_eq!(file_time(t), "2023-11-14T22-13-20");
         assert_eq!(
             http_date(UNIX_EPOCH + Duration::from_secs(784_111_777)),
             "Sun, 06 Nov 1994 08:49:37 GMT"

@@ -8,6 +8,7 @@ mod security;
 pub use security::{AUTH_ENV, TOKEN_SECRET_ENV};
 
 use crate::encode::Subsampling;
+use crate::history::{DEFAULT_MAX_MB, HistorySettings};
 use crate::http::auth::Access;
 use crate::http::limits::Limits;
 use crate::listen::{ListenAddr, UnixPermissions, parse_group, parse_mode};
@@ -72,6 +73,10 @@ pub struct Config {
     /// Pause sources after this long without viewers.
     pub capture_on_demand: Option<Duration>,
     pub log_format: LogFormat,
+    /// Seconds of recent frames every stream keeps (`None`: none).
+    pub history: Option<Duration>,
+    /// Memory budget of each stream's history, in MiB.
+    pub history_max_mb: usize,
 }
 
 /// One named stream.
@@ -82,6 +87,23 @@ pub struct StreamConfig {
     /// JPEG quality of frames encoded for this stream, when it differs from
     /// the global `quality`.
     pub quality: Option<u8>,
+    /// This stream's history span, when it differs from the global one
+    /// (`Some(ZERO)`: none for this stream).
+    pub history: Option<Duration>,
+    /// This stream's history budget in MiB, when it differs from the global one.
+    pub history_max_mb: Option<usize>,
+}
+
+impl Config {
+    /// How much of `stream`'s past to keep, if any.
+    pub fn history_of(&self, stream: &StreamConfig) -> Option<HistorySettings> {
+        let span = stream.history.or(self.history)?;
+        let mb = stream.history_max_mb.unwrap_or(self.history_max_mb);
+        (!span.is_zero()).then_some(HistorySettings {
+            span,
+            max_bytes: mb.saturating_mul(1 << 20),
+        })
+    }
 }
 
 /// Why no `Config` came out of the arguments.
@@ -223,6 +245,17 @@ struct Cli {
           value_parser = clap::value_parser!(u16).range(0..=1024))]
     send_loops: u16,
 
+    /// Keep each stream's last SECS seconds of frames (0: none), for
+    /// /snapshot?at=, /stream?from= and /clip.
+    #[arg(long, value_name = "SECS", value_parser = parse_history)]
+    history: Option<Duration>,
+
+    /// Memory budget of each stream's history in MiB; the oldest frames go
+    /// first when it is reached.
+    #[arg(long, value_name = "MB", default_value_t = DEFAULT_MAX_MB,
+          value_parser = parse_history_mb)]
+    history_max_mb: usize,
+
     #[command(flatten)]
     security: security::SecurityArgs,
 }
@@ -333,6 +366,8 @@ impl Config {
             allow_origin: cli.allow_origin,
             capture_on_demand: cli.capture_on_demand,
             log_format: cli.log_format,
+            history: cli.history.filter(|d| !d.is_zero()),
+            history_max_mb: cli.history_max_mb,
         };
         let mut file_streams = Vec::new();
         if let Some(file) = &file {
@@ -403,6 +438,9 @@ struct FileSettings {
     max_clients: Option<Spanned<i64>>,
     max_streams_per_ip: Option<Spanned<i64>>,
     send_timeout: Option<Spanned<f64>>,
+    /// Seconds of recent frames every stream keeps.
+    history: Option<Spanned<f64>>,
+    history_max_mb: Option<Spanned<i64>>,
     #[serde(default)]
     stream: Vec<FileStream>,
 }
@@ -424,6 +462,9 @@ struct FileStream {
     /// HTTPS upstreams: the camera's own certificate (a file, or
     /// `sha256:HEX`), trusted whatever signed it.
     tls_pin: Option<Spanned<String>>,
+    /// Seconds of recent frames this stream keeps (0: none).
+    history: Option<Spanned<f64>>,
+    history_max_mb: Option<Spanned<i64>>,
 }
 
 /// A parsed config file, with its name and text for error messages.
@@ -644,6 +685,10 @@ impl ConfigFile {
                 let span = name.map_or_else(|| src.span(), |n| n.span());
                 return self.error(span, e);
             }
+            if let Some(added) = streams.last_mut() {
+                added.history = self.history(&entry.history)?;
+                added.history_max_mb = self.history_mb(&entry.history_max_mb)?;
+            }
         }
         Ok(streams)
     }
@@ -794,6 +839,16 @@ impl ConfigFile {
         {
             config.capture_on_demand = Some(self.secs(v, "capture_on_demand")?);
         }
+        if !given("history")
+            && let Some(span) = self.history(&s.history)?
+        {
+            config.history = (!span.is_zero()).then_some(span);
+        }
+        if !given("history_max_mb")
+            && let Some(mb) = self.history_mb(&s.history_max_mb)?
+        {
+            config.history_max_mb = mb;
+        }
         if let Some(v) = &s.log_format
             && !given("log_format")
         {
@@ -811,6 +866,27 @@ impl ConfigFile {
             };
         }
         Ok(())
+    }
+
+    /// A `history` value: seconds, 0 for none.
+    fn history(&self, v: &Option<Spanned<f64>>) -> Result<Option<Duration>, ConfigError> {
+        let Some(v) = v else { return Ok(None) };
+        parse_history(&v.get_ref().to_string())
+            .map(Some)
+            .or_else(|e| self.error(v.span(), format_args!("bad value for 'history': {e}")))
+    }
+
+    /// A `history_max_mb` value.
+    fn history_mb(&self, v: &Option<Spanned<i64>>) -> Result<Option<usize>, ConfigError> {
+        let Some(v) = v else { return Ok(None) };
+        parse_history_mb(&v.get_ref().to_string())
+            .map(Some)
+            .or_else(|e| {
+                self.error(
+                    v.span(),
+                    format_args!("bad value for 'history_max_mb': {e}"),
+                )
+            })
     }
 
     fn secs(&self, v: &Spanned<f64>, key: &str) -> Result<Duration, ConfigError> {
@@ -953,6 +1029,8 @@ fn add_stream(
         name,
         source,
         quality,
+        history: None,
+        history_max_mb: None,
     });
     Ok(())
 }
@@ -991,6 +1069,30 @@ fn parse_origin(s: &str) -> Result<String, String> {
 
 fn parse_subsampling(s: &str) -> Result<Subsampling, String> {
     Subsampling::parse(s).ok_or_else(|| format!("expected {}", Subsampling::NAMES))
+}
+
+/// Longest history span: a day.
+const MAX_HISTORY_SECS: f64 = 86_400.0;
+
+/// A history span in seconds; 0 means none.
+fn parse_history(s: &str) -> Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=MAX_HISTORY_SECS).contains(&v) => Ok(Duration::from_secs_f64(v)),
+        _ => Err(format!(
+            "'{s}' is not a number of seconds from 0 (none) to {MAX_HISTORY_SECS}"
+        )),
+    }
+}
+
+/// A history budget in MiB: 1 to 1 TiB.
+fn parse_history_mb(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(v) if (1..=1 << 20).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "'{s}' is not a number of MiB from 1 to {}",
+            1 << 20
+        )),
+    }
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -1100,6 +1202,57 @@ mod tests {
     }
 
     #[test]
+    fn history_settings() {
+        let c = parse(&[]).expect("defaults");
+        assert_eq!(c.history_of(&c.streams[0]), None, "off by default");
+        let c = parse(&["--history", "60"]).expect("valid");
+        assert_eq!(
+            c.history_of(&c.streams[0]),
+            Some(HistorySettings {
+                span: Duration::from_secs(60),
+                max_bytes: DEFAULT_MAX_MB << 20
+            })
+        );
+        let text = "history = 10\nhistory_max_mb = 32\n\
+            [[stream]]\nname = \"a\"\nsource = \"pattern\"\n\
+            [[stream]]\nname = \"b\"\nsource = \"pattern\"\nhistory = 0\n\
+            [[stream]]\nname = \"c\"\nsource = \"pattern\"\nhistory = 2.5\nhistory_max_mb = 4\n";
+        let c = with_file(text, &[]).expect("valid");
+        let of = |i: usize| c.history_of(&c.streams[i]);
+        assert_eq!(
+            of(0),
+            Some(HistorySettings {
+                span: Duration::from_secs(10),
+                max_bytes: 32 << 20
+            })
+        );
+        assert_eq!(of(1), None);
+        assert_eq!(
+            of(2),
+            Some(HistorySettings {
+                span: Duration::from_millis(2500),
+                max_bytes: 4 << 20
+            })
+        );
+        // The command line overrides the file.
+        let c = with_file(text, &["--history-max-mb", "8"]).expect("valid");
+        assert_eq!(
+            c.history_of(&c.streams[0]).map(|h| h.max_bytes),
+            Some(8 << 20)
+        );
+        assert!(invalid(&["--history", "90000"]).contains("--history"));
+        assert!(invalid(&["--history-max-mb", "0"]).contains("--history-max-mb"));
+        assert_eq!(
+            file_error("history_max_mb = 0\n"),
+            "config.toml:1: bad value for 'history_max_mb': '0' is not a number of MiB from 1 to 1048576"
+        );
+        assert!(
+            file_error("[[stream]]\nsource = \"pattern\"\nhistory = -3\n")
+                .starts_with("config.toml:3: bad value for 'history'")
+        );
+    }
+
+    #[test]
     fn the_example_config_is_valid() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mjpegd.toml");
         let c = parse(&["--config", path]).expect("example config is valid");
@@ -1115,6 +1268,11 @@ mod tests {
         );
         assert_eq!(c.streams[1].quality, Some(60));
         assert_eq!(c.streams[0].quality, None);
+        assert_eq!(c.history_of(&c.streams[0]), None);
+        assert_eq!(
+            c.history_of(&c.streams[1]).map(|h| h.span),
+            Some(Duration::from_secs(30))
+        );
         assert_eq!(c.streams[2].source.kind(), "dir");
         assert_eq!(c.listen, vec!["127.0.0.1:8080".parse().expect("addr")]);
     }

@@ -87,6 +87,23 @@ impl Frame {
         }
     }
 
+    /// The same frame sharing the same bytes, without the memory file (and
+    /// never making one): what a history keeps, so that frames no longer
+    /// live hold no descriptor.
+    pub fn without_file(&self) -> Frame {
+        let empty = OnceLock::new();
+        let _ = empty.set(None);
+        Frame {
+            seq: self.seq,
+            meta: self.meta,
+            online: self.online,
+            part: self.part.clone(),
+            part_file: empty,
+            jpeg_start: self.jpeg_start,
+            jpeg_len: self.jpeg_len,
+        }
+    }
+
     /// The JPEG bytes (a shared view, no copy).
     pub fn jpeg(&self) -> Bytes {
         self.part

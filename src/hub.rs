@@ -8,6 +8,7 @@
 
 use crate::demand::Demand;
 use crate::frame::{Frame, FrameMeta};
+use crate::history::{FrameStore, HistoryStats};
 use crate::latency::{LatencyHistogram, LatencySnapshot, LatencyTally};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -40,6 +41,8 @@ pub struct FrameHub {
     /// thread (the HTTP side's send loops; see [`FrameListener`]).
     /// Weak: the listener's tasks hold the hub.
     listener: OnceLock<Weak<dyn FrameListener>>,
+    /// The stream's recent frames, when it keeps them (`--history`).
+    history: OnceLock<Arc<dyn FrameStore>>,
 }
 
 /// Something that acts on each frame as it is published, on the thread that
@@ -125,6 +128,9 @@ pub struct StreamStatus {
     /// when it says so.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capture: Option<String>,
+    /// The recent frames kept (`--history`), when the stream keeps them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistoryStats>,
 }
 
 impl FrameHub {
@@ -152,6 +158,7 @@ impl FrameHub {
             drop_same: AtomicBool::new(false),
             demand: Demand::default(),
             listener: OnceLock::new(),
+            history: OnceLock::new(),
         })
     }
 
@@ -249,6 +256,11 @@ impl FrameHub {
     fn send(&self, jpeg: &[u8], meta: FrameMeta, online: bool) -> Arc<Frame> {
         let seq = self.seq.fetch_add(1, Relaxed) + 1;
         let frame = Arc::new(Frame::new(seq, jpeg, meta, online));
+        // Into the history first: a client catching up from the history
+        // finds there every frame it may see as the newest.
+        if let Some(history) = self.history.get() {
+            history.record(&frame);
+        }
         self.tx.send_replace(Some(frame.clone()));
         if let Some(listener) = self.listener.get().and_then(Weak::upgrade) {
             listener.published(self, &frame);
@@ -259,6 +271,17 @@ impl FrameHub {
     /// Sets the listener told of every frame (once; later calls are ignored).
     pub fn set_listener(&self, listener: Weak<dyn FrameListener>) {
         let _ = self.listener.set(listener);
+    }
+
+    /// Keeps the stream's frames in `store` from now on (once; later calls
+    /// are ignored).
+    pub fn set_history(&self, store: Arc<dyn FrameStore>) {
+        let _ = self.history.set(store);
+    }
+
+    /// The stream's recent frames, when it keeps them.
+    pub fn history(&self) -> Option<&Arc<dyn FrameStore>> {
+        self.history.get()
     }
 
     /// A receiver that sees every newer frame (and the current one as unseen).
@@ -423,6 +446,7 @@ impl FrameHub {
             last_frame_age_ms: self.latest().map(|f| f.age().as_millis() as u64),
             uptime_s: round2(self.started.elapsed().as_secs_f64()),
             capture: st.capture.clone(),
+            history: self.history.get().map(|h| h.stats()),
         }
     }
 
@@ -485,6 +509,17 @@ impl ClientGuard {
     /// the capture-to-send time).
     pub fn sent(&mut self, frame: &Frame) {
         self.hub.record_one_sent(frame, self.last_seq);
+        self.last_seq = frame.seq;
+        self.frames += 1;
+    }
+
+    /// Records that `frame`, a frame from the history, was written whole to
+    /// this client: counted like a live one, but its age is no
+    /// capture-to-send time.
+    pub fn replayed(&mut self, frame: &Frame) {
+        let mut sent = SendTally::default();
+        sent.add(frame, self.last_seq);
+        self.hub.count_sent(&sent);
         self.last_seq = frame.seq;
         self.frames += 1;
     }

@@ -5,6 +5,8 @@
 //!  (source::*)            watch channel of Arc<Frame>, stats           (http::*)
 //! ```
 //! Sources and HTTP never see each other; they meet in [`hub::FrameHub`].
+//! With `--history`, a hub also keeps its recent frames in a
+//! [`history::FrameStore`] for requests about the past.
 //! [`server::run`] wires them together under one cancellation token.
 
 pub mod canvas;
@@ -14,6 +16,7 @@ pub mod config;
 pub mod demand;
 pub mod encode;
 pub mod frame;
+pub mod history;
 pub mod http;
 pub mod hub;
 pub mod jpeg;

@@ -2,6 +2,7 @@
 //! loops, and one cancellation tree that ends them all on shutdown.
 
 use crate::config::Config;
+use crate::history::MemoryRing;
 use crate::http::limits::{Admission, ConnectionPermit};
 use crate::http::{HttpContext, HttpOptions, serve_admitted};
 use crate::hub::FrameHub;
@@ -34,6 +35,9 @@ pub async fn run<L: Into<Listener>>(
         let hub = FrameHub::new(&stream.name, &spec.to_string(), spec.kind());
         hub.set_drop_same_frames(config.drop_same_frames);
         hub.set_capture_on_demand(config.capture_on_demand);
+        if let Some(history) = config.history_of(stream) {
+            hub.set_history(Arc::new(MemoryRing::new(history)));
+        }
         info!(stream = %stream.name, source = %spec, "stream ready");
         let ctx = SourceContext {
             hub: hub.clone(),

@@ -133,6 +133,11 @@ impl Slot {
         self.last_seq.swap(frame.seq, Ordering::AcqRel)
     }
 
+    /// Sequence number of the newest frame the client has whole.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq.load(Ordering::Acquire)
+    }
+
     /// The client's task sent `frame` whole: counts it.
     pub fn sent_by_task(&self, hub: &FrameHub, frame: &Frame) {
         hub.record_one_sent(frame, self.delivered(frame));

@@ -20,6 +20,7 @@ pub fn respond(ctx: &HttpContext) -> Response {
 <img src="streams/{name}/stream" alt="live stream {name}" data-src="streams/{name}/stream">
 <div class="stats" id="stats-{name}"></div>
 <div class="stats"><a href="streams/{name}/stream">stream</a> &middot; <a href="streams/{name}/snapshot">snapshot</a></div>
+<div class="history" id="history-{name}" data-stream="{name}" hidden><label>last minute <input type="range" min="-60" max="0" step="0.5" value="0"></label> <span class="when">live</span> &middot; <a class="clip" href="streams/{name}/clip?from=-60" download>save clip</a><img class="past" alt="{name} in the past" hidden></div>
 </div>
 "#
         ));

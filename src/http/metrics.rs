@@ -7,6 +7,7 @@
 
 use super::HttpContext;
 use super::response::Response;
+use crate::history::HistoryStats;
 use crate::hub::{FrameHub, StreamStatus};
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -88,6 +89,8 @@ pub fn render(ctx: &HttpContext) -> String {
             sample(&mut out, name, &[("stream", &s.name)], field(s));
         }
     }
+
+    history(&mut out, &streams);
 
     let name = "mjpegd_capture_to_send_seconds";
     family(
@@ -215,6 +218,41 @@ pub fn render(ctx: &HttpContext) -> String {
         }
     }
     out
+}
+
+/// The history of each stream that keeps one (`--history`).
+fn history(out: &mut String, streams: &[(&Arc<FrameHub>, StreamStatus)]) {
+    type Field = fn(&HistoryStats) -> f64;
+    let fields: [(&str, &str, Field); 3] = [
+        (
+            "mjpegd_history_seconds",
+            "Time between the oldest and the newest frame the stream's history holds.",
+            |h| h.span_s,
+        ),
+        (
+            "mjpegd_history_frames",
+            "Frames the stream's history holds.",
+            |h| h.frames as f64,
+        ),
+        (
+            "mjpegd_history_bytes",
+            "Bytes of the frames the stream's history holds.",
+            |h| h.bytes as f64,
+        ),
+    ];
+    for (name, help, field) in fields {
+        let mut held = streams
+            .iter()
+            .filter_map(|(_, s)| Some((&s.name, s.history.as_ref()?)))
+            .peekable();
+        if held.peek().is_none() {
+            return;
+        }
+        family(out, name, "gauge", help);
+        for (stream, h) in held {
+            sample(out, name, &[("stream", stream)], field(h));
+        }
+    }
 }
 
 /// The memfds this process holds, by their pages.

@@ -6,11 +6,15 @@
 //! This module sees streams only through their `FrameHub`s.
 
 pub mod auth;
+mod avi;
+mod clip;
 mod cors;
 mod fanout;
 mod index;
 pub mod limits;
 mod metrics;
+mod past;
+mod replay;
 pub mod request;
 pub mod response;
 mod router;

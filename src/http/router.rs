@@ -2,7 +2,7 @@
 
 use super::response::Response;
 use super::{
-    HttpContext, Transport, cors, index, metrics, request::Request, snapshot, status, stream,
+    HttpContext, Transport, clip, cors, index, metrics, request::Request, snapshot, status, stream,
 };
 use crate::hub::FrameHub;
 use std::sync::Arc;
@@ -17,6 +17,8 @@ enum Endpoint {
     Index,
     Stream(Arc<FrameHub>),
     Snapshot(Arc<FrameHub>),
+    /// A span of the stream's history as a file (`clip.rs`).
+    Clip(Arc<FrameHub>),
     Status,
     Metrics,
     /// Known path or action, but no such stream (or no stream at all).
@@ -39,6 +41,7 @@ fn resolve(req: &Request, ctx: &HttpContext) -> Endpoint {
         },
         "/stream" => ("stream", default()),
         "/snapshot" => ("snapshot", default()),
+        "/clip" => ("clip", default()),
         "/status" => return Endpoint::Status,
         "/metrics" => return Endpoint::Metrics,
         _ => match path
@@ -47,11 +50,13 @@ fn resolve(req: &Request, ctx: &HttpContext) -> Endpoint {
         {
             Some((name, "stream")) => ("stream", by_name(name)),
             Some((name, "snapshot")) => ("snapshot", by_name(name)),
+            Some((name, "clip")) => ("clip", by_name(name)),
             _ => return Endpoint::NotFound,
         },
     };
     match (kind, hub) {
         ("stream", Some(h)) => Endpoint::Stream(h),
+        ("clip", Some(h)) => Endpoint::Clip(h),
         (_, Some(h)) => Endpoint::Snapshot(h),
         (_, None) => Endpoint::NoStream(path.to_owned()),
     }
@@ -119,6 +124,12 @@ where
         }
         ("GET" | "HEAD", Endpoint::Snapshot(hub)) => {
             snapshot::respond(req, &hub, &ctx.options, cancel).await
+        }
+        ("GET" | "HEAD", Endpoint::Clip(hub)) => {
+            match clip::serve(io, req, &hub, &ctx.options, cancel, head_only).await {
+                Ok(reusable) => return reusable && keep_alive,
+                Err(response) => response,
+            }
         }
         ("GET" | "HEAD", Endpoint::Status) => status::respond(ctx),
         ("GET" | "HEAD", Endpoint::Metrics) => metrics::respond(ctx),

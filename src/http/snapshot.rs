@@ -1,4 +1,5 @@
-//! `/snapshot`: one JPEG, captured after the request arrived.
+//! `/snapshot`: one JPEG, captured after the request arrived (or, with
+//! `?at=` or `?ago=`, one from the history: `past.rs`).
 //!
 //! Waits up to the snapshot timeout for a fresh frame; `?max_age=MS` accepts
 //! a frame up to that old at once. A stream whose source is down answers 503
@@ -24,6 +25,9 @@ pub async fn respond(
     options: &HttpOptions,
     cancel: &CancellationToken,
 ) -> Response {
+    if super::past::wants_past(req) {
+        return super::past::snapshot(req, hub);
+    }
     let asked_at = Instant::now();
     // Decided before registering as a viewer, which ends the pause.
     let resuming = resuming(hub, options.snapshot_timeout);
@@ -93,7 +97,7 @@ pub(super) fn from_before_pause(hub: &FrameHub, f: &Frame, stale_after: Duration
     hub.capture_on_demand() && f.online && f.age() > stale_after
 }
 
-fn image(hub: &FrameHub, f: &Frame) -> Response {
+pub(super) fn image(hub: &FrameHub, f: &Frame) -> Response {
     let jpeg = f.jpeg();
     hub.count_bytes_out(jpeg.len());
     Response::new(200, "image/jpeg", jpeg)

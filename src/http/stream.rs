@@ -8,24 +8,30 @@
 //! queues up for it, and when it can take data again it gets the newest one.
 //! While it waits, the task watches the connection, so a viewer who closes
 //! the page is gone at once even when no frame comes for a long time.
+//! With `?from=`, the task first plays the stream's history (`replay.rs`),
+//! then goes on as above.
 
 use super::fanout::Fanout;
+use super::replay::{self, Replay};
 use super::request::Request;
 use super::response::{NO_CACHE, Response, push_header, status_line};
 use super::{HttpOptions, Transport, cors};
 use crate::frame::Frame;
 use crate::frame::{BOUNDARY, stream_preamble};
-use crate::hub::{ClientGuard, FrameHub};
+use crate::hub::{ClientGuard, FrameHub, Latest};
 use crate::memfd::PartFile;
 use std::io;
 use std::os::fd::AsFd;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::Interest;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::sync::WaitForCancellationFuture;
 use tracing::debug;
 
 /// Streams `hub` to the client until it leaves or `cancel`. Returns false:
@@ -42,10 +48,13 @@ pub async fn serve<S>(
 where
     S: Transport,
 {
-    let min_interval = match rate_cap(req) {
-        Ok(cap) => cap,
-        Err(why) => {
-            let resp = cors::decorate(Response::text(400, &why), options);
+    let planned = rate_cap(req)
+        .map_err(|why| Response::text(400, &why))
+        .and_then(|cap| Ok((cap, replay::plan(req, hub)?)));
+    let (min_interval, replay) = match planned {
+        Ok(planned) => planned,
+        Err(resp) => {
+            let resp = cors::decorate(resp, options);
             let _ = resp.write(io, req.minor_version, false, head_only).await;
             return false;
         }
@@ -70,12 +79,17 @@ where
 
     let mut client = hub.client();
     debug!(stream = %hub.name(), "client connected");
+    if let Err(e) = io.write_all(head.as_bytes()).await {
+        debug!(stream = %hub.name(), "client disconnected: write error: {e}");
+        return false;
+    }
+    client.sent_bytes(head.len());
     let since = Instant::now();
     // Rate-capped clients keep their own schedule in their own task.
     let (why, frames) = match fanout.filter(|_| min_interval.is_none()) {
-        Some(fanout) => pump_batched(io, &head, hub, client, &fanout, options, cancel).await,
+        Some(fanout) => pump_batched(io, hub, client, &fanout, replay, options, cancel).await,
         None => {
-            let why = pump(io, &head, hub, &mut client, min_interval, options, cancel).await;
+            let why = pump(io, hub, &mut client, min_interval, replay, options, cancel).await;
             (why, client.frames())
         }
     };
@@ -88,19 +102,21 @@ where
     false
 }
 
-const SHUTDOWN: &str = "server shutting down";
+pub(super) const SHUTDOWN: &str = "server shutting down";
 
 /// Like `pump`, but after the first frame the stream's send loops send the
 /// frames; this task finishes parts a socket did not take whole, sends the
 /// newest frame when the loops went by while it had the socket, and watches
 /// the connection so that a client that leaves is gone at once. Returns why
-/// it stopped and how many frames the client got.
+/// it stopped and how many frames the client got. With a `replay`, the
+/// history comes first, then the frames published while the client joined
+/// the loops.
 async fn pump_batched<S>(
     io: &mut S,
-    head: &str,
     hub: &FrameHub,
     mut client: ClientGuard,
     fanout: &Arc<Fanout>,
+    replay: Option<Replay>,
     options: &HttpOptions,
     cancel: &CancellationToken,
 ) -> (String, u64)
@@ -108,54 +124,61 @@ where
     S: Transport,
 {
     let mut frames = hub.subscribe();
-    if let Err(e) = io.write_all(head.as_bytes()).await {
-        return (format!("write error: {e}"), 0);
-    }
-    client.sent_bytes(head.len());
     let shutdown = cancel.cancelled();
     tokio::pin!(shutdown);
     let mut watch = PeerWatch::default();
-    // The newest frame at once (or the first one the source makes), from
-    // this task: a new client does not wait for the next frame.
-    let first = loop {
-        tokio::select! {
-            _ = &mut shutdown => return (SHUTDOWN.into(), 0),
-            why = watch.gone(io) => return (why, 0),
-            changed = frames.changed() => if changed.is_err() {
-                return ("stream closed".into(), 0);
-            },
+    let replayed = replay.is_some();
+    let last_seq = match replay {
+        Some(replay) => {
+            match replay
+                .play(io, &mut client, options, &mut shutdown, &mut watch)
+                .await
+            {
+                Ok(seq) => seq,
+                Err(why) => return (why, client.frames()),
+            }
         }
-        // Not a picture from before a capture-on-demand pause: the resumed
-        // source's first frame is on its way.
-        if let Some(frame) = frames.borrow_and_update().clone()
-            && !super::snapshot::from_before_pause(hub, &frame, options.snapshot_timeout)
-        {
-            break frame;
-        }
+        None => match send_first(io, hub, &mut frames, options, &mut shutdown, &mut watch).await {
+            Ok(first) => {
+                client.sent(&first);
+                first.seq
+            }
+            Err(why) => return (why, 0),
+        },
     };
-    let written = tokio::select! {
-        _ = &mut shutdown => return (SHUTDOWN.into(), 0),
-        r = send_part(io, &first, 0, options, false) => r,
-    };
-    if let Err(e) = written {
-        return (format!("client left ({e})"), 0);
-    }
-    client.sent(&first);
     drop(frames);
     let dup = match io.tcp().map(|t| t.as_fd().try_clone_to_owned()) {
         Some(Ok(fd)) => fd,
         // Out of descriptors: this client cannot join a loop; end it rather
         // than serve it differently from the others.
-        Some(Err(e)) => return (format!("cannot share the socket: {e}"), 1),
-        None => return ("not a TCP connection".into(), 1),
+        Some(Err(e)) => {
+            return (format!("cannot share the socket: {e}"), client.frames());
+        }
+        None => return ("not a TCP connection".into(), client.frames()),
     };
     // From here on the membership's drop removes the client from its loop,
     // however this task ends.
-    let member = fanout.join(dup, client, first.seq);
+    let member = fanout.join(dup, client, last_seq);
     let slot = member.slot();
-    // A frame published between the first send and the join went to the
-    // loop's clients before this one was among them: catch up now.
-    let mut next = slot.give_back(hub).map(|f| (f, 0));
+    // A frame published between the last send and the join went to the
+    // loop's clients before this one was among them: catch up now. A
+    // replaying client gets every such frame from the history (the task
+    // keeps the socket until it has them all); a live one the newest.
+    let mut joining = replayed;
+    let mut next_frame = || {
+        while joining {
+            if let Some(held) = replay::next_held(hub, slot.last_seq()) {
+                return Some(held);
+            }
+            if slot.give_back(hub).is_none() {
+                joining = false;
+            }
+            // Else a frame came meanwhile and the task has the socket
+            // again: the frame is in the history, sent from there.
+        }
+        slot.give_back(hub)
+    };
+    let mut next = next_frame().map(|f| (f, 0));
     let why = loop {
         if let Some((frame, offset)) = next.take() {
             let written = tokio::select! {
@@ -166,7 +189,7 @@ where
                 break format!("client left ({e})");
             }
             slot.sent_by_task(hub, &frame);
-            next = slot.give_back(hub).map(|f| (f, 0));
+            next = next_frame().map(|f| (f, 0));
             continue;
         }
         tokio::select! {
@@ -182,14 +205,50 @@ where
     (why, member.frames())
 }
 
-/// Writes the head, then frames until the client leaves or shutdown; returns
-/// why it stopped.
+/// Sends the newest frame at once (or the first one the source makes), from
+/// the client's task: a new client does not wait for the next frame.
+async fn send_first<S: Transport>(
+    io: &mut S,
+    hub: &FrameHub,
+    frames: &mut watch::Receiver<Latest>,
+    options: &HttpOptions,
+    shutdown: &mut Pin<&mut WaitForCancellationFuture<'_>>,
+    watch: &mut PeerWatch,
+) -> Result<Arc<Frame>, String> {
+    let first = loop {
+        tokio::select! {
+            _ = shutdown.as_mut() => return Err(SHUTDOWN.into()),
+            why = watch.gone(io) => return Err(why),
+            changed = frames.changed() => if changed.is_err() {
+                return Err("stream closed".into());
+            },
+        }
+        // Not a picture from before a capture-on-demand pause: the resumed
+        // source's first frame is on its way.
+        if let Some(frame) = frames.borrow_and_update().clone()
+            && !super::snapshot::from_before_pause(hub, &frame, options.snapshot_timeout)
+        {
+            break frame;
+        }
+    };
+    let written = tokio::select! {
+        _ = shutdown.as_mut() => return Err(SHUTDOWN.into()),
+        r = send_part(io, &first, 0, options, false) => r,
+    };
+    match written {
+        Ok(()) => Ok(first),
+        Err(e) => Err(format!("client left ({e})")),
+    }
+}
+
+/// Writes frames (after the replay, if any) until the client leaves or
+/// shutdown; returns why it stopped.
 async fn pump<S>(
     io: &mut S,
-    head: &str,
     hub: &FrameHub,
     client: &mut ClientGuard,
     min_interval: Option<Duration>,
+    replay: Option<Replay>,
     options: &HttpOptions,
     cancel: &CancellationToken,
 ) -> String
@@ -197,16 +256,24 @@ where
     S: Transport,
 {
     let mut frames = hub.subscribe();
-    if let Err(e) = io.write_all(head.as_bytes()).await {
-        return format!("write error: {e}");
-    }
-    client.sent_bytes(head.len());
     let mut next_due = Instant::now();
     // One shutdown future for the whole stream: it registers with the token
     // once, instead of once per frame.
     let shutdown = cancel.cancelled();
     tokio::pin!(shutdown);
     let mut watch = PeerWatch::default();
+    // The newest frame the client has, and whether it has just finished a
+    // replay and must first get the frames published since.
+    let (mut last_seq, mut joining) = match replay {
+        None => (0, false),
+        Some(replay) => match replay
+            .play(io, client, options, &mut shutdown, &mut watch)
+            .await
+        {
+            Ok(seq) => (seq, true),
+            Err(why) => return why,
+        },
+    };
     loop {
         tokio::select! {
             _ = &mut shutdown => return SHUTDOWN.into(),
@@ -234,6 +301,25 @@ where
         {
             continue; // the resumed source's first frame is on its way
         }
+        if frame.seq <= last_seq {
+            continue; // the replay sent it
+        }
+        while joining {
+            match replay::next_held(hub, last_seq).filter(|held| held.seq < frame.seq) {
+                Some(held) => {
+                    let written = tokio::select! {
+                        _ = &mut shutdown => return SHUTDOWN.into(),
+                        r = send_part(io, &held, 0, options, false) => r,
+                    };
+                    if let Err(e) = written {
+                        return format!("client left ({e})");
+                    }
+                    client.sent(&held);
+                    last_seq = held.seq;
+                }
+                None => joining = false,
+            }
+        }
         let written = tokio::select! {
             _ = &mut shutdown => return SHUTDOWN.into(),
             r = send_part(io, &frame, 0, options, true) => r,
@@ -242,6 +328,7 @@ where
             return format!("client left ({e})");
         }
         client.sent(&frame);
+        last_seq = frame.seq;
     }
 }
 
@@ -273,14 +360,14 @@ const MAX_CLIENT_CHATTER: usize = 64 * 1024;
 /// closed the tab) or a reset means it is gone, now rather than at the next
 /// frame, which may be minutes away.
 #[derive(Default)]
-struct PeerWatch {
+pub(super) struct PeerWatch {
     read: usize,
 }
 
 impl PeerWatch {
     /// Resolves when the client has gone; returns why. Reading is cancel-safe,
     /// so this can race other futures in a `select!`.
-    async fn gone<S: AsyncRead + Unpin>(&mut self, io: &mut S) -> String {
+    pub(super) async fn gone<S: AsyncRead + Unpin>(&mut self, io: &mut S) -> String {
         let mut scratch = [0u8; 512];
         loop {
             match io.read(&mut scratch).await {
@@ -302,7 +389,7 @@ impl PeerWatch {
 /// `StallGuard` then enforces the send timeout).
 /// `make_file`: make the frame's memory file if no sender has yet (else
 /// use it only if it exists).
-async fn send_part<S: Transport>(
+pub(super) async fn send_part<S: Transport>(
     io: &mut S,
     frame: &Frame,
     offset: usize,
