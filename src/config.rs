@@ -11,6 +11,7 @@ use crate::http::auth::Access;
 use crate::http::limits::Limits;
 use crate::listen::{ListenAddr, UnixPermissions, parse_group, parse_mode};
 use crate::logging::LogFormat;
+use crate::rendition::{DEFAULT_MAX_RENDITIONS, NamedRendition};
 use crate::source::tls_trust::TlsTrust;
 use crate::source::v4l2::WantedFormat;
 use crate::source::{SourceSpec, redact_credentials};
@@ -79,6 +80,10 @@ pub struct StreamConfig {
     /// JPEG quality of frames encoded for this stream, when it differs from
     /// the global `quality`.
     pub quality: Option<u8>,
+    /// Renditions by name (`[[stream.rendition]]`).
+    pub renditions: Vec<NamedRendition>,
+    /// Most ad-hoc renditions (`?width=`...) live at once.
+    pub max_renditions: usize,
 }
 
 /// Why no `Config` came out of the arguments.
@@ -414,6 +419,21 @@ struct FileStream {
     /// HTTPS upstreams: the camera's own certificate (a file, or
     /// `sha256:HEX`), trusted whatever signed it.
     tls_pin: Option<Spanned<String>>,
+    /// Most ad-hoc renditions live at once.
+    max_renditions: Option<Spanned<i64>>,
+    /// `[[stream.rendition]]` tables.
+    #[serde(default)]
+    rendition: Vec<FileRendition>,
+}
+
+/// One `[[stream.rendition]]` table.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileRendition {
+    name: Spanned<String>,
+    width: Option<Spanned<i64>>,
+    height: Option<Spanned<i64>>,
+    quality: Option<Spanned<i64>>,
 }
 
 /// A parsed config file, with its name and text for error messages.
@@ -619,8 +639,80 @@ impl ConfigFile {
                 let span = name.map_or_else(|| src.span(), |n| n.span());
                 return self.error(span, e);
             }
+            if let Some(stream) = streams.last_mut() {
+                self.apply_renditions(entry, stream)?;
+            }
         }
         Ok(streams)
+    }
+
+    /// A stream's `max_renditions` and `[[stream.rendition]]` tables.
+    fn apply_renditions(
+        &self,
+        entry: &FileStream,
+        stream: &mut StreamConfig,
+    ) -> Result<(), ConfigError> {
+        if let Some(v) = &entry.max_renditions {
+            stream.max_renditions = match usize::try_from(*v.get_ref()) {
+                Ok(n) if n <= 64 => n,
+                _ => {
+                    return self.error(
+                        v.span(),
+                        format_args!(
+                            "bad value for 'max_renditions': {} (expected 0 to 64)",
+                            v.get_ref()
+                        ),
+                    );
+                }
+            };
+        }
+        for r in &entry.rendition {
+            let name = r.name.get_ref();
+            if let Err(e) = check_name(name) {
+                return self.error(r.name.span(), e.replace("stream name", "rendition name"));
+            }
+            if stream.renditions.iter().any(|x| x.name == *name) {
+                return self.error(
+                    r.name.span(),
+                    format_args!(
+                        "two renditions of stream '{}' are named '{name}'",
+                        stream.name
+                    ),
+                );
+            }
+            let side = |v: &Option<Spanned<i64>>, key: &str| match v {
+                None => Ok(None),
+                Some(v) => match u16::try_from(*v.get_ref()) {
+                    Ok(n) if n >= 1 => Ok(Some(n)),
+                    _ => self.error(
+                        v.span(),
+                        format_args!(
+                            "bad value for '{key}': {} (expected 1 to 65535 pixels)",
+                            v.get_ref()
+                        ),
+                    ),
+                },
+            };
+            let width = side(&r.width, "width")?;
+            let height = side(&r.height, "height")?;
+            let quality = match &r.quality {
+                Some(q) => Some(self.quality(q, "quality")?),
+                None => None,
+            };
+            if width.is_none() && height.is_none() && quality.is_none() {
+                return self.error(
+                    r.name.span(),
+                    format_args!("rendition '{name}' needs a width, a height or a quality"),
+                );
+            }
+            stream.renditions.push(NamedRendition {
+                name: name.clone(),
+                width,
+                height,
+                quality,
+            });
+        }
+        Ok(())
     }
 
     /// A stream's `tls_ca` or `tls_pin`, for sources that fetch over HTTPS.
@@ -928,6 +1020,8 @@ fn add_stream(
         name,
         source,
         quality,
+        renditions: Vec::new(),
+        max_renditions: DEFAULT_MAX_RENDITIONS,
     });
     Ok(())
 }
