@@ -1181,7 +1181,65 @@ mod tests {
         assert_eq!(c.streams[1].quality, Some(60));
         assert_eq!(c.streams[0].quality, None);
         assert_eq!(c.streams[2].source.kind(), "dir");
+        assert_eq!(c.streams[0].renditions[0].name, "thumb");
         assert_eq!(c.listen, vec!["127.0.0.1:8080".parse().expect("addr")]);
+    }
+
+    #[test]
+    fn renditions_in_the_config_file() {
+        let text = "[[stream]]\nname = \"cam\"\nsource = \"pattern\"\nmax_renditions = 2\n\
+                    [[stream.rendition]]\nname = \"small\"\nwidth = 640\nquality = 70\n\
+                    [[stream.rendition]]\nname = \"tall\"\nheight = 90\n\
+                    [[stream]]\nname = \"other\"\nsource = \"pattern\"\n";
+        let c = with_file(text, &[]).expect("valid");
+        assert_eq!(c.streams[0].max_renditions, 2);
+        assert_eq!(
+            c.streams[0].renditions,
+            [
+                NamedRendition {
+                    name: "small".into(),
+                    width: Some(640),
+                    height: None,
+                    quality: Some(70)
+                },
+                NamedRendition {
+                    name: "tall".into(),
+                    width: None,
+                    height: Some(90),
+                    quality: None
+                }
+            ]
+        );
+        assert_eq!(c.streams[1].max_renditions, DEFAULT_MAX_RENDITIONS);
+        assert!(c.streams[1].renditions.is_empty());
+        let head = "[[stream]]\nsource = \"pattern\"\n";
+        for (bad, says) in [
+            (
+                "[[stream.rendition]]\nname = \"a\"\nwidth = 0\n",
+                "bad value for 'width'",
+            ),
+            (
+                "[[stream.rendition]]\nname = \"a\"\nquality = 101\n",
+                "bad value for 'quality'",
+            ),
+            (
+                "[[stream.rendition]]\nname = \"a b\"\nwidth = 9\n",
+                "invalid rendition name",
+            ),
+            (
+                "[[stream.rendition]]\nname = \"a\"\n",
+                "needs a width, a height or a quality",
+            ),
+            (
+                "[[stream.rendition]]\nname = \"a\"\nwidth = 9\n[[stream.rendition]]\nname = \"a\"\nwidth = 8\n",
+                "two renditions",
+            ),
+            ("[[stream.rendition]]\nname = \"a\"\nwdth = 9\n", "wdth"),
+            ("max_renditions = -1\n", "bad value for 'max_renditions'"),
+        ] {
+            let msg = file_error(&format!("{head}{bad}"));
+            assert!(msg.contains(says), "{bad:?}: {msg}");
+        }
     }
 
     #[test]

@@ -228,7 +228,7 @@ fn renditions(out: &mut String, ctx: &HttpContext) {
             live.extend(r.status().into_iter().map(|s| (hub.name(), s)));
         }
     }
-    let name = "mjpegd_rendition_frames_encoded_all_total";
+    let name = "mjpegd_renditions_frames_encoded_total";
     family(
         out,
         name,
