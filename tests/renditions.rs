@@ -472,3 +472,57 @@ async fn bad_values_are_a_400() {
     );
     cleanup(&[&dir, &config]);
 }
+
+#[tokio::test]
+async fn a_rendition_of_a_paused_source_is_never_the_picture_from_before_the_pause() {
+    // A camera that takes 1.5 s to start again after a pause.
+    let c = Canvas::new(64, 48, Rgb(200, 40, 40));
+    let frame = temp_path("frame.jpg");
+    std::fs::write(&frame, c.encode_jpeg(80).expect("encodes")).expect("write frame");
+    let p = frame.display();
+    let cmd = format!(
+        "exec:if [ -e {p}.started ]; then sleep 1.5; fi; touch {p}.started; \
+         while :; do cat {p}; sleep 0.1; done"
+    );
+    let server = ServerProcess::start(&[
+        "--source",
+        &cmd,
+        "--capture-on-demand",
+        "0.3",
+        "--snapshot-timeout",
+        "0.5",
+    ]);
+    let addr = server.addr;
+    // A first frame (a snapshot request starts the camera), then no viewer.
+    let (code, _, _) = get(addr, "/snapshot").await;
+    assert_eq!(code, 200);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let s = stream_status(addr, "exec").await;
+        if s["paused"] == true && n(&s, "frames_captured") > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never paused: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let asked = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    let (code, head, body) = get(addr, "/snapshot?width=32").await;
+    assert_eq!(code, 200, "{head}");
+    let ts: f64 = head
+        .lines()
+        .find_map(|l| l.strip_prefix("X-Timestamp: "))
+        .expect("timestamp")
+        .trim()
+        .parse()
+        .expect("number");
+    assert!(
+        ts >= asked,
+        "a frame from after the request, not before the pause"
+    );
+    assert_eq!(decode(&body), (32, 24));
+    let _ = std::fs::remove_file(format!("{p}.started"));
+    cleanup(&[&frame]);
+}

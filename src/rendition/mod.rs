@@ -255,6 +255,13 @@ impl Renditions {
             self.source.name(),
             "rendition",
         );
+        // Its frames keep the source's capture times: marked like the
+        // source's, a client of the variant never gets a picture from
+        // before a `--capture-on-demand` pause as new (its own demand is
+        // never asked; the lease registers the client with the source).
+        if self.source.capture_on_demand() {
+            hub.set_capture_on_demand(Some(Duration::from_secs(3600)));
+        }
         let variant = Arc::new(Variant {
             key,
             name,
