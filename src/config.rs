@@ -13,6 +13,7 @@ use crate::http::auth::Access;
 use crate::http::limits::Limits;
 use crate::listen::{ListenAddr, UnixPermissions, parse_group, parse_mode};
 use crate::logging::LogFormat;
+use crate::rendition::{DEFAULT_MAX_RENDITIONS, NamedRendition};
 use crate::source::tls_trust::TlsTrust;
 use crate::source::v4l2::WantedFormat;
 use crate::source::{SourceSpec, redact_credentials};
@@ -92,6 +93,10 @@ pub struct StreamConfig {
     pub history: Option<Duration>,
     /// This stream's history budget in MiB, when it differs from the global one.
     pub history_max_mb: Option<usize>,
+    /// Renditions by name (`[[stream.rendition]]`).
+    pub renditions: Vec<NamedRendition>,
+    /// Most ad-hoc renditions (`?width=`...) live at once.
+    pub max_renditions: usize,
 }
 
 impl Config {
@@ -465,6 +470,21 @@ struct FileStream {
     /// Seconds of recent frames this stream keeps (0: none).
     history: Option<Spanned<f64>>,
     history_max_mb: Option<Spanned<i64>>,
+    /// Most ad-hoc renditions live at once.
+    max_renditions: Option<Spanned<i64>>,
+    /// `[[stream.rendition]]` tables.
+    #[serde(default)]
+    rendition: Vec<FileRendition>,
+}
+
+/// One `[[stream.rendition]]` table.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileRendition {
+    name: Spanned<String>,
+    width: Option<Spanned<i64>>,
+    height: Option<Spanned<i64>>,
+    quality: Option<Spanned<i64>>,
 }
 
 /// A parsed config file, with its name and text for error messages.
@@ -688,9 +708,79 @@ impl ConfigFile {
             if let Some(added) = streams.last_mut() {
                 added.history = self.history(&entry.history)?;
                 added.history_max_mb = self.history_mb(&entry.history_max_mb)?;
+                self.apply_renditions(entry, added)?;
             }
         }
         Ok(streams)
+    }
+
+    /// A stream's `max_renditions` and `[[stream.rendition]]` tables.
+    fn apply_renditions(
+        &self,
+        entry: &FileStream,
+        stream: &mut StreamConfig,
+    ) -> Result<(), ConfigError> {
+        if let Some(v) = &entry.max_renditions {
+            stream.max_renditions = match usize::try_from(*v.get_ref()) {
+                Ok(n) if n <= 64 => n,
+                _ => {
+                    return self.error(
+                        v.span(),
+                        format_args!(
+                            "bad value for 'max_renditions': {} (expected 0 to 64)",
+                            v.get_ref()
+                        ),
+                    );
+                }
+            };
+        }
+        for r in &entry.rendition {
+            let name = r.name.get_ref();
+            if let Err(e) = check_name(name) {
+                return self.error(r.name.span(), e.replace("stream name", "rendition name"));
+            }
+            if stream.renditions.iter().any(|x| x.name == *name) {
+                return self.error(
+                    r.name.span(),
+                    format_args!(
+                        "two renditions of stream '{}' are named '{name}'",
+                        stream.name
+                    ),
+                );
+            }
+            let side = |v: &Option<Spanned<i64>>, key: &str| match v {
+                None => Ok(None),
+                Some(v) => match u16::try_from(*v.get_ref()) {
+                    Ok(n) if n >= 1 => Ok(Some(n)),
+                    _ => self.error(
+                        v.span(),
+                        format_args!(
+                            "bad value for '{key}': {} (expected 1 to 65535 pixels)",
+                            v.get_ref()
+                        ),
+                    ),
+                },
+            };
+            let width = side(&r.width, "width")?;
+            let height = side(&r.height, "height")?;
+            let quality = match &r.quality {
+                Some(q) => Some(self.quality(q, "quality")?),
+                None => None,
+            };
+            if width.is_none() && height.is_none() && quality.is_none() {
+                return self.error(
+                    r.name.span(),
+                    format_args!("rendition '{name}' needs a width, a height or a quality"),
+                );
+            }
+            stream.renditions.push(NamedRendition {
+                name: name.clone(),
+                width,
+                height,
+                quality,
+            });
+        }
+        Ok(())
     }
 
     /// A stream's `tls_ca` or `tls_pin`, for sources that fetch over HTTPS.
@@ -1031,6 +1121,8 @@ fn add_stream(
         quality,
         history: None,
         history_max_mb: None,
+        renditions: Vec::new(),
+        max_renditions: DEFAULT_MAX_RENDITIONS,
     });
     Ok(())
 }
@@ -1274,7 +1366,65 @@ mod tests {
             Some(Duration::from_secs(30))
         );
         assert_eq!(c.streams[2].source.kind(), "dir");
+        assert_eq!(c.streams[0].renditions[0].name, "thumb");
         assert_eq!(c.listen, vec!["127.0.0.1:8080".parse().expect("addr")]);
+    }
+
+    #[test]
+    fn renditions_in_the_config_file() {
+        let text = "[[stream]]\nname = \"cam\"\nsource = \"pattern\"\nmax_renditions = 2\n\
+                    [[stream.rendition]]\nname = \"small\"\nwidth = 640\nquality = 70\n\
+                    [[stream.rendition]]\nname = \"tall\"\nheight = 90\n\
+                    [[stream]]\nname = \"other\"\nsource = \"pattern\"\n";
+        let c = with_file(text, &[]).expect("valid");
+        assert_eq!(c.streams[0].max_renditions, 2);
+        assert_eq!(
+            c.streams[0].renditions,
+            [
+                NamedRendition {
+                    name: "small".into(),
+                    width: Some(640),
+                    height: None,
+                    quality: Some(70)
+                },
+                NamedRendition {
+                    name: "tall".into(),
+                    width: None,
+                    height: Some(90),
+                    quality: None
+                }
+            ]
+        );
+        assert_eq!(c.streams[1].max_renditions, DEFAULT_MAX_RENDITIONS);
+        assert!(c.streams[1].renditions.is_empty());
+        let head = "[[stream]]\nsource = \"pattern\"\n";
+        for (bad, says) in [
+            (
+                "[[stream.rendition]]\nname = \"a\"\nwidth = 0\n",
+                "bad value for 'width'",
+            ),
+            (
+                "[[stream.rendition]]\nname = \"a\"\nquality = 101\n",
+                "bad value for 'quality'",
+            ),
+            (
+                "[[stream.rendition]]\nname = \"a b\"\nwidth = 9\n",
+                "invalid rendition name",
+            ),
+            (
+                "[[stream.rendition]]\nname = \"a\"\n",
+                "needs a width, a height or a quality",
+            ),
+            (
+                "[[stream.rendition]]\nname = \"a\"\nwidth = 9\n[[stream.rendition]]\nname = \"a\"\nwidth = 8\n",
+                "two renditions",
+            ),
+            ("[[stream.rendition]]\nname = \"a\"\nwdth = 9\n", "wdth"),
+            ("max_renditions = -1\n", "bad value for 'max_renditions'"),
+        ] {
+            let msg = file_error(&format!("{head}{bad}"));
+            assert!(msg.contains(says), "{bad:?}: {msg}");
+        }
     }
 
     #[test]

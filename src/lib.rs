@@ -26,6 +26,7 @@ pub mod logging;
 pub mod memfd;
 pub mod mjpeg;
 pub mod percent;
+pub mod rendition;
 pub mod rlimit;
 pub mod server;
 pub mod source;

@@ -8,6 +8,7 @@ use crate::http::{HttpContext, HttpOptions, serve_admitted};
 use crate::hub::FrameHub;
 use crate::listen::{Accepted, Listener, UNIX_PEER};
 use crate::logging::Summary;
+use crate::rendition::RenditionSettings;
 use crate::source::{SourceContext, supervise};
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,7 +64,20 @@ pub async fn run<L: Into<Listener>>(
         send_loops: send_loops(&config),
         ..HttpOptions::default()
     };
-    let ctx = Arc::new(HttpContext::new(hubs, options).with_tasks(tasks.clone()));
+    let renditions = config
+        .streams
+        .iter()
+        .map(|s| RenditionSettings {
+            named: s.renditions.clone(),
+            max_adhoc: s.max_renditions,
+            quality: s.quality.unwrap_or(config.quality),
+        })
+        .collect();
+    let ctx = Arc::new(
+        HttpContext::new(hubs, options)
+            .with_tasks(tasks.clone())
+            .with_renditions(renditions),
+    );
     let tls = config.tls.as_ref().map(|t| t.acceptor.clone());
     for listener in listeners {
         tasks.spawn(accept_loop(

@@ -9,6 +9,7 @@ use super::HttpContext;
 use super::response::Response;
 use crate::history::HistoryStats;
 use crate::hub::{FrameHub, StreamStatus};
+use crate::rendition::RenditionStatus;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -127,6 +128,8 @@ pub fn render(ctx: &HttpContext) -> String {
             h.count as f64,
         );
     }
+
+    renditions(&mut out, ctx);
 
     family(
         &mut out,
@@ -251,6 +254,88 @@ fn history(out: &mut String, streams: &[(&Arc<FrameHub>, StreamStatus)]) {
         family(out, name, "gauge", help);
         for (stream, h) in held {
             sample(out, name, &[("stream", stream)], field(h));
+        }
+    }
+}
+
+/// Every live rendition's series, labelled by stream and rendition, and
+/// each stream's total of variant frames encoded.
+fn renditions(out: &mut String, ctx: &HttpContext) {
+    let mut live = Vec::new();
+    let mut totals = Vec::new();
+    for (i, hub) in ctx.streams.iter().enumerate() {
+        if let (Some(r), _) = ctx.renditions_at(i) {
+            totals.push((hub.name(), r.frames_encoded()));
+            live.extend(r.status().into_iter().map(|s| (hub.name(), s)));
+        }
+    }
+    let name = "mjpegd_renditions_frames_encoded_total";
+    family(
+        out,
+        name,
+        "counter",
+        "Variant frames encoded for the stream since start, all renditions.",
+    );
+    for (stream, total) in &totals {
+        sample(out, name, &[("stream", stream)], *total as f64);
+    }
+    type Field = fn(&RenditionStatus) -> f64;
+    let per_rendition: [(&str, &str, &str, Field); 5] = [
+        (
+            "mjpegd_rendition_clients",
+            "gauge",
+            "Clients of a live rendition.",
+            |s| s.clients as f64,
+        ),
+        (
+            "mjpegd_rendition_frames_encoded_total",
+            "counter",
+            "Frames encoded for a rendition (one per source frame at most).",
+            |s| s.frames_encoded as f64,
+        ),
+        (
+            "mjpegd_rendition_frames_skipped_total",
+            "counter",
+            "Source frames a rendition did not encode (its encoder was busy, or no client wanted that many).",
+            |s| s.frames_skipped as f64,
+        ),
+        (
+            "mjpegd_rendition_encode_seconds_total",
+            "counter",
+            "Time spent decoding, scaling and encoding a rendition's frames.",
+            |s| s.encode_seconds,
+        ),
+        (
+            "mjpegd_rendition_width",
+            "gauge",
+            "Width of a rendition's frames (its height and quality are gauges too).",
+            |s| f64::from(s.width),
+        ),
+    ];
+    let dims: [(&str, Field); 2] = [
+        ("mjpegd_rendition_height", |s| f64::from(s.height)),
+        ("mjpegd_rendition_quality", |s| f64::from(s.quality)),
+    ];
+    for (name, kind, help, field) in per_rendition {
+        family(out, name, kind, help);
+        for (stream, s) in &live {
+            sample(
+                out,
+                name,
+                &[("stream", stream), ("rendition", &s.name)],
+                field(s),
+            );
+        }
+    }
+    for (name, field) in dims {
+        family(out, name, "gauge", "See mjpegd_rendition_width.");
+        for (stream, s) in &live {
+            sample(
+                out,
+                name,
+                &[("stream", stream), ("rendition", &s.name)],
+                field(s),
+            );
         }
     }
 }

@@ -14,6 +14,7 @@ mod index;
 pub mod limits;
 mod metrics;
 mod past;
+mod rendition;
 mod replay;
 pub mod request;
 pub mod response;
@@ -23,6 +24,7 @@ mod status;
 mod stream;
 
 use crate::hub::FrameHub;
+use crate::rendition::{RenditionSettings, Renditions};
 use auth::Access;
 use bytes::BytesMut;
 use limits::{ConnectionPermit, Gate, Limits, StallGuard};
@@ -97,6 +99,10 @@ pub struct HttpContext {
     fanouts: Vec<std::sync::OnceLock<Arc<fanout::Fanout>>>,
     /// Tracks the send loops, so shutdown waits for them.
     tasks: TaskTracker,
+    /// Each stream's rendition settings, and its live variants (made on
+    /// first use, with `tasks`).
+    rendition_settings: Vec<RenditionSettings>,
+    renditions: Vec<std::sync::OnceLock<Arc<Renditions>>>,
 }
 
 impl HttpContext {
@@ -111,7 +117,44 @@ impl HttpContext {
                 .map(|_| std::sync::OnceLock::new())
                 .collect(),
             tasks: TaskTracker::new(),
+            rendition_settings: vec![RenditionSettings::default(); streams_len],
+            renditions: (0..streams_len)
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
         }
+    }
+
+    /// Sets each stream's renditions (in the order of the streams).
+    pub fn with_renditions(mut self, settings: Vec<RenditionSettings>) -> HttpContext {
+        for (slot, s) in self.rendition_settings.iter_mut().zip(settings) {
+            *slot = s;
+        }
+        self
+    }
+
+    /// The renditions of the `i`th stream, if any request has asked for
+    /// one (else there are none live), and its settings.
+    fn renditions_at(&self, i: usize) -> (Option<&Arc<Renditions>>, Option<&RenditionSettings>) {
+        (
+            self.renditions.get(i).and_then(|r| r.get()),
+            self.rendition_settings.get(i),
+        )
+    }
+
+    /// The renditions of `hub` (a stream of this context).
+    fn renditions(&self, hub: &Arc<FrameHub>) -> Option<Arc<Renditions>> {
+        let i = self.streams.iter().position(|h| Arc::ptr_eq(h, hub))?;
+        Some(
+            self.renditions[i]
+                .get_or_init(|| {
+                    Renditions::new(
+                        hub.clone(),
+                        self.rendition_settings[i].clone(),
+                        self.tasks.clone(),
+                    )
+                })
+                .clone(),
+        )
     }
 
     /// Tracks the tasks this context starts with `tasks` (the server's).

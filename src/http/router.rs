@@ -2,7 +2,8 @@
 
 use super::response::Response;
 use super::{
-    HttpContext, Transport, clip, cors, index, metrics, request::Request, snapshot, status, stream,
+    HttpContext, Transport, clip, cors, index, metrics, rendition, request::Request, snapshot,
+    status, stream,
 };
 use crate::hub::FrameHub;
 use std::sync::Arc;
@@ -116,14 +117,24 @@ where
             &ctx.options,
         ),
         ("GET" | "HEAD", Endpoint::Stream(hub)) => {
-            let fanout = (ctx.options.zero_copy && ctx.options.batch_sends && io.tcp().is_some())
-                .then(|| ctx.fanout(&hub, cancel))
-                .flatten();
-            return stream::serve(io, req, &hub, &ctx.options, fanout, cancel, head_only).await
-                && keep_alive;
+            match rendition::pick(req, ctx, &hub, true, cancel).await {
+                Err(refusal) => refusal,
+                Ok(served) => {
+                    let batched =
+                        ctx.options.zero_copy && ctx.options.batch_sends && io.tcp().is_some();
+                    let fanout = batched.then(|| served.fanout(ctx, cancel)).flatten();
+                    let hub = served.hub();
+                    return stream::serve(io, req, hub, &ctx.options, fanout, cancel, head_only)
+                        .await
+                        && keep_alive;
+                }
+            }
         }
         ("GET" | "HEAD", Endpoint::Snapshot(hub)) => {
-            snapshot::respond(req, &hub, &ctx.options, cancel).await
+            match rendition::pick(req, ctx, &hub, false, cancel).await {
+                Err(refusal) => refusal,
+                Ok(served) => snapshot::respond(req, served.hub(), &ctx.options, cancel).await,
+            }
         }
         ("GET" | "HEAD", Endpoint::Clip(hub)) => {
             match clip::serve(io, req, &hub, &ctx.options, cancel, head_only).await {

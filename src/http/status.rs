@@ -3,6 +3,7 @@
 use super::HttpContext;
 use super::response::Response;
 use crate::hub::StreamStatus;
+use crate::rendition::RenditionStatus;
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -11,7 +12,18 @@ struct Status {
     /// The JPEG library this build encodes with.
     encoder: &'static str,
     uptime_s: f64,
-    streams: Vec<StreamStatus>,
+    streams: Vec<StreamEntry>,
+}
+
+/// A stream's state, with its live renditions.
+#[derive(Serialize)]
+struct StreamEntry {
+    #[serde(flatten)]
+    stream: StreamStatus,
+    /// One entry per live variant.
+    renditions: Vec<RenditionStatus>,
+    /// Variant frames encoded for this stream since start, all variants.
+    rendition_frames_encoded: u64,
 }
 
 pub fn respond(ctx: &HttpContext) -> Response {
@@ -19,7 +31,19 @@ pub fn respond(ctx: &HttpContext) -> Response {
         version: env!("CARGO_PKG_VERSION"),
         encoder: crate::encode::BACKEND,
         uptime_s: (ctx.started.elapsed().as_secs_f64() * 100.0).round() / 100.0,
-        streams: ctx.streams.iter().map(|h| h.status()).collect(),
+        streams: ctx
+            .streams
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let (live, _) = ctx.renditions_at(i);
+                StreamEntry {
+                    stream: h.status(),
+                    renditions: live.map(|r| r.status()).unwrap_or_default(),
+                    rendition_frames_encoded: live.map_or(0, |r| r.frames_encoded()),
+                }
+            })
+            .collect(),
     };
     match serde_json::to_vec_pretty(&status) {
         Ok(body) => Response::new(200, "application/json", body).no_cache(),

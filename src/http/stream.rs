@@ -337,7 +337,7 @@ const FPS_RANGE: std::ops::RangeInclusive<f64> = 0.01..=1000.0;
 
 /// The `?fps=N` cap as an interval between frames (`None`: no cap), or why
 /// the value is refused.
-fn rate_cap(req: &Request) -> Result<Option<Duration>, String> {
+pub(super) fn rate_cap(req: &Request) -> Result<Option<Duration>, String> {
     let Some(raw) = req.query("fps") else {
         return Ok(None);
     };
