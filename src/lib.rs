@@ -22,6 +22,7 @@ pub mod listen;
 pub mod logging;
 pub mod memfd;
 pub mod mjpeg;
+pub mod nats;
 pub mod percent;
 pub mod rlimit;
 pub mod server;

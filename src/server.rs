@@ -41,6 +41,14 @@ pub async fn run<L: Into<Listener>>(
             quality: stream.quality.unwrap_or(config.quality),
         };
         tasks.spawn(supervise(spec, ctx));
+        if let Some(bus) = &stream.publish {
+            info!(stream = %stream.name, bus = %bus, "publishing to NATS");
+            tasks.spawn(crate::nats::publish::run(
+                hub.clone(),
+                bus.clone(),
+                shutdown.clone(),
+            ));
+        }
         hubs.push(hub);
     }
     tasks.spawn(tick_rates(hubs.clone(), shutdown.clone()));

@@ -16,6 +16,7 @@
 //! know nothing of it.
 
 mod files;
+mod nats;
 pub mod http_client;
 mod offline_log;
 mod output;
@@ -109,11 +110,15 @@ pub async fn supervise(spec: SourceSpec, ctx: SourceContext) {
             .hub
             .capture_on_demand()
             .then(|| tokio::spawn(stop_when_idle(ctx.hub.clone(), run.cancel.clone())));
-        let watchdog = AbortOnDropHandle::new(tokio::spawn(watchdog::run(
-            run.clone(),
-            secrets.clone(),
-            started,
-        )));
+        // A nats:// source watches its own silence: relayed placeholders
+        // are what the capture node shows, not a fault of this source.
+        let watchdog = (!matches!(spec, SourceSpec::Nats(_))).then(|| {
+            AbortOnDropHandle::new(tokio::spawn(watchdog::run(
+                run.clone(),
+                secrets.clone(),
+                started,
+            )))
+        });
         let result = if log.offline() {
             let running = run_once(&spec, &run, &secrets);
             tokio::pin!(running);
@@ -227,6 +232,7 @@ async fn run_once(
         SourceSpec::Relay(r) => relay::run(r, ctx).await,
         SourceSpec::Snapshot(s) => relay::run_snapshot(s, ctx).await,
         SourceSpec::V4l2(v) => v4l2::run(v.clone(), ctx).await,
+        SourceSpec::Nats(a) => nats::run(a, ctx).await,
     }
 }
 
