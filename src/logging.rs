@@ -25,7 +25,8 @@ const DEFAULT_FILTER: &str = "info,async_nats=warn";
 /// Installs the global subscriber: filters from `RUST_LOG` (default `info`),
 /// lines on stderr so stdout stays free for `listening on ...`.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     // Colors only on a terminal: journald and log files get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

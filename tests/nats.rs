@@ -63,7 +63,10 @@ impl NatsServer {
         let stderr = child.stderr.take().expect("stderr");
         let sink = lines.clone();
         std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
                 sink.lock().expect("lines").push(line);
             }
         });
@@ -126,7 +129,9 @@ impl NatsServer {
                     *self = s;
                     return;
                 }
-                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(200))
+                }
                 Err(e) => std::panic::resume_unwind(e),
             }
         }
@@ -160,7 +165,14 @@ impl Drop for NatsServer {
 /// A capture node without HTTP, publishing `source` to `url`.
 fn capture_node(source: &str, url: &str) -> Daemon {
     Daemon::start(
-        &["--listen", "none", "--source", &format!("cam={source}"), "--publish", url],
+        &[
+            "--listen",
+            "none",
+            "--source",
+            &format!("cam={source}"),
+            "--publish",
+            url,
+        ],
         &[],
         0,
     )
@@ -168,14 +180,25 @@ fn capture_node(source: &str, url: &str) -> Daemon {
 
 /// A capture node that also serves HTTP (to compare with what edges serve).
 fn capture_node_with_http(source: &str, url: &str, extra: &[&str]) -> Daemon {
-    let mut args = vec!["--listen", "127.0.0.1:0", "--source", source, "--publish", url];
+    let mut args = vec![
+        "--listen",
+        "127.0.0.1:0",
+        "--source",
+        source,
+        "--publish",
+        url,
+    ];
     args.extend_from_slice(extra);
     Daemon::start(&args, &[], 1)
 }
 
 /// An edge serving `url` as its stream.
 fn edge(url: &str) -> Daemon {
-    Daemon::start(&["--listen", "127.0.0.1:0", "--source", &format!("cam={url}")], &[], 1)
+    Daemon::start(
+        &["--listen", "127.0.0.1:0", "--source", &format!("cam={url}")],
+        &[],
+        1,
+    )
 }
 
 fn stream_of(s: &Value) -> &Value {
@@ -184,20 +207,31 @@ fn stream_of(s: &Value) -> &Value {
 
 /// Polls the first stream's `/status` until `pred` holds; panics with the
 /// last status after `within`.
-async fn wait_status(addr: SocketAddr, within: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+async fn wait_status(
+    addr: SocketAddr,
+    within: Duration,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + within;
     loop {
         let s = status(addr).await;
         if pred(stream_of(&s)) {
             return s;
         }
-        assert!(Instant::now() < deadline, "{what} not seen within {within:?}: {s}");
+        assert!(
+            Instant::now() < deadline,
+            "{what} not seen within {within:?}: {s}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 async fn wait_online(addr: SocketAddr) {
-    wait_status(addr, Duration::from_secs(15), "online", |s| s["online"] == true).await;
+    wait_status(addr, Duration::from_secs(15), "online", |s| {
+        s["online"] == true
+    })
+    .await;
 }
 
 fn no_signal(s: &Value) -> bool {
@@ -236,24 +270,41 @@ async fn a_capture_node_and_two_edges_deliver_byte_identical_jpegs() {
     for d in [&capture, &e1, &e2] {
         viewers.push(StreamClient::connect(d.addr(0), "/stream").await);
     }
-    let [c, a, b] = &mut viewers[..] else { unreachable!() };
+    let [c, a, b] = &mut viewers[..] else {
+        unreachable!()
+    };
     let ((at_capture, _), (at_e1, _), (at_e2, _)) =
         tokio::join!(collect(c, 3.0), collect(a, 3.0), collect(b, 3.0));
     let mut common = 0;
     for (ts, jpeg) in &at_e1 {
         if let (Some(original), Some(other)) = (at_capture.get(ts), at_e2.get(ts)) {
-            assert_eq!(jpeg, original, "edge 1 frame {ts} differs from the capture node's");
-            assert_eq!(other, original, "edge 2 frame {ts} differs from the capture node's");
+            assert_eq!(
+                jpeg, original,
+                "edge 1 frame {ts} differs from the capture node's"
+            );
+            assert_eq!(
+                other, original,
+                "edge 2 frame {ts} differs from the capture node's"
+            );
             common += 1;
         }
     }
     assert!(common >= 10, "only {common} frames seen at all three nodes");
     // Every frame an edge served is one the capture node captured: the
     // capture time travels with it.
-    let unknown = at_e1.keys().filter(|ts| !at_capture.contains_key(ts)).count();
-    assert!(unknown <= 2, "{unknown} edge frames with unknown capture times");
+    let unknown = at_e1
+        .keys()
+        .filter(|ts| !at_capture.contains_key(ts))
+        .count();
+    assert!(
+        unknown <= 2,
+        "{unknown} edge frames with unknown capture times"
+    );
     let s = status(capture.addr(0)).await;
-    assert!(stream_of(&s)["frames_published"].as_u64().unwrap_or(0) > 30, "{s}");
+    assert!(
+        stream_of(&s)["frames_published"].as_u64().unwrap_or(0) > 30,
+        "{s}"
+    );
     let s = status(e1.addr(0)).await;
     assert_eq!(stream_of(&s)["kind"], "nats");
     assert_eq!(stream_of(&s)["source"], url.as_str());
@@ -281,7 +332,10 @@ async fn killing_one_edge_does_not_disturb_the_others_viewers() {
     let (frames, gap) = viewing.await.expect("viewer");
     assert!(frames.len() >= 30, "{} frames in 4 s", frames.len());
     assert!(gap < Duration::from_millis(1500), "a {gap:?} gap");
-    let s = wait_status(e2.addr(0), Duration::from_secs(1), "online", |s| s["online"] == true).await;
+    let s = wait_status(e2.addr(0), Duration::from_secs(1), "online", |s| {
+        s["online"] == true
+    })
+    .await;
     let after = stream_of(&s)["frames_captured"].as_u64().expect("count");
     assert!(after >= before + 30, "{before} → {after}");
 }
@@ -304,7 +358,10 @@ async fn killing_the_capture_node_shows_no_signal_on_every_edge_until_it_returns
         let s = wait_status(e.addr(0), Duration::from_secs(8), "NO SIGNAL", no_signal).await;
         assert_eq!(stream_of(&s)["last_error"], "no frames from the bus", "{s}");
     }
-    assert!(killed.elapsed() >= Duration::from_secs(2), "NO SIGNAL too early");
+    assert!(
+        killed.elapsed() >= Duration::from_secs(2),
+        "NO SIGNAL too early"
+    );
     // The viewers stayed connected and see the placeholder.
     for v in [&mut v1, &mut v2] {
         let (frames, _) = collect(v, 1.5).await;
@@ -349,10 +406,20 @@ async fn a_restarted_nats_server_is_reconnected_without_restarting_mjpegd() {
     nats.restart();
     wait_online(e.addr(0)).await;
     let (frames, _) = collect(&mut viewer, 1.0).await;
-    assert!(frames.len() >= 5, "{} frames after the restart", frames.len());
+    assert!(
+        frames.len() >= 5,
+        "{} frames after the restart",
+        frames.len()
+    );
     let names = nats.connection_names().await;
-    assert!(names.contains(&"mjpegd publish cam".to_owned()), "{names:?}");
-    assert!(names.contains(&"mjpegd subscribe cam".to_owned()), "{names:?}");
+    assert!(
+        names.contains(&"mjpegd publish cam".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"mjpegd subscribe cam".to_owned()),
+        "{names:?}"
+    );
     drop(capture);
 }
 
@@ -360,8 +427,22 @@ async fn a_restarted_nats_server_is_reconnected_without_restarting_mjpegd() {
 async fn a_cluster_keeps_frames_flowing_when_a_member_dies() {
     let a = NatsServer::start(&["--cluster_name", "mj", "--cluster", "nats://127.0.0.1:-1"]);
     let routes = format!("nats://127.0.0.1:{}", a.route_port.expect("route port"));
-    let b = NatsServer::start(&["--cluster_name", "mj", "--cluster", "nats://127.0.0.1:-1", "--routes", &routes]);
-    let c = NatsServer::start(&["--cluster_name", "mj", "--cluster", "nats://127.0.0.1:-1", "--routes", &routes]);
+    let b = NatsServer::start(&[
+        "--cluster_name",
+        "mj",
+        "--cluster",
+        "nats://127.0.0.1:-1",
+        "--routes",
+        &routes,
+    ]);
+    let c = NatsServer::start(&[
+        "--cluster_name",
+        "mj",
+        "--cluster",
+        "nats://127.0.0.1:-1",
+        "--routes",
+        &routes,
+    ]);
     let mut a = a;
     // The capture node on A, the edges on B and C.
     let _capture = capture_node("pattern:320x240@15", &a.url("cams.dock"));
@@ -369,9 +450,21 @@ async fn a_cluster_keeps_frames_flowing_when_a_member_dies() {
     let e2 = edge(&c.url("cams.dock"));
     wait_online(e1.addr(0)).await;
     wait_online(e2.addr(0)).await;
-    assert!(a.connection_names().await.contains(&"mjpegd publish cam".to_owned()));
-    assert!(b.connection_names().await.contains(&"mjpegd subscribe cam".to_owned()));
-    assert!(c.connection_names().await.contains(&"mjpegd subscribe cam".to_owned()));
+    assert!(
+        a.connection_names()
+            .await
+            .contains(&"mjpegd publish cam".to_owned())
+    );
+    assert!(
+        b.connection_names()
+            .await
+            .contains(&"mjpegd subscribe cam".to_owned())
+    );
+    assert!(
+        c.connection_names()
+            .await
+            .contains(&"mjpegd subscribe cam".to_owned())
+    );
     let mut v1 = StreamClient::connect(e1.addr(0), "/stream").await;
     let mut v2 = StreamClient::connect(e2.addr(0), "/stream").await;
     v1.next_frame().await;
@@ -400,7 +493,10 @@ async fn a_cluster_keeps_frames_flowing_when_a_member_dies() {
         assert!(gap < Duration::from_millis(2500), "a {gap:?} gap");
     }
     let names: Vec<String> = [b.connection_names().await, c.connection_names().await].concat();
-    assert!(names.contains(&"mjpegd publish cam".to_owned()), "{names:?}");
+    assert!(
+        names.contains(&"mjpegd publish cam".to_owned()),
+        "{names:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -416,7 +512,10 @@ async fn a_late_edge_gets_the_newest_frame_at_once() {
     let mut viewer = StreamClient::connect(e.addr(0), "/stream").await;
     let first = viewer.next_frame().await;
     let waited = started.elapsed();
-    assert!(waited < Duration::from_millis(2500), "first frame after {waited:?}");
+    assert!(
+        waited < Duration::from_millis(2500),
+        "first frame after {waited:?}"
+    );
     let (original, _) = {
         let mut c = StreamClient::connect(capture.addr(0), "/stream").await;
         let f = c.next_frame().await;
@@ -440,11 +539,17 @@ async fn the_capture_nodes_offline_reason_reaches_the_edge() {
         s["online"] == false && s["last_error"].is_string()
     })
     .await;
-    let reason = stream_of(&s)["last_error"].as_str().expect("reason").to_owned();
+    let reason = stream_of(&s)["last_error"]
+        .as_str()
+        .expect("reason")
+        .to_owned();
     let e = edge(&url);
-    let s = wait_status(e.addr(0), Duration::from_secs(8), "the relayed reason", |s| {
-        s["online"] == false && s["last_error"] == reason.as_str()
-    })
+    let s = wait_status(
+        e.addr(0),
+        Duration::from_secs(8),
+        "the relayed reason",
+        |s| s["online"] == false && s["last_error"] == reason.as_str(),
+    )
     .await;
     assert!(stream_of(&s)["frames_captured"].as_u64() == Some(0), "{s}");
     let mut viewer = StreamClient::connect(e.addr(0), "/stream").await;
@@ -497,28 +602,53 @@ async fn credentials_come_from_files_and_are_never_shown() {
         wrong_file.display()
     );
     let refused = edge(&wrong_url);
-    wait_status(refused.addr(0), Duration::from_secs(8), "NO SIGNAL", no_signal).await;
+    wait_status(
+        refused.addr(0),
+        Duration::from_secs(8),
+        "NO SIGNAL",
+        no_signal,
+    )
+    .await;
     for d in [&capture, &e, &refused] {
         for path in ["/status", "/metrics"] {
             let (_, _, body) = common::get(d.addr(0), path).await;
             let body = String::from_utf8_lossy(&body);
-            assert!(!body.contains(password) && !body.contains("Wrong-Secret"), "{path}: {body}");
+            assert!(
+                !body.contains(password) && !body.contains("Wrong-Secret"),
+                "{path}: {body}"
+            );
         }
         let log = d.stderr_text();
-        assert!(!log.contains(password) && !log.contains("Wrong-Secret"), "{log}");
+        assert!(
+            !log.contains(password) && !log.contains("Wrong-Secret"),
+            "{log}"
+        );
     }
-    assert!(refused.stderr_text().contains("uthorization"), "{}", refused.stderr_text());
+    assert!(
+        refused.stderr_text().contains("uthorization"),
+        "{}",
+        refused.stderr_text()
+    );
     // A password in the URL is refused before anything starts.
     let out = Command::new(env!("CARGO_BIN_EXE_mjpegd"))
-        .args(["--source", &format!("nats://cam:{password}@127.0.0.1:4222/x")])
+        .args([
+            "--source",
+            &format!("nats://cam:{password}@127.0.0.1:4222/x"),
+        ])
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("password_file") && !err.contains(password), "{err}");
+    assert!(
+        err.contains("password_file") && !err.contains(password),
+        "{err}"
+    );
     // So is a credentials file that is not there.
     let out = Command::new(env!("CARGO_BIN_EXE_mjpegd"))
-        .args(["--source", "nats://127.0.0.1:4222/x?token_file=/nonexistent/token"])
+        .args([
+            "--source",
+            "nats://127.0.0.1:4222/x?token_file=/nonexistent/token",
+        ])
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(2));
@@ -554,8 +684,18 @@ async fn tls_and_a_token_protect_the_bus() {
     let mut viewer = StreamClient::connect(e.addr(0), "/stream").await;
     viewer.next_frame().await;
     // Without TLS settings the client cannot talk to this server.
-    let plain = edge(&format!("{}?token_file={}", nats.url("cams.tls"), token_file.display()));
-    wait_status(plain.addr(0), Duration::from_secs(8), "NO SIGNAL", no_signal).await;
+    let plain = edge(&format!(
+        "{}?token_file={}",
+        nats.url("cams.tls"),
+        token_file.display()
+    ));
+    wait_status(
+        plain.addr(0),
+        Duration::from_secs(8),
+        "NO SIGNAL",
+        no_signal,
+    )
+    .await;
     for d in [&capture, &e, &plain] {
         assert!(!d.stderr_text().contains(token), "{}", d.stderr_text());
     }

@@ -34,7 +34,10 @@ pub enum BusAuth {
     #[default]
     Anonymous,
     /// `user=NAME&password_file=PATH`.
-    UserPassword { user: String, password_file: PathBuf },
+    UserPassword {
+        user: String,
+        password_file: PathBuf,
+    },
     /// `token_file=PATH`.
     Token { file: PathBuf },
     /// `nkey_file=PATH`: a file holding an NKey seed (`SU...`).
@@ -55,21 +58,22 @@ pub struct BusTls {
 }
 
 /// The query keys an address understands, for error messages.
-const KEYS: &str = "user, password_file, token_file, nkey_file, creds_file, tls, tls_ca, tls_cert, tls_key";
+const KEYS: &str =
+    "user, password_file, token_file, nkey_file, creds_file, tls, tls_ca, tls_cert, tls_key";
 
 impl BusAddress {
     /// Parses `nats://...`; the error says what is wrong and what is expected.
     pub fn parse(url: &str) -> Result<BusAddress, String> {
-        let rest = url.strip_prefix("nats://").ok_or_else(|| {
-            format!("'{}' is not a nats:// URL", crate::source::redact(url))
-        })?;
+        let rest = url
+            .strip_prefix("nats://")
+            .ok_or_else(|| format!("'{}' is not a nats:// URL", crate::source::redact(url)))?;
         let (rest, query) = match rest.split_once('?') {
             Some((r, q)) => (r, Some(q)),
             None => (rest, None),
         };
-        let (hosts, subject) = rest.split_once('/').ok_or_else(|| {
-            "a nats:// URL needs a subject: nats://HOST:4222/SUBJECT".to_owned()
-        })?;
+        let (hosts, subject) = rest
+            .split_once('/')
+            .ok_or_else(|| "a nats:// URL needs a subject: nats://HOST:4222/SUBJECT".to_owned())?;
         if hosts.contains('@') {
             return Err(
                 "credentials do not belong in a nats:// URL (it is shown in logs and /status): \
@@ -118,17 +122,28 @@ impl BusAddress {
                 "tls" => match v.as_str() {
                     "" | "1" | "true" | "yes" => self.tls.required = true,
                     "0" | "false" | "no" => self.tls.required = false,
-                    other => return Err(format!("bad value for 'tls': '{other}' (expected 1 or 0)")),
+                    other => {
+                        return Err(format!("bad value for 'tls': '{other}' (expected 1 or 0)"));
+                    }
                 },
                 "password" | "pass" | "token" | "nkey" | "seed" | "creds" => {
                     return Err(format!(
                         "'{k}=' would put a secret in the URL: name a file instead ({k}_file=PATH)"
                     ));
                 }
-                other => return Err(format!("unknown option '{other}' in nats:// URL (expected {KEYS})")),
+                other => {
+                    return Err(format!(
+                        "unknown option '{other}' in nats:// URL (expected {KEYS})"
+                    ));
+                }
             }
         }
-        let given = [password.is_some(), token.is_some(), nkey.is_some(), creds.is_some()];
+        let given = [
+            password.is_some(),
+            token.is_some(),
+            nkey.is_some(),
+            creds.is_some(),
+        ];
         if given.iter().filter(|g| **g).count() > 1 {
             return Err("give one of password_file, token_file, nkey_file or creds_file".into());
         }
@@ -175,7 +190,9 @@ impl BusAddress {
         let mut out = Vec::new();
         match &self.auth {
             BusAuth::Anonymous => {}
-            BusAuth::UserPassword { password_file, .. } => out.push(("password_file", password_file)),
+            BusAuth::UserPassword { password_file, .. } => {
+                out.push(("password_file", password_file))
+            }
             BusAuth::Token { file } => out.push(("token_file", file)),
             BusAuth::NKey { seed_file } => out.push(("nkey_file", seed_file)),
             BusAuth::Creds { file } => out.push(("creds_file", file)),
@@ -194,8 +211,7 @@ impl BusAddress {
     /// typo stops the server at start-up rather than retrying forever.
     pub fn check_files(&self) -> Result<(), String> {
         for (option, path) in self.files() {
-            std::fs::File::open(path)
-                .map_err(|e| format!("{option} {}: {e}", path.display()))?;
+            std::fs::File::open(path).map_err(|e| format!("{option} {}: {e}", path.display()))?;
         }
         Ok(())
     }
@@ -275,10 +291,8 @@ mod tests {
         assert_eq!(a.to_string(), "nats://a:4223,b:4222,[::1]:5000/cams.front");
         assert_eq!(a.server_urls()[0], "nats://a:4223");
 
-        let a = BusAddress::parse(
-            "nats://h/s?user=edge&password_file=/etc/pw&tls_ca=/etc/ca.pem",
-        )
-        .expect("valid");
+        let a = BusAddress::parse("nats://h/s?user=edge&password_file=/etc/pw&tls_ca=/etc/ca.pem")
+            .expect("valid");
         assert_eq!(
             a.auth,
             BusAuth::UserPassword {
@@ -289,9 +303,19 @@ mod tests {
         assert!(a.tls.required);
         assert_eq!(a.server_urls(), ["tls://h:4222"]);
         let a = BusAddress::parse("nats://h/s?creds_file=/x.creds").expect("valid");
-        assert_eq!(a.auth, BusAuth::Creds { file: "/x.creds".into() });
+        assert_eq!(
+            a.auth,
+            BusAuth::Creds {
+                file: "/x.creds".into()
+            }
+        );
         let a = BusAddress::parse("nats://h/s?nkey_file=/seed&tls=1").expect("valid");
-        assert_eq!(a.auth, BusAuth::NKey { seed_file: "/seed".into() });
+        assert_eq!(
+            a.auth,
+            BusAuth::NKey {
+                seed_file: "/seed".into()
+            }
+        );
         assert!(a.tls.required);
     }
 

@@ -62,7 +62,10 @@ pub async fn run(hub: Arc<FrameHub>, addr: BusAddress, cancel: CancellationToken
     let requests = match requests {
         Ok(s) => Some(s),
         Err(e) => {
-            warn!(stream = hub.name(), "cannot answer requests for the newest frame: {e}");
+            warn!(
+                stream = hub.name(),
+                "cannot answer requests for the newest frame: {e}"
+            );
             None
         }
     };
@@ -161,7 +164,11 @@ impl Publisher {
         let reason = (!frame.online).then(|| self.hub.last_error()).flatten();
         let headers = wire::frame_headers(frame, reason.as_deref());
         let subject = reply.unwrap_or_else(|| self.addr.subject.clone().into());
-        match self.client.publish_with_headers(subject, headers, jpeg).await {
+        match self
+            .client
+            .publish_with_headers(subject, headers, jpeg)
+            .await
+        {
             Ok(()) => {
                 self.last_sent = Instant::now();
                 self.hub.record_published();
@@ -199,8 +206,7 @@ impl Publisher {
     fn report_oversize(&mut self, size: usize, limit: usize) {
         let now = Instant::now();
         let o = &mut self.oversize;
-        if o
-            .logged_at
+        if o.logged_at
             .is_some_and(|at| now.duration_since(at) < OVERSIZE_LOG_EVERY)
         {
             o.unlogged += 1;
@@ -228,7 +234,10 @@ impl Publisher {
         let now = Instant::now();
         let o = &mut self.oversize;
         // One notice a second is enough to keep edges informed.
-        if reply.is_none() && o.notice_at.is_some_and(|at| now.duration_since(at) < HEARTBEAT_EVERY) {
+        if reply.is_none()
+            && o.notice_at
+                .is_some_and(|at| now.duration_since(at) < HEARTBEAT_EVERY)
+        {
             return;
         }
         o.notice_at = Some(now);

@@ -164,7 +164,10 @@ mod tests {
     #[test]
     fn a_frame_round_trips() {
         let h = frame_headers(&frame(true), None);
-        assert_eq!(h.get(CAPTURED).map(|v| v.as_str()), Some("1700000000.123456"));
+        assert_eq!(
+            h.get(CAPTURED).map(|v| v.as_str()),
+            Some("1700000000.123456")
+        );
         match read(Some(&h), 7).expect("valid") {
             BusMessage::Frame { seq, meta, reason } => {
                 assert_eq!(seq, 42);
@@ -184,7 +187,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(read(Some(&heartbeat_headers(3)), 0), Ok(BusMessage::Heartbeat));
+        assert_eq!(
+            read(Some(&heartbeat_headers(3)), 0),
+            Ok(BusMessage::Heartbeat)
+        );
     }
 
     #[test]

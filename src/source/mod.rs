@@ -16,8 +16,8 @@
 //! know nothing of it.
 
 mod files;
-mod nats;
 pub mod http_client;
+mod nats;
 mod offline_log;
 mod output;
 pub mod pattern;

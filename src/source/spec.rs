@@ -63,9 +63,10 @@ impl SourceSpec {
             SourceSpec::Dir(d) => Secrets::from_text(&d.path.to_string_lossy()),
             SourceSpec::File(path) => Secrets::from_text(&path.to_string_lossy()),
             // A nats:// address names files, never holds a secret.
-            SourceSpec::Pattern(_) | SourceSpec::Stdin | SourceSpec::V4l2(_) | SourceSpec::Nats(_) => {
-                Secrets::default()
-            }
+            SourceSpec::Pattern(_)
+            | SourceSpec::Stdin
+            | SourceSpec::V4l2(_)
+            | SourceSpec::Nats(_) => Secrets::default(),
         }
     }
 }
@@ -161,7 +162,9 @@ impl FromStr for SourceSpec {
             "http" | "https" => RelaySpec::parse(s).map(SourceSpec::Relay),
             "snapshot" => SnapshotSpec::parse(rest.unwrap_or("")).map(SourceSpec::Snapshot),
             "v4l2" => V4l2Spec::parse(rest.unwrap_or("")).map(SourceSpec::V4l2),
-            "nats" => BusAddress::parse(s).map(SourceSpec::Nats).map_err(SpecError),
+            "nats" => BusAddress::parse(s)
+                .map(SourceSpec::Nats)
+                .map_err(SpecError),
             _ => Err(err(format!("unknown source '{s}' ({EXPECTED})"))),
         }
     }
