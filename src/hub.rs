@@ -334,6 +334,11 @@ impl FrameHub {
         info!(stream = %self.name, "capture resumed");
     }
 
+    /// Viewers (stream clients, snapshot requests, a publisher) registered now.
+    pub fn viewers(&self) -> u64 {
+        self.demand.viewers()
+    }
+
     /// Whether the source is waiting for a viewer.
     pub fn paused(&self) -> bool {
         self.demand.paused()

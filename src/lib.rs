@@ -5,6 +5,8 @@
 //!  (source::*)            watch channel of Arc<Frame>, stats           (http::*)
 //! ```
 //! Sources and HTTP never see each other; they meet in [`hub::FrameHub`].
+//! A stream can also be sent to NATS ([`nats`]) and served by other mjpegd
+//! instances whose source is `nats://`.
 //! [`server::run`] wires them together under one cancellation token.
 
 pub mod canvas;

@@ -701,3 +701,54 @@ async fn tls_and_a_token_protect_the_bus() {
     }
     let _ = std::fs::remove_file(token_file);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capture_node_on_demand_captures_only_while_an_edge_has_viewers() {
+    let nats = NatsServer::start(&[]);
+    let url = nats.url("cams.lazy");
+    let capture = capture_node_with_http("pattern:320x240@10", &url, &["--capture-on-demand", "1"]);
+    let e = edge(&url);
+    wait_online(e.addr(0)).await;
+    // Nobody watches anywhere: the capture node pauses after its linger.
+    wait_status(capture.addr(0), Duration::from_secs(10), "paused", |s| {
+        s["paused"] == true
+    })
+    .await;
+    let idle = stream_of(&status(capture.addr(0)).await)["frames_captured"]
+        .as_u64()
+        .expect("count");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let still = stream_of(&status(capture.addr(0)).await)["frames_captured"]
+        .as_u64()
+        .expect("count");
+    assert_eq!(idle, still, "captured while paused");
+    // A viewer on the edge: the edge announces it, the capture node resumes
+    // and the viewer gets new frames.
+    let asked = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    let mut viewer = StreamClient::connect(e.addr(0), "/stream").await;
+    let deadline = Instant::now() + Duration::from_secs(6);
+    loop {
+        let f = viewer.next_frame().await;
+        if f.timestamp > asked {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new frame for the edge's viewer"
+        );
+    }
+    let s = status(capture.addr(0)).await;
+    assert_eq!(stream_of(&s)["paused"], false, "{s}");
+    // The viewer leaves: the capture node pauses again.
+    drop(viewer);
+    wait_status(
+        capture.addr(0),
+        Duration::from_secs(10),
+        "paused again",
+        |s| s["paused"] == true,
+    )
+    .await;
+}

@@ -175,6 +175,11 @@ impl BusAddress {
         format!("{}.latest", self.subject)
     }
 
+    /// The subject edges announce their viewers on (see `publish`).
+    pub fn interest_subject(&self) -> String {
+        format!("{}.interest", self.subject)
+    }
+
     /// The servers as the NATS client wants them (`nats://` or `tls://`).
     pub fn server_urls(&self) -> Vec<String> {
         let scheme = if self.tls.required { "tls" } else { "nats" };

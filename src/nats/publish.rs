@@ -15,14 +15,18 @@
 //! - Payload limit: the server's `max_payload` is read at every connection
 //!   and logged; a frame that does not fit is not sent. Edges get a small
 //!   placeholder that says so instead, and the log says what to change.
-//! - The publisher counts as a viewer, so `--capture-on-demand` does not
-//!   pause a source whose frames go to the bus.
+//! - Capture on demand across the bus: edges with viewers announce it on
+//!   `SUBJECT.interest` every [`INTEREST_EVERY`]. Without
+//!   `--capture-on-demand` the publisher counts as a viewer for good; with
+//!   it, only while an edge announced viewers in the last
+//!   [`INTEREST_TIMEOUT`], so the capture node pauses (after its linger)
+//!   when nobody watches anywhere and resumes when an edge gets a viewer.
 
 use super::address::BusAddress;
 use super::connect::{LinkState, connect};
 use super::wire;
 use crate::frame::{Frame, FrameMeta};
-use crate::hub::FrameHub;
+use crate::hub::{FrameHub, ViewerGuard};
 use async_nats::{Client, Message, Subscriber};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -32,6 +36,10 @@ use tracing::{error, info, warn};
 
 /// A message without payload goes out after this long without a frame.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// How often an edge with viewers says so.
+pub const INTEREST_EVERY: Duration = Duration::from_secs(1);
+/// Edges' viewers count until this long after the last announcement.
+pub const INTEREST_TIMEOUT: Duration = Duration::from_secs(3);
 /// Requests for the newest frame waiting to be answered, at most.
 const REQUEST_QUEUE: usize = 64;
 /// How often a too-big frame is reported again in the log while they last.
@@ -43,7 +51,8 @@ const NOTICE_QUALITY: u8 = 60;
 
 /// Publishes `hub`'s frames to `addr` until `cancel` fires.
 pub async fn run(hub: Arc<FrameHub>, addr: BusAddress, cancel: CancellationToken) {
-    let _viewer = hub.viewer();
+    // Without capture on demand the bus is a viewer for good.
+    let _viewer = (!hub.capture_on_demand()).then(|| hub.viewer());
     let role = format!("publish {}", hub.name());
     let (client, link) = match connect(&addr, &role, REQUEST_QUEUE).await {
         Ok(c) => c,
@@ -69,6 +78,17 @@ pub async fn run(hub: Arc<FrameHub>, addr: BusAddress, cancel: CancellationToken
             None
         }
     };
+    let interest = if hub.capture_on_demand() {
+        match client.subscribe(addr.interest_subject()).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                warn!(stream = hub.name(), "cannot follow edges' viewers: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let mut publisher = Publisher {
         hub,
         addr,
@@ -79,7 +99,7 @@ pub async fn run(hub: Arc<FrameHub>, addr: BusAddress, cancel: CancellationToken
     };
     tokio::select! {
         _ = cancel.cancelled() => {}
-        () = publisher.run(requests) => {}
+        () = publisher.run(requests, interest) => {}
     }
     // Hands what is queued to the server before the process ends.
     let _ = tokio::time::timeout(Duration::from_millis(200), publisher.client.flush()).await;
@@ -103,9 +123,10 @@ struct Oversize {
 }
 
 impl Publisher {
-    async fn run(&mut self, mut requests: Option<Subscriber>) {
-        use futures_util::StreamExt;
+    async fn run(&mut self, mut requests: Option<Subscriber>, mut interest: Option<Subscriber>) {
         let mut frames = self.hub.subscribe();
+        // Held while edges announce viewers (capture on demand only).
+        let mut edges_watch: Option<(ViewerGuard, Instant)> = None;
         let mut connected = self.link.watch();
         let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
         loop {
@@ -119,9 +140,16 @@ impl Publisher {
                         self.send_frame(&frame, None).await;
                     }
                 }
-                request = next_request(&mut requests) => match request {
+                request = next_message(&mut requests) => match request {
                     Some(request) => self.answer(request).await,
                     None => requests = None,
+                },
+                announced = next_message(&mut interest) => match announced {
+                    Some(_) => match &mut edges_watch {
+                        Some((_, at)) => *at = Instant::now(),
+                        None => edges_watch = Some((self.hub.viewer(), Instant::now())),
+                    },
+                    None => interest = None,
                 },
                 up = connected.changed() => {
                     if up.is_err() {
@@ -132,6 +160,9 @@ impl Publisher {
                     }
                 }
                 _ = heartbeat.tick() => {
+                    if edges_watch.as_ref().is_some_and(|(_, at)| at.elapsed() >= INTEREST_TIMEOUT) {
+                        edges_watch = None;
+                    }
                     if self.last_sent.elapsed() >= HEARTBEAT_EVERY {
                         let seq = self.hub.latest().map_or(0, |f| f.seq);
                         let headers = wire::heartbeat_headers(seq);
@@ -144,8 +175,9 @@ impl Publisher {
             }
         }
 
-        async fn next_request(requests: &mut Option<Subscriber>) -> Option<Message> {
-            match requests {
+        async fn next_message(subscriber: &mut Option<Subscriber>) -> Option<Message> {
+            use futures_util::StreamExt;
+            match subscriber {
                 Some(s) => s.next().await,
                 None => std::future::pending().await,
             }

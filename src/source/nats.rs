@@ -10,6 +10,10 @@
 //!   dropped because the subscription's short queue was full.
 //! - A picture at once: at each connection (start, reconnect) the source
 //!   asks the publisher for its newest frame rather than wait for the next.
+//! - Viewers announced: while the stream has viewers, the source says so on
+//!   `SUBJECT.interest` every second (at once when the first one arrives),
+//!   so that a capture node with `--capture-on-demand` captures only while
+//!   somebody watches on some edge.
 //! - Silence: after [`QUIET_LIMIT`] without any message (frame or
 //!   heartbeat) the stream shows NO SIGNAL, "no frames from the bus", and
 //!   the next frame replaces it by itself. The connection reconnects by
@@ -18,6 +22,7 @@
 use super::{BadFrames, PLACEHOLDER_INTERVAL, SourceContext, SourceError, placeholder};
 use crate::nats::BusAddress;
 use crate::nats::connect::connect;
+use crate::nats::publish::INTEREST_EVERY;
 use crate::nats::wire::{self, BusMessage};
 use async_nats::{Client, Message, Subscriber};
 use bytes::Bytes;
@@ -35,6 +40,10 @@ pub const QUIET_LIMIT: Duration = Duration::from_secs(3);
 /// Messages the client library queues for the subscription before it
 /// drops (and counts) them: a few frames, however slow this node is.
 const SUBSCRIPTION_QUEUE: usize = 8;
+/// How often the stream's viewers are looked at, so that the first viewer
+/// is announced within this time.
+const ANNOUNCE_CHECK: Duration = Duration::from_millis(200);
+
 /// How long a request for the newest frame waits for the publisher.
 const LATEST_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -89,6 +98,8 @@ pub async fn run(addr: &BusAddress, ctx: &SourceContext) -> Result<(), SourceErr
     let mut asking: Option<AbortOnDropHandle<()>> = None;
     let mut last_message = Instant::now();
     let mut quiet_shown: Option<Instant> = None;
+    let mut announce = tokio::time::interval(ANNOUNCE_CHECK);
+    let mut announced: Option<Instant> = None;
     loop {
         let deadline = match quiet_shown {
             None => last_message + QUIET_LIMIT,
@@ -114,6 +125,14 @@ pub async fn run(addr: &BusAddress, ctx: &SourceContext) -> Result<(), SourceErr
                         addr.latest_subject(),
                         inbox.clone(),
                     ))));
+                }
+            }
+            _ = announce.tick() => {
+                if hub.viewers() == 0 {
+                    announced = None;
+                } else if announced.is_none_or(|at| at.elapsed() >= INTEREST_EVERY) {
+                    let _ = client.publish(addr.interest_subject(), Bytes::new()).await;
+                    announced = Some(Instant::now());
                 }
             }
             () = tokio::time::sleep_until(deadline) => {
