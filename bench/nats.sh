@@ -53,8 +53,11 @@ json() { # file key
 }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+NATS_RUNS=0
 start_nats() { # -> sets NATS_PID NATS_PORT
-  local logf=$OUT/nats-server.log
+  NATS_RUNS=$((NATS_RUNS + 1))
+  local logf=$OUT/nats-server-$NATS_RUNS.log
+  rm -f "$logf"
   "$NATS_SERVER" -a 127.0.0.1 -p -1 >"$logf" 2>&1 &
   NATS_PID=$!; PIDS+=("$NATS_PID")
   for _ in $(seq 100); do
@@ -65,25 +68,28 @@ start_nats() { # -> sets NATS_PID NATS_PORT
   log "nats-server did not start: $(cat "$logf")"; exit 1
 }
 
-# start_mjpegd NAME ARGS... -> prints "PID PORT" (PORT empty with --listen none)
+# start_mjpegd NAME ARGS... -> sets SPID and SPORT (empty with --listen none)
 start_mjpegd() {
   local name=$1; shift
+  rm -f "$OUT/$name.out"
   "$MJPEGD" "$@" >"$OUT/$name.out" 2>"$OUT/$name.err" &
   local pid=$!; PIDS+=("$pid")
   local port=""
   if [[ " $* " != *" --listen none "* ]]; then
     for _ in $(seq 100); do
-      port=$(sed -n 's/^listening on http:\/\/127.0.0.1:\([0-9]*\)$/\1/p' "$OUT/$name.out")
+      port=$(sed -n 's/^listening on http:\/\/127.0.0.1:\([0-9]*\)$/\1/p' "$OUT/$name.out" 2>/dev/null)
       [ -n "$port" ] && break
       sleep 0.1
     done
   fi
-  echo "$pid $port"
+  SPID=$pid; SPORT=$port
 }
 
 wait_online() { # port
   for _ in $(seq 150); do
-    curl -fs "http://127.0.0.1:$1/status" | grep -q '"online":true' && return 0
+    curl -fs "http://127.0.0.1:$1/status" 2>/dev/null \
+      | python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["streams"][0]["online"] else 1)' 2>/dev/null \
+      && return 0
     sleep 0.1
   done
   log "stream on :$1 not online"; exit 1
@@ -103,7 +109,7 @@ stop_all() { cleanup; PIDS=(); sleep 1; }
 
 # --- local -----------------------------------------------------------------
 log "local: dir:$DIR@$FPS, $CLIENTS clients, ${DURATION}s"
-read -r LPID LPORT < <(start_mjpegd local --listen 127.0.0.1:0 --source "cam=dir:$DIR@$FPS")
+start_mjpegd local --listen 127.0.0.1:0 --source "cam=dir:$DIR@$FPS"; LPID=$SPID; LPORT=$SPORT
 wait_online "$LPORT"; sleep 1
 load "$OUT/local.json" "$LPORT" "$CLIENTS" "$LPID"
 stop_all
@@ -112,8 +118,8 @@ stop_all
 log "nats: capture → nats-server → 1 edge, $CLIENTS clients"
 start_nats
 BUS="nats://127.0.0.1:$NATS_PORT/bench.cam"
-read -r CPID _ < <(start_mjpegd capture --listen none --source "cam=dir:$DIR@$FPS" --publish "$BUS")
-read -r EPID EPORT < <(start_mjpegd edge --listen 127.0.0.1:0 --source "cam=$BUS")
+start_mjpegd capture --listen none --source "cam=dir:$DIR@$FPS" --publish "$BUS"; CPID=$SPID
+start_mjpegd edge --listen 127.0.0.1:0 --source "cam=$BUS"; EPID=$SPID; EPORT=$SPORT
 wait_online "$EPORT"; sleep 1
 N0=$(cpu_s "$NATS_PID"); C0=$(cpu_s "$CPID"); F0=$(captured "$EPORT")
 load "$OUT/nats.json" "$EPORT" "$CLIENTS" "$EPID"
@@ -125,10 +131,10 @@ stop_all
 log "nats-4: capture → nats-server → 4 edges, $((CLIENTS / 4)) clients each"
 start_nats
 BUS="nats://127.0.0.1:$NATS_PORT/bench.cam"
-read -r CPID _ < <(start_mjpegd capture4 --listen none --source "cam=dir:$DIR@$FPS" --publish "$BUS")
+start_mjpegd capture4 --listen none --source "cam=dir:$DIR@$FPS" --publish "$BUS"; CPID=$SPID
 EDGE_PIDS=(); EDGE_PORTS=()
 for i in 1 2 3 4; do
-  read -r p port < <(start_mjpegd "edge4-$i" --listen 127.0.0.1:0 --source "cam=$BUS")
+  start_mjpegd "edge4-$i" --listen 127.0.0.1:0 --source "cam=$BUS"; p=$SPID; port=$SPORT
   EDGE_PIDS+=("$p"); EDGE_PORTS+=("$port")
 done
 for port in "${EDGE_PORTS[@]}"; do wait_online "$port"; done
@@ -146,12 +152,12 @@ stop_all
 log "late: capture at 0.5 fps, a new edge's first viewer"
 start_nats
 BUS="nats://127.0.0.1:$NATS_PORT/bench.slow"
-read -r CPID _ < <(start_mjpegd slowcap --listen none --source "cam=dir:$DIR@0.5" --publish "$BUS")
+start_mjpegd slowcap --listen none --source "cam=dir:$DIR@0.5" --publish "$BUS"; CPID=$SPID
 sleep 3
 LATE=()
 for i in 1 2 3 4 5; do
   T0=$(date +%s.%N)
-  read -r EPID EPORT < <(start_mjpegd "late-$i" --listen 127.0.0.1:0 --source "cam=$BUS")
+  start_mjpegd "late-$i" --listen 127.0.0.1:0 --source "cam=$BUS"; EPID=$SPID; EPORT=$SPORT
   # The time from starting the edge process to its first viewer's first
   # frame: until the viewer connects, plus its time to first frame.
   T1=$(date +%s.%N)

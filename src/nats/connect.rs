@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Messages the client may hold for the server while it sends (frames
 /// included): a short queue, so a slow link costs a few frames of memory.
@@ -129,7 +129,9 @@ fn on_event(state: &LinkState, shown: &str, role: &str, event: Event) {
             state.slow_consumer_drops.fetch_add(1, Relaxed);
         }
         Event::ServerError(e) => warn!(bus = shown, "{role}: NATS server error: {e}"),
-        Event::ClientError(e) => warn!(bus = shown, "{role}: NATS client error: {e}"),
+        // Mostly failed reconnect attempts, every second or two while a
+        // server is down: the disconnect was logged once already.
+        Event::ClientError(e) => debug!(bus = shown, "{role}: NATS client error: {e}"),
         Event::LameDuckMode => info!(bus = shown, "{role}: NATS server is shutting down"),
         Event::Draining | Event::Closed => {}
     }
