@@ -140,10 +140,12 @@ done
 for port in "${EDGE_PORTS[@]}"; do wait_online "$port"; done
 sleep 1
 N0=$(cpu_s "$NATS_PID"); C0=$(cpu_s "$CPID"); F0=$(captured "${EDGE_PORTS[0]}")
+LOADS=()
 for i in 0 1 2 3; do
   load "$OUT/nats4-$i.json" "${EDGE_PORTS[$i]}" $((CLIENTS / 4)) "${EDGE_PIDS[$i]}" &
+  LOADS+=($!)
 done
-wait %1 %2 %3 %4 2>/dev/null || wait
+wait "${LOADS[@]}"
 N1=$(cpu_s "$NATS_PID"); C1=$(cpu_s "$CPID"); F1=$(captured "${EDGE_PORTS[0]}")
 NATS4=$(python3 -c "print(f'{($N1-$N0)/max(1,$F1-$F0)*1e3:.3f} {($C1-$C0)/max(1,$F1-$F0)*1e3:.3f} {$F1-$F0} {$N1-$N0:.2f}')")
 stop_all
