@@ -13,6 +13,7 @@ use crate::http::auth::Access;
 use crate::http::limits::Limits;
 use crate::listen::{ListenAddr, UnixPermissions, parse_group, parse_mode};
 use crate::logging::LogFormat;
+use crate::nats::BusAddress;
 use crate::rendition::{DEFAULT_MAX_RENDITIONS, NamedRendition};
 use crate::source::tls_trust::TlsTrust;
 use crate::source::v4l2::WantedFormat;
@@ -97,6 +98,8 @@ pub struct StreamConfig {
     pub renditions: Vec<NamedRendition>,
     /// Most ad-hoc renditions (`?width=`...) live at once.
     pub max_renditions: usize,
+    /// Where the stream's frames are also sent (`publish = "nats://..."`).
+    pub publish: Option<BusAddress>,
 }
 
 impl Config {
@@ -164,6 +167,12 @@ struct Cli {
     /// | v4l2:/dev/videoN[:FORMAT][:WxH][@FPS] (camera; FORMAT: MJPEG, YUYV, NV12, NV12M)
     #[arg(long, value_name = "SPEC", default_value = "pattern")]
     source: Vec<String>,
+
+    /// Also send the first stream's frames to NATS, nats://HOST:4222/SUBJECT
+    /// (`publish` in a config file's [[stream]]); edges serve them with a
+    /// nats:// source.
+    #[arg(long, value_name = "URL")]
+    publish: Option<String>,
 
     /// TOML file with streams and options (see examples/mjpegd.toml); flags
     /// override its settings, and --source flags replace its streams.
@@ -383,17 +392,40 @@ impl Config {
         } else {
             file_streams
         };
+        if let Some(url) = &cli.publish {
+            let bus = BusAddress::parse(url)
+                .map_err(|e| ConfigError::Invalid(format!("invalid --publish: {e}")))?;
+            config.streams[0].publish = Some(bus);
+        }
+        check_bus_files(&config.streams).map_err(ConfigError::Invalid)?;
         Ok(config)
     }
 }
 
-/// TCP addresses and unix socket paths, apart.
+/// Stops at start-up on a credentials or certificate file that a `nats://`
+/// source or `publish` names and that cannot be read.
+fn check_bus_files(streams: &[StreamConfig]) -> Result<(), String> {
+    for s in streams {
+        let source = match &s.source {
+            SourceSpec::Nats(bus) => Some(bus),
+            _ => None,
+        };
+        for bus in source.into_iter().chain(&s.publish) {
+            bus.check_files()
+                .map_err(|e| format!("stream '{}': {bus}: {e}", s.name))?;
+        }
+    }
+    Ok(())
+}
+
+/// TCP addresses and unix socket paths, apart (`none` is neither).
 fn split_listen(addrs: Vec<ListenAddr>) -> (Vec<SocketAddr>, Vec<PathBuf>) {
     let (mut tcp, mut unix) = (Vec::new(), Vec::new());
     for addr in addrs {
         match addr {
             ListenAddr::Tcp(a) => tcp.push(a),
             ListenAddr::Unix(p) => unix.push(p),
+            ListenAddr::Off => {}
         }
     }
     (tcp, unix)
@@ -475,6 +507,8 @@ struct FileStream {
     /// `[[stream.rendition]]` tables.
     #[serde(default)]
     rendition: Vec<FileRendition>,
+    /// `nats://HOST:4222/SUBJECT`: also send the frames to NATS.
+    publish: Option<Spanned<String>>,
 }
 
 /// One `[[stream.rendition]]` table.
@@ -705,9 +739,16 @@ impl ConfigFile {
                 let span = name.map_or_else(|| src.span(), |n| n.span());
                 return self.error(span, e);
             }
+            let publish = match &entry.publish {
+                Some(url) => Some(BusAddress::parse(url.get_ref()).or_else(|e| {
+                    self.error(url.span(), format_args!("bad value for 'publish': {e}"))
+                })?),
+                None => None,
+            };
             if let Some(added) = streams.last_mut() {
                 added.history = self.history(&entry.history)?;
                 added.history_max_mb = self.history_mb(&entry.history_max_mb)?;
+                added.publish = publish;
                 self.apply_renditions(entry, added)?;
             }
         }
@@ -1123,6 +1164,7 @@ fn add_stream(
         history_max_mb: None,
         renditions: Vec::new(),
         max_renditions: DEFAULT_MAX_RENDITIONS,
+        publish: None,
     });
     Ok(())
 }
@@ -1741,5 +1783,35 @@ quality = 90
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn nats_publish_listen_none_and_the_examples() {
+        let c = parse(&[
+            "--listen",
+            "none",
+            "--source",
+            "cam=pattern",
+            "--publish",
+            "nats://a:4222,b/cams.front",
+        ])
+        .expect("valid");
+        assert!(c.listen.is_empty() && c.listen_unix.is_empty());
+        let bus = c.streams[0].publish.as_ref().expect("publish");
+        assert_eq!(bus.to_string(), "nats://a:4222,b:4222/cams.front");
+        let e = invalid(&["--publish", "nats://u:Sekr1t@h/s"]);
+        assert!(e.contains("password_file") && !e.contains("Sekr1t"), "{e}");
+        let e = invalid(&["--source", "nats://h/s?creds_file=/nonexistent/x.creds"]);
+        assert!(e.contains("creds_file /nonexistent/x.creds"), "{e}");
+        assert!(
+            file_error("[[stream]]\nsource = \"pattern\"\npublish = \"nats://h\"\n")
+                .starts_with("config.toml:3: bad value for 'publish'")
+        );
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/");
+        let capture = parse(&["--config", &format!("{dir}nats-capture.toml")]).expect("valid");
+        assert!(capture.listen.is_empty());
+        assert!(capture.streams.iter().all(|s| s.publish.is_some()));
+        let edge = parse(&["--config", &format!("{dir}nats-edge.toml")]).expect("valid");
+        assert!(edge.streams.iter().all(|s| s.source.kind() == "nats"));
     }
 }

@@ -66,6 +66,8 @@ struct Counters {
     bytes_out: AtomicU64,
     clients: AtomicU64,
     unchanged: AtomicU64,
+    published: AtomicU64,
+    replaced: AtomicU64,
 }
 
 struct State {
@@ -120,6 +122,11 @@ pub struct StreamStatus {
     pub bytes_out: u64,
     /// Frames identical to the previous one, not published (`--drop-same-frames`).
     pub frames_unchanged: u64,
+    /// Frames sent to a NATS bus (`publish`).
+    pub frames_published: u64,
+    /// Frames a source's input delivered faster than the stream took them,
+    /// replaced by newer ones (a `nats://` subscription that fell behind).
+    pub frames_replaced: u64,
     /// Capture paused because nobody watches (`--capture-on-demand`).
     pub paused: bool,
     pub last_frame_age_ms: Option<u64>,
@@ -217,6 +224,17 @@ impl FrameHub {
         let mut st = self.lock_state();
         st.online = false;
         st.last_error = Some(reason.to_owned());
+    }
+
+    /// Counts a frame sent to a NATS bus.
+    pub fn record_published(&self) {
+        self.counters.published.fetch_add(1, Relaxed);
+    }
+
+    /// Counts `n` frames that newer ones replaced before the source could
+    /// publish them.
+    pub fn record_replaced(&self, n: u64) {
+        self.counters.replaced.fetch_add(n, Relaxed);
     }
 
     /// Counts a frame the source produced but that was not a valid JPEG.
@@ -339,6 +357,11 @@ impl FrameHub {
         info!(stream = %self.name, "capture resumed");
     }
 
+    /// Viewers (stream clients, snapshot requests, a publisher) registered now.
+    pub fn viewers(&self) -> u64 {
+        self.demand.viewers()
+    }
+
     /// Whether the source is waiting for a viewer.
     pub fn paused(&self) -> bool {
         self.demand.paused()
@@ -442,6 +465,8 @@ impl FrameHub {
             frames_dropped: c.corrupt.load(Relaxed),
             bytes_out: c.bytes_out.load(Relaxed),
             frames_unchanged: c.unchanged.load(Relaxed),
+            frames_published: c.published.load(Relaxed),
+            frames_replaced: c.replaced.load(Relaxed),
             paused: self.demand.paused(),
             last_frame_age_ms: self.latest().map(|f| f.age().as_millis() as u64),
             uptime_s: round2(self.started.elapsed().as_secs_f64()),

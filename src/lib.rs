@@ -7,6 +7,8 @@
 //! Sources and HTTP never see each other; they meet in [`hub::FrameHub`].
 //! With `--history`, a hub also keeps its recent frames in a
 //! [`history::FrameStore`] for requests about the past.
+//! A stream can also be sent to NATS ([`nats`]) and served by other mjpegd
+//! instances whose source is `nats://`.
 //! [`server::run`] wires them together under one cancellation token.
 
 pub mod canvas;
@@ -25,6 +27,7 @@ pub mod listen;
 pub mod logging;
 pub mod memfd;
 pub mod mjpeg;
+pub mod nats;
 pub mod percent;
 pub mod rendition;
 pub mod rlimit;

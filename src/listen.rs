@@ -11,6 +11,8 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 pub enum ListenAddr {
     Tcp(SocketAddr),
     Unix(PathBuf),
+    /// `none`: no HTTP at all (a capture node that only publishes to NATS).
+    Off,
 }
 
 impl std::str::FromStr for ListenAddr {
@@ -19,6 +21,9 @@ impl std::str::FromStr for ListenAddr {
     /// `HOST:PORT`, `[V6]:PORT`, `localhost:PORT`, a bare `PORT` (loopback),
     /// or `unix:PATH`.
     fn from_str(s: &str) -> Result<ListenAddr, String> {
+        if s == "none" {
+            return Ok(ListenAddr::Off);
+        }
         if let Some(path) = s.strip_prefix("unix:") {
             if path.is_empty() {
                 return Err("'unix:' needs a socket path, as in unix:/run/mjpegd.sock".into());
@@ -41,6 +46,7 @@ impl fmt::Display for ListenAddr {
         match self {
             ListenAddr::Tcp(a) => write!(f, "{a}"),
             ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+            ListenAddr::Off => f.write_str("none"),
         }
     }
 }

@@ -18,10 +18,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// Without `RUST_LOG`: our own messages from `info` up; the NATS client's
+/// from `warn` up (its connection events are logged by `crate::nats`).
+const DEFAULT_FILTER: &str = "info,async_nats=warn";
+
 /// Installs the global subscriber: filters from `RUST_LOG` (default `info`),
 /// lines on stderr so stdout stays free for `listening on ...`.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     // Colors only on a terminal: journald and log files get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

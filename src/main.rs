@@ -147,6 +147,10 @@ fn run(config: Config, inherited: Vec<Inherited>) -> anyhow::Result<()> {
             say(&format!("listening on unix:{}\n", path.display()))?;
             listeners.push(listener.into());
         }
+        if listeners.is_empty() {
+            // `--listen none`: a capture node that only publishes to NATS.
+            tracing::info!("serving no HTTP (--listen none)");
+        }
         let shutdown = CancellationToken::new();
         tokio::spawn(signals.cancel(shutdown.clone()));
         let notifier = Notifier::from_env().map(Arc::new);

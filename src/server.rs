@@ -47,6 +47,14 @@ pub async fn run<L: Into<Listener>>(
             subsampling: config.subsampling,
         };
         tasks.spawn(supervise(spec, ctx));
+        if let Some(bus) = &stream.publish {
+            info!(stream = %stream.name, bus = %bus, "publishing to NATS");
+            tasks.spawn(crate::nats::publish::run(
+                hub.clone(),
+                bus.clone(),
+                shutdown.clone(),
+            ));
+        }
         hubs.push(hub);
     }
     tasks.spawn(tick_rates(hubs.clone(), shutdown.clone()));

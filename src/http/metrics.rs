@@ -28,7 +28,7 @@ pub fn render(ctx: &HttpContext) -> String {
         ctx.streams.iter().map(|h| (h, h.status())).collect();
 
     type Field = fn(&StreamStatus) -> f64;
-    let per_stream: [(&str, &str, &str, Field); 9] = [
+    let per_stream: [(&str, &str, &str, Field); 11] = [
         (
             "mjpegd_frames_captured_total",
             "counter",
@@ -58,6 +58,18 @@ pub fn render(ctx: &HttpContext) -> String {
             "counter",
             "Frames identical to the previous one, not sent (--drop-same-frames).",
             |s| s.frames_unchanged as f64,
+        ),
+        (
+            "mjpegd_frames_published_total",
+            "counter",
+            "Frames sent to a NATS bus (publish).",
+            |s| s.frames_published as f64,
+        ),
+        (
+            "mjpegd_frames_replaced_total",
+            "counter",
+            "Frames from a nats:// source replaced by newer ones before the stream took them.",
+            |s| s.frames_replaced as f64,
         ),
         (
             "mjpegd_bytes_out_total",

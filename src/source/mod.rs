@@ -18,6 +18,7 @@
 mod files;
 mod folder_watch;
 pub mod http_client;
+mod nats;
 mod offline_log;
 mod output;
 mod pacer;
@@ -114,11 +115,15 @@ pub async fn supervise(spec: SourceSpec, ctx: SourceContext) {
             .hub
             .capture_on_demand()
             .then(|| tokio::spawn(stop_when_idle(ctx.hub.clone(), run.cancel.clone())));
-        let watchdog = AbortOnDropHandle::new(tokio::spawn(watchdog::run(
-            run.clone(),
-            secrets.clone(),
-            started,
-        )));
+        // A nats:// source watches its own silence: relayed placeholders
+        // are what the capture node shows, not a fault of this source.
+        let watchdog = (!matches!(spec, SourceSpec::Nats(_))).then(|| {
+            AbortOnDropHandle::new(tokio::spawn(watchdog::run(
+                run.clone(),
+                secrets.clone(),
+                started,
+            )))
+        });
         let result = if log.offline() {
             let running = run_once(&spec, &run, &secrets);
             tokio::pin!(running);
@@ -232,6 +237,7 @@ async fn run_once(
         SourceSpec::Relay(r) => relay::run(r, ctx).await,
         SourceSpec::Snapshot(s) => relay::run_snapshot(s, ctx).await,
         SourceSpec::V4l2(v) => v4l2::run(v.clone(), ctx).await,
+        SourceSpec::Nats(a) => nats::run(a, ctx).await,
     }
 }
 

@@ -4,6 +4,7 @@
 use super::redact::{Secrets, redact};
 use super::relay::{RelaySpec, SnapshotSpec};
 use super::v4l2::V4l2Spec;
+use crate::nats::BusAddress;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -29,6 +30,8 @@ pub enum SourceSpec {
     Snapshot(SnapshotSpec),
     /// A V4L2 camera (`v4l2:/dev/videoN[:WxH][@FPS]`).
     V4l2(V4l2Spec),
+    /// Frames another mjpegd publishes to NATS (`nats://HOST:4222/SUBJECT`).
+    Nats(BusAddress),
 }
 
 impl SourceSpec {
@@ -43,6 +46,7 @@ impl SourceSpec {
             SourceSpec::Relay(_) => "relay",
             SourceSpec::Snapshot(_) => "snapshot",
             SourceSpec::V4l2(_) => "v4l2",
+            SourceSpec::Nats(_) => "nats",
         }
     }
 }
@@ -58,7 +62,11 @@ impl SourceSpec {
             SourceSpec::Snapshot(s) => s.url.secrets(),
             SourceSpec::Dir(d) => Secrets::from_text(&d.path.to_string_lossy()),
             SourceSpec::File(path) => Secrets::from_text(&path.to_string_lossy()),
-            SourceSpec::Pattern(_) | SourceSpec::Stdin | SourceSpec::V4l2(_) => Secrets::default(),
+            // A nats:// address names files, never holds a secret.
+            SourceSpec::Pattern(_)
+            | SourceSpec::Stdin
+            | SourceSpec::V4l2(_)
+            | SourceSpec::Nats(_) => Secrets::default(),
         }
     }
 }
@@ -106,7 +114,7 @@ pub const DEFAULT_DIR_FPS: f64 = 30.0;
 
 /// What `--source` accepts, for error messages.
 const EXPECTED: &str = "expected pattern[:WxH][@FPS], dir:PATH[@FPS], file:PATH, stdin, \
-exec:COMMAND, http://..., snapshot:URL[@FPS] or v4l2:/dev/videoN";
+exec:COMMAND, http://..., snapshot:URL[@FPS], v4l2:/dev/videoN or nats://HOST:4222/SUBJECT";
 
 /// A source spec that cannot be used, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,6 +162,9 @@ impl FromStr for SourceSpec {
             "http" | "https" => RelaySpec::parse(s).map(SourceSpec::Relay),
             "snapshot" => SnapshotSpec::parse(rest.unwrap_or("")).map(SourceSpec::Snapshot),
             "v4l2" => V4l2Spec::parse(rest.unwrap_or("")).map(SourceSpec::V4l2),
+            "nats" => BusAddress::parse(s)
+                .map(SourceSpec::Nats)
+                .map_err(SpecError),
             _ => Err(err(format!("unknown source '{s}' ({EXPECTED})"))),
         }
     }
@@ -232,6 +243,7 @@ impl fmt::Display for SourceSpec {
             SourceSpec::Relay(r) => r.fmt(f),
             SourceSpec::Snapshot(r) => r.fmt(f),
             SourceSpec::V4l2(v) => v.fmt(f),
+            SourceSpec::Nats(a) => a.fmt(f),
         }
     }
 }
