@@ -416,8 +416,8 @@ mod backend {
         for (i, (ur, vr)) in planes.enumerate() {
             let (top, bottom) = (row(2 * i).chunks_exact(4), row(2 * i + 1).chunks_exact(4));
             for (((a, b), uu), vv) in top.zip(bottom).zip(ur.iter_mut()).zip(vr.iter_mut()) {
-                *uu = C_FULL[(usize::from(a[1]) + usize::from(b[1]) + 1) / 2];
-                *vv = C_FULL[(usize::from(a[3]) + usize::from(b[3]) + 1) / 2];
+                *uu = C_FULL[(usize::from(a[1]) + usize::from(b[1])).div_ceil(2)];
+                *vv = C_FULL[(usize::from(a[3]) + usize::from(b[3])).div_ceil(2)];
             }
         }
     }
