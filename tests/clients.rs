@@ -347,6 +347,27 @@ async fn fps_values_are_checked_and_capped_viewers_leave_at_once() {
     assert!(!d.stderr_text().contains("panicked"), "{}", d.stderr_text());
 }
 
+/// A rate-capped viewer who arrives before the source's first frame gets
+/// that frame as soon as it comes, not one capped interval (100 s) later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capped_viewer_before_the_first_frame_gets_it_at_once() {
+    let image = ImageFile::new(&small_jpeg(7));
+    // The source's first frame comes 1.5 s after the start.
+    let source = format!(
+        "exec:sh -c 'sleep 1.5; cat {}; exec sleep 1000'",
+        image.path().display()
+    );
+    let d = start(&source, "sendfile", &[]);
+    let mut v = StreamClient::connect(d.addr(0), "/stream?fps=0.01").await;
+    let t = Instant::now();
+    let f = v
+        .next_frame_within(Duration::from_secs(10))
+        .await
+        .expect("the first frame, not 100 s later");
+    assert_eq!(decode(&f.jpeg), (160, 120));
+    println!("first frame {:?} after connecting", t.elapsed());
+}
+
 /// A source that never produces a frame: viewers wait for the first one,
 /// and one who gives up is gone at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -280,20 +280,7 @@ where
             why = watch.gone(io) => return why,
             changed = frames.changed() => if changed.is_err() { return "stream closed".into() },
         }
-        if let Some(interval) = min_interval {
-            // Capped rate: wait for this client's next slot, then send the
-            // newest frame at that moment.
-            let now = Instant::now();
-            if next_due > now {
-                tokio::select! {
-                    _ = &mut shutdown => return SHUTDOWN.into(),
-                    why = watch.gone(io) => return why,
-                    _ = tokio::time::sleep_until(next_due) => {}
-                }
-            }
-            next_due = (next_due + interval).max(Instant::now());
-        }
-        let Some(frame) = frames.borrow_and_update().clone() else {
+        let Some(mut frame) = frames.borrow_and_update().clone() else {
             continue;
         };
         if client.frames() == 0
@@ -303,6 +290,24 @@ where
         }
         if frame.seq <= last_seq {
             continue; // the replay sent it
+        }
+        if let Some(interval) = min_interval {
+            // Capped rate: wait for this client's next slot, then send the
+            // newest frame at that moment. The slot is used only by a frame
+            // that is sent: a client that arrived before the first frame
+            // gets it at once, not one interval later.
+            let now = Instant::now();
+            if next_due > now {
+                tokio::select! {
+                    _ = &mut shutdown => return SHUTDOWN.into(),
+                    why = watch.gone(io) => return why,
+                    _ = tokio::time::sleep_until(next_due) => {}
+                }
+                if let Some(newer) = frames.borrow_and_update().clone() {
+                    frame = newer;
+                }
+            }
+            next_due = (next_due + interval).max(Instant::now());
         }
         while joining {
             match replay::next_held(hub, last_seq).filter(|held| held.seq < frame.seq) {
