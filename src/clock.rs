@@ -6,14 +6,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// `YYYY-MM-DD HH:MM:SS.mmm UTC`.
 pub fn utc_time(t: SystemTime) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (y, mo, da) = civil_from_days((secs / 86_400) as i64);
-    let s = secs % 86_400;
+    let (y, mo, da, h, mi, s) = utc_fields(d.as_secs());
     format!(
-        "{y:04}-{mo:02}-{da:02} {:02}:{:02}:{:02}.{:03} UTC",
-        s / 3600,
-        s / 60 % 60,
-        s % 60,
+        "{y:04}-{mo:02}-{da:02} {h:02}:{mi:02}:{s:02}.{:03} UTC",
         d.subsec_millis()
     )
 }
@@ -22,14 +17,15 @@ pub fn utc_time(t: SystemTime) -> String {
 /// systems and download managers refuse.
 pub fn file_time(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let (y, mo, da, h, mi, s) = utc_fields(secs);
+    format!("{y:04}-{mo:02}-{da:02}T{h:02}-{mi:02}-{s:02}")
+}
+
+/// Year, month, day, hour, minute and second (UTC) of a Unix time.
+fn utc_fields(secs: u64) -> (i64, u32, u32, u64, u64, u64) {
     let (y, mo, da) = civil_from_days((secs / 86_400) as i64);
     let s = secs % 86_400;
-    format!(
-        "{y:04}-{mo:02}-{da:02}T{:02}-{:02}-{:02}",
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
+    (y, mo, da, s / 3600, s / 60 % 60, s % 60)
 }
 
 /// Days since 1970-01-01 to a (year, month, day) date in the proleptic
