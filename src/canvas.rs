@@ -104,7 +104,7 @@ impl Canvas {
 
     /// Encodes the canvas as a baseline JPEG (through [`crate::encode`]).
     pub fn encode_jpeg(&self, quality: u8) -> Result<Bytes, EncodeError> {
-        encode_rgb(&self.pixels, self.width, self.height, quality).map(Bytes::from)
+        encode_rgb(&self.pixels, self.width, self.height, quality).map(crate::frame::owned_jpeg)
     }
 }
 

@@ -1,13 +1,15 @@
 //! `Frame`: one complete JPEG with its metadata, shared by every client.
 //!
 //! A frame is built once when a source publishes it and is immutable after that.
-//! Besides the JPEG it holds the whole multipart *part* that stream clients send
-//! (part headers, the JPEG, and the next boundary line), so that the per-client
-//! send path is a single write of shared bytes: no formatting, no copying.
+//! Besides the JPEG it holds the headers of the multipart *part* that stream
+//! clients send (part headers, the JPEG, and the next boundary line), so that
+//! the per-client send path is one vectored write of shared bytes: no
+//! formatting, no copying. The JPEG is kept as the source handed it over:
+//! joining headers and JPEG in one buffer would copy every frame once more,
+//! a cost that shows when a stream has one or two viewers.
 
 use crate::memfd::PartFile;
 use bytes::{BufMut, Bytes, BytesMut};
-use std::fmt::Write as _;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -38,6 +40,11 @@ impl FrameMeta {
     }
 }
 
+/// What follows every JPEG in a stream: the boundary line that announces
+/// the next part. Sending it right after the JPEG lets browsers show the
+/// frame as soon as it arrives.
+const TAIL: &[u8] = b"\r\n--mjpegd-boundary\r\n";
+
 /// One published JPEG.
 #[derive(Debug)]
 pub struct Frame {
@@ -46,44 +53,38 @@ pub struct Frame {
     pub meta: FrameMeta,
     /// False for the placeholder frames a stream shows while its source is down.
     pub online: bool,
-    part: Bytes,
-    /// The same part in a sealed memory file, for `sendfile`; made by the
+    /// The part's headers, through the blank line.
+    head: Bytes,
+    jpeg: Bytes,
+    /// The whole part in a sealed memory file, for `sendfile`; made by the
     /// first sender that wants it (a copy and a few system calls that only
     /// pay off once several clients share them). `None` inside: the file
-    /// could not be made, and clients write `part`.
+    /// could not be made, and clients write the bytes.
     part_file: OnceLock<Option<PartFile>>,
-    jpeg_start: usize,
-    jpeg_len: usize,
 }
 
 impl Frame {
-    /// Builds the frame and its multipart part. The JPEG is copied once here,
-    /// into the part buffer; every client then shares that buffer.
-    pub fn new(seq: u64, jpeg: &[u8], meta: FrameMeta, online: bool) -> Frame {
-        // Headers are at most 100 bytes; the separator is "\r\n--" BOUNDARY "\r\n".
-        let mut part = BytesMut::with_capacity(128 + jpeg.len() + BOUNDARY.len() + 6);
+    /// Builds the frame around `jpeg`, which it keeps (no copy): every client
+    /// then sends the part from these bytes. `jpeg` should own its memory
+    /// (not be a view into a larger buffer), since the frame, and a history
+    /// that keeps it, keep that memory alive.
+    pub fn new(seq: u64, jpeg: Bytes, meta: FrameMeta, online: bool) -> Frame {
         let since_epoch = meta.captured.duration_since(UNIX_EPOCH).unwrap_or_default();
-        // Writing to a BytesMut cannot fail (it grows).
-        let _ = write!(
-            part,
-            "Content-Type: image/jpeg\r\nContent-Length: {}\r\nX-Timestamp: {}.{:06}\r\n\r\n",
-            jpeg.len(),
-            since_epoch.as_secs(),
-            since_epoch.subsec_micros()
-        );
-        let jpeg_start = part.len();
-        part.put_slice(jpeg);
-        part.put_slice(b"\r\n--");
-        part.put_slice(BOUNDARY.as_bytes());
-        part.put_slice(b"\r\n");
+        let mut head = BytesMut::with_capacity(112);
+        head.put_slice(b"Content-Type: image/jpeg\r\nContent-Length: ");
+        put_decimal(&mut head, jpeg.len() as u64, 1);
+        head.put_slice(b"\r\nX-Timestamp: ");
+        put_decimal(&mut head, since_epoch.as_secs(), 1);
+        head.put_u8(b'.');
+        put_decimal(&mut head, u64::from(since_epoch.subsec_micros()), 6);
+        head.put_slice(b"\r\n\r\n");
         Frame {
             seq,
             meta,
             online,
+            head: head.freeze(),
+            jpeg,
             part_file: OnceLock::new(),
-            part: part.freeze(),
-            jpeg_start,
-            jpeg_len: jpeg.len(),
         }
     }
 
@@ -97,31 +98,40 @@ impl Frame {
             seq: self.seq,
             meta: self.meta,
             online: self.online,
-            part: self.part.clone(),
+            head: self.head.clone(),
+            jpeg: self.jpeg.clone(),
             part_file: empty,
-            jpeg_start: self.jpeg_start,
-            jpeg_len: self.jpeg_len,
         }
     }
 
     /// The JPEG bytes (a shared view, no copy).
     pub fn jpeg(&self) -> Bytes {
-        self.part
-            .slice(self.jpeg_start..self.jpeg_start + self.jpeg_len)
+        self.jpeg.clone()
     }
 
-    /// The bytes a stream client sends for this frame: part headers, JPEG, and
-    /// the boundary line that announces the next part. Sending the boundary
-    /// right after the JPEG lets browsers show the frame as soon as it arrives.
-    pub fn part(&self) -> &Bytes {
-        &self.part
+    /// The length of the part a stream client sends for this frame: part
+    /// headers, JPEG, and the boundary line that announces the next part.
+    pub fn part_len(&self) -> usize {
+        self.head.len() + self.jpeg.len() + TAIL.len()
+    }
+
+    /// The part's bytes from `offset` on, in up to three pieces (headers,
+    /// JPEG, boundary line; pieces already sent are empty): what one
+    /// vectored write sends, without joining them in one buffer.
+    pub fn part_from(&self, offset: usize) -> [&[u8]; 3] {
+        let mut skip = offset;
+        [&self.head[..], &self.jpeg[..], TAIL].map(|piece| {
+            let cut = skip.min(piece.len());
+            skip -= cut;
+            &piece[cut..]
+        })
     }
 
     /// The part as a sealed memory file, for zero-copy sends; made now if
     /// no sender has asked for it yet (`None`: it could not be made).
     pub fn part_file(&self) -> Option<&PartFile> {
         self.part_file
-            .get_or_init(|| PartFile::create(&self.part).ok())
+            .get_or_init(|| PartFile::create(&self.part_from(0)).ok())
             .as_ref()
     }
 
@@ -134,6 +144,29 @@ impl Frame {
     pub fn age(&self) -> Duration {
         self.meta.captured_at.elapsed()
     }
+}
+
+/// `jpeg` as frame bytes, without a copy; spare capacity is given back
+/// first, since a frame (and a history that keeps it) holds the whole
+/// allocation.
+pub fn owned_jpeg(mut jpeg: Vec<u8>) -> Bytes {
+    if jpeg.capacity() - jpeg.len() > jpeg.len() / 16 {
+        jpeg.shrink_to_fit();
+    }
+    Bytes::from(jpeg)
+}
+
+/// Appends `n` in decimal, zero-padded to at least `width` digits: the
+/// part headers are made for every frame, without the formatting machinery.
+fn put_decimal(out: &mut BytesMut, mut n: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut start = digits.len();
+    while n > 0 || digits.len() - start < width {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.put_slice(&digits[start..]);
 }
 
 /// The first bytes of a stream body, before the first part.
@@ -159,10 +192,15 @@ mod tests {
             width: 2,
             height: 2,
         };
-        let f = Frame::new(7, b"\xff\xd8xx\xff\xd9", meta, true);
+        let f = Frame::new(7, Bytes::from_static(b"\xff\xd8xx\xff\xd9"), meta, true);
         let expected = b"Content-Type: image/jpeg\r\nContent-Length: 6\r\n\
 X-Timestamp: 1700000000.123456\r\n\r\n\xff\xd8xx\xff\xd9\r\n--mjpegd-boundary\r\n";
-        assert_eq!(&f.part()[..], &expected[..]);
+        assert_eq!(f.part_from(0).concat(), expected);
+        assert_eq!(f.part_len(), expected.len());
+        assert_eq!(TAIL, format!("\r\n--{BOUNDARY}\r\n").as_bytes());
+        for offset in 0..=expected.len() {
+            assert_eq!(f.part_from(offset).concat(), &expected[offset..]);
+        }
         assert_eq!(&f.jpeg()[..], b"\xff\xd8xx\xff\xd9");
         assert_eq!(f.seq, 7);
     }

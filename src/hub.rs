@@ -10,6 +10,7 @@ use crate::demand::Demand;
 use crate::frame::{Frame, FrameMeta};
 use crate::history::{FrameStore, HistoryStats};
 use crate::latency::{LatencyHistogram, LatencySnapshot, LatencyTally};
+use bytes::Bytes;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -188,6 +189,14 @@ impl FrameHub {
     /// With `--drop-same-frames`, a JPEG identical to the current frame is
     /// counted but not published (the current frame is returned).
     pub fn publish(&self, jpeg: &[u8], meta: FrameMeta) -> Arc<Frame> {
+        self.publish_owned(Bytes::copy_from_slice(jpeg), meta)
+    }
+
+    /// [`publish`](Self::publish) without a copy: the frame keeps `jpeg`.
+    /// For JPEGs that own their memory (a file's contents, an encoder's
+    /// output), not views into a larger read buffer that the frame would
+    /// keep alive.
+    pub fn publish_owned(&self, jpeg: Bytes, meta: FrameMeta) -> Arc<Frame> {
         self.counters.captured.fetch_add(1, Relaxed);
         {
             let mut st = self.lock_state();
@@ -205,7 +214,7 @@ impl FrameHub {
             && prev.age() < SAME_FRAME_REPEAT
             // Slice equality compares lengths first, then one memcmp: exact,
             // and cheaper than hashing the new frame.
-            && prev.jpeg()[..] == *jpeg
+            && prev.jpeg() == jpeg
         {
             self.counters.unchanged.fetch_add(1, Relaxed);
             return prev;
@@ -216,7 +225,7 @@ impl FrameHub {
     /// Publishes a placeholder while the source is down, and records why.
     pub fn publish_offline(&self, placeholder: &[u8], meta: FrameMeta, reason: &str) {
         self.set_offline(reason);
-        self.send(placeholder, meta, false);
+        self.send(Bytes::copy_from_slice(placeholder), meta, false);
     }
 
     /// Marks the source offline without publishing a frame.
@@ -271,7 +280,7 @@ impl FrameHub {
         self.lock_state().health.clone()
     }
 
-    fn send(&self, jpeg: &[u8], meta: FrameMeta, online: bool) -> Arc<Frame> {
+    fn send(&self, jpeg: Bytes, meta: FrameMeta, online: bool) -> Arc<Frame> {
         let seq = self.seq.fetch_add(1, Relaxed) + 1;
         let frame = Arc::new(Frame::new(seq, jpeg, meta, online));
         // Into the history first: a client catching up from the history
@@ -501,7 +510,7 @@ impl SendTally {
     /// (0: none yet).
     pub fn add(&mut self, frame: &Frame, prev_seq: u64) {
         self.frames += 1;
-        self.bytes += frame.part().len() as u64;
+        self.bytes += frame.part_len() as u64;
         if prev_seq != 0 && frame.seq > prev_seq + 1 {
             self.skipped += frame.seq - prev_seq - 1;
         }

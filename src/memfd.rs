@@ -19,26 +19,27 @@ pub struct PartFile {
 }
 
 impl PartFile {
-    /// Creates the file and writes `bytes` into it.
-    pub fn create(bytes: &[u8]) -> io::Result<PartFile> {
+    /// Creates the file and writes `pieces` into it, one after the other.
+    pub fn create(pieces: &[&[u8]]) -> io::Result<PartFile> {
         let fd = rustix::fs::memfd_create(
             "mjpegd-part",
             MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
         )?;
-        let mut done = 0;
-        while done < bytes.len() {
-            match rustix::io::write(&fd, &bytes[done..]) {
-                Ok(n) => done += n,
-                Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(e.into()),
+        let mut len = 0;
+        for bytes in pieces {
+            let mut done = 0;
+            while done < bytes.len() {
+                match rustix::io::write(&fd, &bytes[done..]) {
+                    Ok(n) => done += n,
+                    Err(rustix::io::Errno::INTR) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
+            len += bytes.len();
         }
         let seals = SealFlags::WRITE | SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL;
         rustix::fs::fcntl_add_seals(&fd, seals)?;
-        Ok(PartFile {
-            fd,
-            len: bytes.len(),
-        })
+        Ok(PartFile { fd, len })
     }
 
     pub fn len(&self) -> usize {
@@ -73,7 +74,7 @@ mod tests {
     #[test]
     fn sends_the_exact_bytes_and_is_sealed() {
         let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-        let file = PartFile::create(&data).expect("memfd");
+        let file = PartFile::create(&[&data[..40_000], &data[40_000..]]).expect("memfd");
         assert_eq!(file.len(), data.len());
         // Writing to the sealed file must fail.
         assert!(rustix::io::write(&file.fd, b"x").is_err());

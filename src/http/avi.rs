@@ -230,7 +230,7 @@ mod tests {
                     width: 4,
                     height: 2,
                 };
-                Arc::new(Frame::new(i as u64 + 1, &vec![7; 10 + i], meta, true))
+                Arc::new(Frame::new(i as u64 + 1, vec![7; 10 + i].into(), meta, true))
             })
             .collect()
     }

@@ -295,7 +295,8 @@ impl Fanout {
         } else {
             None
         };
-        let part = frame.part();
+        let part = frame.part_from(0);
+        let part_len = frame.part_len();
         let mut sent = SendTally::default();
         let mut latency = LatencyTally::default();
         // Start at a different client each frame, so that when sending takes
@@ -309,10 +310,10 @@ impl Fanout {
             let fd = slot.sock.as_fd();
             let result = match file {
                 Some(file) => file.send_to(fd, 0),
-                None => send_bytes(fd, part),
+                None => send_pieces(fd, &part),
             };
             match result {
-                Ok(n) if n == part.len() => {
+                Ok(n) if n == part_len => {
                     sent.add(frame, slot.delivered(frame));
                     latency.observe(frame.meta.captured_at.elapsed());
                     slot.unclaim();
@@ -395,10 +396,13 @@ async fn run(hub: Arc<FrameHub>, fanout: Arc<Fanout>, i: usize, shutdown: Cancel
     shard.kill_all();
 }
 
-/// Copies `part` into the socket without waiting; returns how much it took.
-fn send_bytes(sock: BorrowedFd<'_>, part: &[u8]) -> io::Result<usize> {
+/// Copies a part's pieces into the socket in one non-blocking vectored
+/// send; returns how much it took.
+fn send_pieces(sock: BorrowedFd<'_>, pieces: &[&[u8]; 3]) -> io::Result<usize> {
     let flags = rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL;
-    Ok(rustix::net::send(sock, part, flags)?)
+    let iov = pieces.map(io::IoSlice::new);
+    let mut no_control = rustix::net::SendAncillaryBuffer::default();
+    Ok(rustix::net::sendmsg(sock, &iov, &mut no_control, flags)?)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

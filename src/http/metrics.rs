@@ -498,7 +498,7 @@ mod tests {
 
     #[test]
     fn frame_files_are_counted_by_their_pages() {
-        let part = crate::memfd::PartFile::create(&vec![7u8; 300_000]).expect("memfd");
+        let part = crate::memfd::PartFile::create(&[&vec![7u8; 300_000]]).expect("memfd");
         let held = frame_files().expect("/proc");
         drop(part);
         // Other tests create and drop files meanwhile: at least ours counts.

@@ -410,8 +410,27 @@ pub(super) async fn send_part<S: Transport>(
     if let (Some(tcp), Some(file)) = (tcp, file) {
         return sendfile_all(tcp, file, offset, options.send_timeout).await;
     }
-    io.write_all(frame.part().get(offset..).unwrap_or_default())
-        .await
+    write_pieces(io, frame.part_from(offset)).await
+}
+
+/// Writes every byte of `pieces`, several pieces per system call where the
+/// transport takes vectored writes.
+async fn write_pieces<S: Transport>(io: &mut S, mut pieces: [&[u8]; 3]) -> io::Result<()> {
+    loop {
+        let iov = pieces.map(io::IoSlice::new);
+        let first = pieces.iter().position(|p| !p.is_empty());
+        let Some(first) = first else { return Ok(()) };
+        let n = io.write_vectored(&iov[first..]).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        let mut skip = n;
+        for piece in &mut pieces {
+            let cut = skip.min(piece.len());
+            *piece = &piece[cut..];
+            skip -= cut;
+        }
+    }
 }
 
 /// `sendfile` until the socket has taken the whole file, waiting for the

@@ -150,6 +150,7 @@ fn local_instant(captured: SystemTime) -> Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn frame(online: bool) -> Frame {
         let meta = FrameMeta {
@@ -158,7 +159,7 @@ mod tests {
             width: 640,
             height: 480,
         };
-        Frame::new(42, b"\xff\xd8abc\xff\xd9", meta, online)
+        Frame::new(42, Bytes::from_static(b"\xff\xd8abc\xff\xd9"), meta, online)
     }
 
     #[test]

@@ -25,9 +25,9 @@ use super::{BadFrames, DirSpec, SourceContext, SourceError, run_on_thread};
 use crate::frame::FrameMeta;
 use crate::jpeg::{self, JpegError};
 use bytes::Bytes;
-use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -52,10 +52,16 @@ fn play(spec: &DirSpec, ctx: &SourceContext) -> Result<(), SourceError> {
     let mut folder = Folder::open(&spec.path)?;
     let mut bad = BadFrames::new(ctx.hub.clone(), folder.label.clone());
     let mut pacer = Pacer::new(spec.fps);
-    while pacer.wait(&ctx.cancel).is_some() {
-        let frame = folder.next_frame(&mut bad)?;
+    // The first frame looks at the folder; later ones only when the watch
+    // became readable while the pacer waited.
+    let mut look = true;
+    while pacer
+        .wait_watching(&ctx.cancel, folder.watch_fd().map(|fd| (fd, &mut look)))
+        .is_some()
+    {
+        let frame = folder.next_frame(&mut bad, std::mem::take(&mut look))?;
         ctx.hub
-            .publish(&frame.jpeg, FrameMeta::now(frame.width, frame.height));
+            .publish_owned(frame.jpeg, FrameMeta::now(frame.width, frame.height));
         bad.good();
     }
     Ok(())
@@ -101,18 +107,27 @@ struct Cached {
     checked: u64,
 }
 
-/// The folder being played: its sorted file list, where playback is, and
-/// the cached file contents.
+/// One file of the folder, as last listed.
+#[derive(Default)]
+struct Entry {
+    path: PathBuf,
+    /// A symbolic link (a change of its target is not seen by the watch).
+    link: bool,
+    cached: Option<Cached>,
+}
+
+/// The folder being played: its sorted file list with the cached file
+/// contents (kept beside each name, so a frame costs no lookup), and where
+/// playback is.
 struct Folder {
     path: PathBuf,
     /// `dir:PATH`, for messages.
     label: String,
     /// Modification time of the folder when it was last listed.
     listed_mtime: Option<SystemTime>,
-    files: Vec<PathBuf>,
+    files: Vec<Entry>,
     /// Where in `files` the next frame comes from.
     next: usize,
-    cache: HashMap<PathBuf, Cached>,
     cached_bytes: usize,
     /// Tells when something in the folder changed; `None` when no watch
     /// could be set (or it ended): then the filesystem is asked every time.
@@ -120,9 +135,6 @@ struct Folder {
     /// How many times the watch reported changes: a cached file checked at
     /// the current count is known unchanged.
     changes: u64,
-    /// Entries that are symbolic links (a change of their target is not
-    /// seen by the watch).
-    links: HashSet<PathBuf>,
 }
 
 impl Folder {
@@ -133,12 +145,10 @@ impl Folder {
             listed_mtime: None,
             files: Vec::new(),
             next: 0,
-            cache: HashMap::new(),
             cached_bytes: 0,
             // Set before the first listing, so no change after it is missed.
             watch: FolderWatch::new(path).ok(),
             changes: 0,
-            links: HashSet::new(),
         };
         folder.list()?;
         if folder.files.is_empty() {
@@ -159,31 +169,52 @@ impl Folder {
         // time rather than lost.
         self.listed_mtime = fs::metadata(&self.path).map_err(cannot)?.modified().ok();
         let mut files = Vec::new();
-        self.links.clear();
         for entry in fs::read_dir(&self.path).map_err(cannot)? {
             let Ok(entry) = entry else { continue };
             let path = entry.path();
             // Symlinks count if they point to a file; stat follows them.
             if is_jpeg_name(&path) && path.is_file() {
-                if entry.file_type().is_ok_and(|t| t.is_symlink()) {
-                    self.links.insert(path.clone());
-                }
-                files.push(path);
+                let link = entry.file_type().is_ok_and(|t| t.is_symlink());
+                files.push(Entry {
+                    path,
+                    link,
+                    cached: None,
+                });
             }
         }
-        files.sort();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
         // Go on with the first name after the one shown last.
         let last = self.next.checked_sub(1).and_then(|i| self.files.get(i));
-        self.next = last.map_or(0, |last| files.partition_point(|f| f <= last));
-        self.cache.retain(|p, _| files.binary_search(p).is_ok());
-        self.cached_bytes = self.cache.values().map(cached_len).sum();
+        self.next = last.map_or(0, |last| files.partition_point(|f| f.path <= last.path));
+        // Files still there keep what was cached of them.
+        let mut old = std::mem::take(&mut self.files).into_iter().peekable();
+        for file in &mut files {
+            while old.next_if(|o| o.path < file.path).is_some() {}
+            if let Some(o) = old.next_if(|o| o.path == file.path) {
+                file.cached = o.cached;
+            }
+        }
+        self.cached_bytes = files
+            .iter()
+            .filter_map(|f| f.cached.as_ref())
+            .map(cached_len)
+            .sum();
         self.files = files;
         Ok(())
     }
 
-    /// Whether the folder changed since it was listed.
-    fn changed(&mut self) -> bool {
+    /// The watch's descriptor, readable when it has something to report.
+    fn watch_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.watch.as_ref().map(FolderWatch::as_fd)
+    }
+
+    /// Whether the folder changed since it was listed. `look`: the watch may
+    /// have something to report (else it is not asked).
+    fn changed(&mut self, look: bool) -> bool {
         if let Some(watch) = &mut self.watch {
+            if !look {
+                return false;
+            }
             match watch.poll() {
                 Seen::Nothing => return false,
                 Seen::Changes => {
@@ -204,8 +235,8 @@ impl Folder {
     /// The next good JPEG after the last one shown, wrapping around (and
     /// listing the folder again) at the end. Fails when a whole loop finds
     /// nothing to show.
-    fn next_frame(&mut self, bad: &mut BadFrames) -> Result<Jpeg, SourceError> {
-        if self.changed() {
+    fn next_frame(&mut self, bad: &mut BadFrames, look: bool) -> Result<Jpeg, SourceError> {
+        if self.changed(look) {
             self.list()?;
         }
         let mut wrapped = false;
@@ -229,10 +260,10 @@ impl Folder {
                 continue;
             }
             self.next = idx + 1;
-            // Borrowed out of the list while it is loaded (no copy per frame).
-            let path = std::mem::take(&mut self.files[idx]);
-            let jpeg = self.load(&path, bad);
-            self.files[idx] = path;
+            // Taken out of the list while it is loaded (no copy per frame).
+            let mut entry = std::mem::take(&mut self.files[idx]);
+            let jpeg = self.load(&mut entry, bad);
+            self.files[idx] = entry;
             if let Some(jpeg) = jpeg {
                 return Ok(jpeg);
             }
@@ -241,7 +272,8 @@ impl Folder {
 
     /// The contents of `path` if it is a good JPEG, from the cache when the
     /// file is unchanged.
-    fn load(&mut self, path: &Path, bad: &mut BadFrames) -> Option<Jpeg> {
+    fn load(&mut self, entry: &mut Entry, bad: &mut BadFrames) -> Option<Jpeg> {
+        let path = entry.path.as_path();
         let file = || -> String {
             path.file_name().map_or_else(
                 || path.display().to_string(),
@@ -249,8 +281,8 @@ impl Folder {
             )
         };
         if self.watch.is_some()
-            && !self.links.contains(path)
-            && let Some(c) = self.cache.get(path).filter(|c| c.checked == self.changes)
+            && !entry.link
+            && let Some(c) = entry.cached.as_ref().filter(|c| c.checked == self.changes)
         {
             // Nothing in the folder changed since this file was looked at.
             match &c.content {
@@ -263,7 +295,7 @@ impl Folder {
         // next frame list it again.
         let meta = fs::metadata(path).ok()?;
         let version = Version::of(&meta);
-        if let Some(c) = self.cache.get_mut(path).filter(|c| c.version == version) {
+        if let Some(c) = entry.cached.as_mut().filter(|c| c.version == version) {
             c.checked = self.changes;
             match &c.content {
                 Content::Good(Some(jpeg)) => return Some(jpeg.clone()),
@@ -273,7 +305,7 @@ impl Folder {
         }
         if meta.len() > MAX_FILE {
             bad.drop_frame(format!("{}: larger than {MAX_FILE} bytes", file()));
-            self.store(path, version, Content::Bad);
+            self.store(entry, version, Content::Bad);
             return None;
         }
         let data = match fs::read(path) {
@@ -292,26 +324,26 @@ impl Folder {
                     height: info.height,
                 };
                 let keep = self.cached_bytes + jpeg.jpeg.len() <= MAX_CACHED;
-                self.store(path, version, Content::Good(keep.then(|| jpeg.clone())));
+                self.store(entry, version, Content::Good(keep.then(|| jpeg.clone())));
                 Some(jpeg)
             }
             Err(JpegError::Truncated) if modified_within(&meta, STILL_WRITING) => None,
             Err(e) => {
                 bad.drop_frame(format!("{}: {e}", file()));
-                self.store(path, version, Content::Bad);
+                self.store(entry, version, Content::Bad);
                 None
             }
         }
     }
 
-    fn store(&mut self, path: &Path, version: Version, content: Content) {
-        let entry = Cached {
+    fn store(&mut self, entry: &mut Entry, version: Version, content: Content) {
+        let cached = Cached {
             version,
             content,
             checked: self.changes,
         };
-        self.cached_bytes += cached_len(&entry);
-        if let Some(old) = self.cache.insert(path.to_owned(), entry) {
+        self.cached_bytes += cached_len(&cached);
+        if let Some(old) = entry.cached.replace(cached) {
             self.cached_bytes -= cached_len(&old);
         }
     }
@@ -369,7 +401,7 @@ mod tests {
         let mut bad = BadFrames::new(hub.clone(), "dir");
         let mut folder = Folder::open(&dir).expect("opens");
         let widths: Vec<u16> = (0..6)
-            .map(|_| folder.next_frame(&mut bad).expect("frame").width)
+            .map(|_| folder.next_frame(&mut bad, true).expect("frame").width)
             .collect();
         assert_eq!(widths, [16, 32, 48, 16, 32, 48]);
         // The bad file is counted once, not once per loop.
@@ -380,7 +412,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         fs::write(dir.join("a.JPEG"), jpeg(64, 16)).expect("write");
         let widths: Vec<u16> = (0..3)
-            .map(|_| folder.next_frame(&mut bad).expect("frame").width)
+            .map(|_| folder.next_frame(&mut bad, true).expect("frame").width)
             .collect();
         assert_eq!(widths, [64, 32, 48]);
         let _ = fs::remove_dir_all(&dir);
@@ -404,7 +436,10 @@ mod tests {
         let hub = FrameHub::new("t", "dir", "dir");
         let mut bad = BadFrames::new(hub.clone(), "dir");
         let mut folder = Folder::open(&dir).expect("opens");
-        let e = folder.next_frame(&mut bad).err().expect("nothing valid");
+        let e = folder
+            .next_frame(&mut bad, true)
+            .err()
+            .expect("nothing valid");
         assert!(e.0.ends_with("has no valid JPEG files"), "{e}");
         assert_eq!(hub.status().frames_dropped, 1);
         let _ = fs::remove_dir_all(&dir);

@@ -12,7 +12,7 @@
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 use rustix::io::Errno;
 use std::mem::MaybeUninit;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 /// What happened in the folder since the last look.
@@ -54,6 +54,11 @@ impl FolderWatch {
     }
 
     /// Reads every pending event without waiting.
+    /// The inotify descriptor: readable when there are events to read.
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
     pub fn poll(&mut self) -> Seen {
         let mut seen = Seen::Nothing;
         let mut reader = inotify::Reader::new(&self.fd, &mut self.buf);

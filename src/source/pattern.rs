@@ -26,7 +26,7 @@ pub async fn run(spec: PatternSpec, ctx: &SourceContext) -> Result<(), SourceErr
             let jpeg = canvas
                 .encode_jpeg(ctx.quality)
                 .map_err(|e| SourceError::new(format!("JPEG encoding failed: {e}")))?;
-            ctx.hub.publish(&jpeg, meta);
+            ctx.hub.publish_owned(jpeg, meta);
         }
         Ok(())
     })

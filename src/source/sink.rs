@@ -9,7 +9,7 @@
 //! decoder can show them.
 
 use super::BadFrames;
-use crate::frame::FrameMeta;
+use crate::frame::{FrameMeta, owned_jpeg};
 use crate::hub::FrameHub;
 use crate::jpeg;
 use std::sync::Arc;
@@ -40,12 +40,14 @@ impl JpegSink {
     /// `captured` is the upstream's capture time, if it sent one.
     pub fn offer(&mut self, jpeg: &[u8], captured: Option<SystemTime>) -> bool {
         let fixed = jpeg::with_standard_huffman_tables(jpeg);
-        let jpeg = fixed.as_deref().unwrap_or(jpeg);
-        match jpeg::check(jpeg) {
+        match jpeg::check(fixed.as_deref().unwrap_or(jpeg)) {
             Ok(info) => {
                 self.bad.good();
-                self.hub
-                    .publish(jpeg, meta(info.width, info.height, captured));
+                let meta = meta(info.width, info.height, captured);
+                match fixed {
+                    Some(fixed) => self.hub.publish_owned(owned_jpeg(fixed), meta),
+                    None => self.hub.publish(jpeg, meta),
+                };
                 true
             }
             Err(e) => {
@@ -53,6 +55,19 @@ impl JpegSink {
                 false
             }
         }
+    }
+
+    /// Publishes a JPEG the caller has already scanned whole (`info` is
+    /// [`jpeg::scan`]'s verdict on exactly these bytes): a camera's frame
+    /// is not scanned a second time.
+    pub fn offer_scanned(&mut self, jpeg: &[u8], info: jpeg::JpegInfo) {
+        self.bad.good();
+        let meta = meta(info.width, info.height, None);
+        // Inserting the tables before the scan keeps the image whole.
+        match jpeg::with_standard_huffman_tables(jpeg) {
+            Some(fixed) => self.hub.publish_owned(owned_jpeg(fixed), meta),
+            None => self.hub.publish(jpeg, meta),
+        };
     }
 
     /// Drops a frame that could not even be extracted, with the reason.

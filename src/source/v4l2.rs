@@ -30,7 +30,7 @@ use super::spec::{SpecError, parse_fps, parse_size};
 use super::yuv::{RawFormat, RawImage};
 use super::{SourceContext, SourceError, run_on_thread};
 use crate::encode::Subsampling;
-use crate::frame::FrameMeta;
+use crate::frame::{FrameMeta, owned_jpeg};
 use crate::hub::FrameHub;
 use crate::jpeg::{self, Scan};
 use linuxvideo::format::{FrameIntervals, FrameSizes};
@@ -310,7 +310,7 @@ fn capture(spec: &V4l2Spec, ctx: &SourceContext) -> Result<(), SourceError> {
 fn pass_through(sink: &mut JpegSink, data: &[u8]) {
     match jpeg::scan(data) {
         Scan::Complete(info) => {
-            sink.offer(&data[..info.len], None);
+            sink.offer_scanned(data.get(..info.len).unwrap_or_default(), info);
         }
         Scan::Incomplete => sink.reject("truncated JPEG from the camera"),
         Scan::Invalid(e) => sink.reject(&format!("bad JPEG from the camera: {e}")),
@@ -470,7 +470,7 @@ fn encode_worker(
                 let mut newest = published.lock().unwrap_or_else(|e| e.into_inner());
                 if job.seq > *newest {
                     *newest = job.seq;
-                    hub.publish(&jpeg, job.meta);
+                    hub.publish_owned(owned_jpeg(jpeg), job.meta);
                 }
                 warned = false;
             }

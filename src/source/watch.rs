@@ -21,7 +21,7 @@
 //! on network filesystems and needs the same completeness check anyway.
 
 use super::{BadFrames, SourceContext, SourceError, run_on_thread};
-use crate::frame::FrameMeta;
+use crate::frame::{FrameMeta, owned_jpeg};
 use crate::jpeg;
 use std::fs;
 use std::io::{self, Read};
@@ -113,7 +113,7 @@ fn watch(path: &Path, ctx: &SourceContext) -> Result<(), SourceError> {
         match jpeg::check(&data) {
             Ok(info) => {
                 ctx.hub
-                    .publish(&data, FrameMeta::now(info.width, info.height));
+                    .publish_owned(owned_jpeg(data), FrameMeta::now(info.width, info.height));
                 bad.good();
                 done = Some(version);
                 pending = None;
