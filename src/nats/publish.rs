@@ -289,7 +289,7 @@ impl Publisher {
         else {
             return;
         };
-        let notice = Arc::new(Frame::new(frame.seq, jpeg.into(), meta, false));
+        let notice = Arc::new(Frame::new(frame.seq, jpeg, meta, false));
         let headers = wire::frame_headers(&notice, Some(&reason));
         let subject = reply.unwrap_or_else(|| self.addr.subject.clone().into());
         if self
