@@ -8,21 +8,12 @@
 //! descriptors.
 
 mod common;
-#[path = "support/mod.rs"]
-mod support;
 
-use common::{Received, StreamClient, decode, get, request, status};
+use common::*;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::*;
-
-fn daemon(extra: &[&str]) -> Daemon {
-    let mut args = vec!["--listen", "127.0.0.1:0"];
-    args.extend_from_slice(extra);
-    Daemon::start(&args, &[], 1)
-}
 
 fn unix_now() -> f64 {
     SystemTime::now()
@@ -61,7 +52,7 @@ async fn record_live(addr: SocketAddr, path: &str, how_long: Duration) -> Vec<Re
 
 #[tokio::test]
 async fn snapshots_from_the_past_are_the_frames_of_that_moment() {
-    let d = daemon(&["--source", "pattern:320x240@10", "--history", "6"]);
+    let d = Daemon::serve(&["--source", "pattern:320x240@10", "--history", "6"]);
     let addr = d.addr(0);
     let seen = record_live(addr, "/stream", Duration::from_secs(3)).await;
     assert!(seen.len() >= 15, "only {} frames in 3 s", seen.len());
@@ -120,10 +111,17 @@ async fn moments_outside_the_history_are_answered_with_its_span() {
          [[stream]]\nname = \"small\"\nsource = \"pattern:160x120@10\"\nhistory = 1\nhistory_max_mb = 1\n",
     )
     .expect("write config");
-    let d = daemon(&["--config", config.to_str().expect("utf-8 path")]);
+    let d = Daemon::serve(&["--config", config.to_str().expect("utf-8 path")]);
     let addr = d.addr(0);
     // Twice the span: the history is full and keeps to it.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    wait_stream(
+        addr,
+        Some("cam"),
+        Duration::from_secs(20),
+        "6 s of frames",
+        |s| s["frames_captured"].as_u64() >= Some(60),
+    )
+    .await;
     let st = status(addr).await;
     let cam = &st["streams"][0]["history"];
     let span = cam["span_s"].as_f64().unwrap_or_else(|| panic!("{st}"));
@@ -171,13 +169,7 @@ async fn moments_outside_the_history_are_answered_with_its_span() {
         "/clip?from=-1&to=-2",
         "/clip?to=soon",
     ] {
-        let (code, head, body) = get(addr, path).await;
-        assert_eq!(
-            code,
-            400,
-            "{path}: {head}{}",
-            String::from_utf8_lossy(&body)
-        );
+        get_expecting(addr, path, 400).await;
     }
     // A stream without history.
     for path in [
@@ -298,8 +290,8 @@ async fn check_replay(addr: SocketAddr, path: &str) {
 #[tokio::test]
 async fn replay_keeps_the_pace_and_joins_the_live_stream() {
     // The default send path (send loops) and the one-task-per-client path.
-    let batched = daemon(&["--source", "pattern:320x240@10", "--history", "20"]);
-    let written = daemon(&[
+    let batched = Daemon::serve(&["--source", "pattern:320x240@10", "--history", "20"]);
+    let written = Daemon::serve(&[
         "--source",
         "pattern:320x240@10",
         "--history",
@@ -315,10 +307,10 @@ async fn replay_keeps_the_pace_and_joins_the_live_stream() {
 
 /// Runs `tool` with `args`; its stdout, or a panic naming what is missing.
 fn run_tool(tool: &str, args: &[&str]) -> (String, String) {
-    let out = Command::new(tool)
+    let out = Command::new(require(tool))
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("{tool} is needed for this test (apt-get install ffmpeg): {e}"));
+        .unwrap_or_else(|e| panic!("run {tool}: {e}"));
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -336,7 +328,7 @@ fn ffprobe_value(out: &str, key: &str) -> f64 {
 
 #[tokio::test]
 async fn clips_are_avi_files_with_every_frame_and_the_real_timing() {
-    let d = daemon(&["--source", "cam=pattern:320x240@10", "--history", "20"]);
+    let d = Daemon::serve(&["--source", "cam=pattern:320x240@10", "--history", "20"]);
     let addr = d.addr(0);
     let seen = record_live(addr, "/stream", Duration::from_secs(4)).await;
     let seen = &seen[1..];
@@ -503,7 +495,7 @@ async fn the_history_keeps_to_its_memory_budget() {
     let budget_mb = 6;
     let natural = per_frame * 30 * span;
     assert!(natural > 2 * (budget_mb << 20), "{natural} bytes");
-    let with = daemon(&[
+    let with = Daemon::serve(&[
         "--source",
         &source,
         "--history",
@@ -511,7 +503,7 @@ async fn the_history_keeps_to_its_memory_budget() {
         "--history-max-mb",
         &budget_mb.to_string(),
     ]);
-    let without = daemon(&["--source", &source]);
+    let without = Daemon::serve(&["--source", &source]);
     // Twice the span, with a client on each, sampling the resident memory.
     let (a, b) = (with.addr(0), without.addr(0));
     let clients = tokio::join!(
@@ -559,7 +551,7 @@ fn memfds(pid: i32) -> usize {
 #[tokio::test]
 async fn frames_in_the_history_hold_no_descriptors() {
     // Per-client sendfile: every frame sent live gets a memory file.
-    let d = daemon(&[
+    let d = Daemon::serve(&[
         "--source",
         "pattern:320x240@30",
         "--history",

@@ -98,7 +98,7 @@ async fn fifty_clients_each_get_nine_tenths_of_the_frames() {
     for _ in 0..50 {
         clients.push(StreamClient::connect(server.addr, "/stream").await);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_clients(server.addr, 50, Duration::from_secs(5)).await;
     let t0 = now_unix();
     let t1 = t0 + 2.0;
     let tasks: Vec<_> = clients
@@ -184,13 +184,7 @@ async fn status_counts_clients_and_frames() {
     let fps = st["captured_fps"].as_f64().expect("number");
     assert!((25.0..35.0).contains(&fps), "captured fps {fps}");
     drop(c);
-    let addr = server.addr;
-    eventually(
-        Duration::from_secs(5),
-        "a client that left is counted out",
-        || async move { status(addr).await["streams"][0]["clients"] == 0 },
-    )
-    .await;
+    wait_clients(server.addr, 0, Duration::from_secs(5)).await;
     server.stop().await;
 }
 
