@@ -62,30 +62,29 @@ impl NatsServer {
                 .find_map(|l| l.split_once(text).map(|(_, rest)| rest.to_owned()))
                 .and_then(|rest| rest.trim().rsplit(':').next()?.parse().ok())
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        let ready = || {
             let client = port_after("Listening for client connections on ");
             let monitor = port_after("Starting http monitor on ");
             let route = port_after("Listening for route connections on ");
-            if let (Some(client_port), Some(monitor_port)) = (client, monitor)
-                && (!clustered || route.is_some())
-            {
-                return NatsServer {
-                    child,
-                    client_port,
-                    monitor_port,
-                    route_port: route,
-                    args,
-                };
-            }
+            (client.is_some() && monitor.is_some() && (!clustered || route.is_some()))
+                .then(|| (client.unwrap_or(0), monitor.unwrap_or(0), route))
+        };
+        eventually_blocking(Duration::from_secs(10), "nats-server ready", || {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!(
                     "nats-server exited ({status}): {}",
                     lines.lock().expect("lines").join("\n")
                 );
             }
-            assert!(Instant::now() < deadline, "nats-server not ready in 10 s");
-            std::thread::sleep(Duration::from_millis(20));
+            ready().is_some()
+        });
+        let (client_port, monitor_port, route_port) = ready().expect("ports");
+        NatsServer {
+            child,
+            client_port,
+            monitor_port,
+            route_port,
+            args,
         }
     }
 
@@ -463,8 +462,13 @@ async fn a_late_edge_gets_the_newest_frame_at_once() {
     let url = nats.url("cams.slow");
     // One frame every 5 s: waiting for the next one would take seconds.
     let capture = capture_node_with_http("pattern:320x240@0.2", &url, &[]);
-    wait_online(capture.addr(0)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_status(
+        capture.addr(0),
+        Duration::from_secs(10),
+        "a frame published",
+        |s| s["frames_published"].as_u64() >= Some(1),
+    )
+    .await;
     let started = Instant::now();
     let e = edge(&url);
     let mut viewer = StreamClient::connect(e.addr(0), "/stream").await;

@@ -22,6 +22,15 @@ fn server(config: &str) -> (Daemon, PathBuf) {
     (server, path)
 }
 
+/// The binary serving the folder `dir` at `fps` as stream `cam`, with
+/// `more` TOML for that stream.
+fn cam_server(dir: &Path, fps: u32, more: &str) -> (Daemon, PathBuf) {
+    let dir = dir.display();
+    server(&format!(
+        "[[stream]]\nname = \"cam\"\nsource = \"dir:{dir}@{fps}\"\n{more}"
+    ))
+}
+
 /// The stream named `name` in `/status`.
 async fn stream_status(addr: SocketAddr, name: &str) -> Value {
     stream_of(&status(addr).await, Some(name))
@@ -183,10 +192,7 @@ async fn quality_changes_the_bytes() {
 async fn thirty_clients_over_three_variants_cost_three_encodes_per_source_frame() {
     raise_fd_limit(100);
     let dir = jpeg_dir(1280, 720, 4);
-    let (server, config) = server(&format!(
-        "[[stream]]\nname = \"cam\"\nsource = \"dir:{}@10\"\n",
-        dir.display()
-    ));
+    let (server, config) = cam_server(&dir, 10, "");
     let addr = server.addr(0);
     let widths = [640u16, 320, 160];
     let mut clients = Vec::new();
@@ -288,10 +294,7 @@ async fn thirty_clients_over_three_variants_cost_three_encodes_per_source_frame(
 #[tokio::test]
 async fn a_variant_stops_within_a_second_of_its_last_client_leaving() {
     let dir = jpeg_dir(1280, 720, 3);
-    let (server, config) = server(&format!(
-        "[[stream]]\nname = \"cam\"\nsource = \"dir:{}@20\"\n",
-        dir.display()
-    ));
+    let (server, config) = cam_server(&dir, 20, "");
     let addr = server.addr(0);
     let mut a = StreamClient::connect(addr, "/stream?width=320").await;
     let mut b = StreamClient::connect(addr, "/stream?width=320&fps=5").await;
@@ -335,10 +338,7 @@ async fn a_variant_stops_within_a_second_of_its_last_client_leaving() {
 async fn the_cap_holds_against_a_client_asking_for_a_thousand_sizes() {
     raise_fd_limit(1100);
     let dir = jpeg_dir(320, 180, 2);
-    let (server, config) = server(&format!(
-        "[[stream]]\nname = \"cam\"\nsource = \"dir:{}@4\"\nmax_renditions = 2\n",
-        dir.display()
-    ));
+    let (server, config) = cam_server(&dir, 4, "max_renditions = 2\n");
     let addr = server.addr(0);
     let mut held = Vec::new();
     let mut most = 0;
@@ -381,10 +381,11 @@ async fn the_cap_holds_against_a_client_asking_for_a_thousand_sizes() {
 #[tokio::test]
 async fn bad_values_are_a_400() {
     let dir = jpeg_dir(320, 180, 1);
-    let (server, config) = server(&format!(
-        "[[stream]]\nname = \"cam\"\nsource = \"dir:{}@5\"\n[[stream.rendition]]\nname = \"small\"\nwidth = 80\n",
-        dir.display()
-    ));
+    let (server, config) = cam_server(
+        &dir,
+        5,
+        "[[stream.rendition]]\nname = \"small\"\nwidth = 80\n",
+    );
     let addr = server.addr(0);
     for query in [
         "width=0",
