@@ -288,10 +288,9 @@ async fn lf_only_and_quoted_dashed_boundaries() {
 
 /// Reads frames until one of `size` arrives (within 15 s).
 async fn wait_for(c: &mut StreamClient, size: (usize, usize)) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while decode(&c.next_frame().await.jpeg) != size {
-        assert!(Instant::now() < deadline, "no {size:?} frame within 15 s");
-    }
+    let what = format!("a {size:?} frame");
+    c.next_frame_where(Duration::from_secs(15), &what, |f| decode(&f.jpeg) == size)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -72,6 +72,24 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         Some(f)
     }
 
+    /// Reads frames (each decoded) until one satisfies `wanted`; fails
+    /// naming `what` if none has after `within`.
+    pub async fn next_frame_where(
+        &mut self,
+        within: Duration,
+        what: &str,
+        mut wanted: impl FnMut(&Received) -> bool,
+    ) -> Received {
+        let wait = crate::common::Patience::new(within, what);
+        loop {
+            let f = self.next_frame().await;
+            if wanted(&f) {
+                return f;
+            }
+            wait.not_yet();
+        }
+    }
+
     /// The JPEGs of the next `count` frames, each decoded.
     pub async fn frames(&mut self, count: usize) -> Vec<Vec<u8>> {
         let mut frames = Vec::with_capacity(count);
