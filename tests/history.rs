@@ -13,26 +13,7 @@ use common::*;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs_f64()
-}
-
-/// The `X-Timestamp` header of a response head.
-fn timestamp_header(head: &str) -> String {
-    header(head, "X-Timestamp").unwrap_or_else(|| panic!("no X-Timestamp in {head}"))
-}
-
-fn header(head: &str, name: &str) -> Option<String> {
-    head.lines().find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
-    })
-}
+use std::time::{Duration, Instant};
 
 /// `seconds.micros` as the server writes it.
 fn ts_text(ts: f64) -> String {
@@ -63,25 +44,35 @@ async fn snapshots_from_the_past_are_the_frames_of_that_moment() {
         // Exactly a frame's time: that frame.
         let (code, head, body) = get(addr, &format!("/snapshot?at={}", ts_text(a))).await;
         assert_eq!(code, 200, "{head}");
-        assert_eq!(timestamp_header(&head), ts_text(a));
+        assert_eq!(
+            header(&head, "X-Timestamp").expect("X-Timestamp"),
+            ts_text(a)
+        );
         assert_eq!(body, seen[i].jpeg, "the same picture as streamed");
         decode(&body);
         // Between two frames: the earlier one.
         let between = ts_text(a + (b - a) / 2.0);
         let (code, head, _) = get(addr, &format!("/snapshot?at={between}")).await;
         assert_eq!(code, 200, "{head}");
-        assert_eq!(timestamp_header(&head), ts_text(a), "at={between}");
+        assert_eq!(
+            header(&head, "X-Timestamp").expect("X-Timestamp"),
+            ts_text(a),
+            "at={between}"
+        );
         // Just before the next frame: still the earlier one.
         let (_, head, _) = get(addr, &format!("/snapshot?at={}", ts_text(b - 0.000_001))).await;
-        assert_eq!(timestamp_header(&head), ts_text(a));
+        assert_eq!(
+            header(&head, "X-Timestamp").expect("X-Timestamp"),
+            ts_text(a)
+        );
     }
     // ?ago=: the frame shown that long before the request.
-    let before = unix_now();
+    let before = now_unix();
     let (code, head, body) = get(addr, "/streams/pattern/snapshot?ago=2").await;
-    let after = unix_now();
+    let after = now_unix();
     assert_eq!(code, 200, "{head}");
     decode(&body);
-    let got: f64 = timestamp_header(&head).parse().expect("a number");
+    let got: f64 = timestamp(&head);
     assert!(got <= after - 2.0, "{got} is later than 2 s before {after}");
     // The frame after it was captured later than the moment asked for.
     let next = seen
@@ -134,7 +125,7 @@ async fn moments_outside_the_history_are_answered_with_its_span() {
     assert!(small["span_s"].as_f64().expect("span") <= 1.0, "{small}");
     assert_eq!(small["max_bytes"], 1 << 20, "{small}");
 
-    let now = unix_now();
+    let now = now_unix();
     // Before the oldest frame held.
     for path in [
         format!("/snapshot?at={:.3}", now - 10.0),
@@ -152,7 +143,7 @@ async fn moments_outside_the_history_are_answered_with_its_span() {
             .expect("newest")
             .parse()
             .expect("a number");
-        assert!(oldest > now - 3.5 && newest > oldest && newest <= unix_now());
+        assert!(oldest > now - 3.5 && newest > oldest && newest <= now_unix());
     }
     // In the future.
     let (code, _, body) = get(addr, &format!("/snapshot?at={:.3}", now + 60.0)).await;
@@ -214,7 +205,7 @@ async fn moments_outside_the_history_are_answered_with_its_span() {
 async fn check_replay(addr: SocketAddr, path: &str) {
     let live = tokio::spawn(record_live(addr, "/stream", Duration::from_secs(14)));
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let asked = unix_now();
+    let asked = now_unix();
     let mut replay = StreamClient::connect(addr, path).await;
     // 3 s at the captured pace, about 3 s of catching up at twice the pace,
     // then live.
@@ -276,7 +267,7 @@ async fn check_replay(addr: SocketAddr, path: &str) {
     // moment of their capture.
     let tail = &got[got.len() - 5..];
     for f in tail {
-        let arrived = unix_now() - f.at.elapsed().as_secs_f64();
+        let arrived = now_unix() - f.at.elapsed().as_secs_f64();
         assert!(
             arrived - f.timestamp < 0.5,
             "{path}: frame of {} arrived at {arrived}: not live",
@@ -341,13 +332,10 @@ async fn clips_are_avi_files_with_every_frame_and_the_real_timing() {
     );
     let (code, head, body) = get(addr, &path).await;
     assert_eq!(code, 200, "{head}");
-    assert_eq!(
-        header(&head, "Content-Type").as_deref(),
-        Some("video/x-msvideo")
-    );
+    assert_eq!(header(&head, "Content-Type"), Some("video/x-msvideo"));
     assert_eq!(
         header(&head, "Content-Length"),
-        Some(body.len().to_string()),
+        Some(body.len().to_string().as_str()),
         "{head}"
     );
     let secs = from.timestamp as u64;
@@ -358,7 +346,7 @@ async fn clips_are_avi_files_with_every_frame_and_the_real_timing() {
             && disposition.ends_with(&format!("T{h:02}-{m:02}-{s:02}.avi\"")),
         "{disposition}"
     );
-    assert_eq!(header(&head, "X-Frames"), Some(count.to_string()));
+    assert_eq!(header(&head, "X-Frames"), Some(count.to_string().as_str()));
     let file = temp_path("clip.avi");
     std::fs::write(&file, &body).expect("write clip");
     let name = file.to_str().expect("utf-8 path");

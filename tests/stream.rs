@@ -66,25 +66,19 @@ async fn snapshot_is_fresh_and_exact_length() {
     let asked = now_unix();
     let (code, head, body) = get(server.addr, "/snapshot").await;
     assert_eq!(code, 200, "{head}");
-    let len: usize = header(&head, "content-length").parse().expect("length");
+    let len: usize = header(&head, "content-length")
+        .expect("length")
+        .parse()
+        .expect("length");
     assert_eq!(len, body.len());
     assert_eq!(decode(&body), (320, 240));
-    let ts: f64 = header(&head, "x-timestamp").parse().expect("timestamp");
+    let ts = timestamp(&head);
     assert!(
         ts >= asked - 0.001,
         "captured after the request: {ts} < {asked}"
     );
     assert!(head.contains("no-store"));
     server.stop().await;
-}
-
-fn header<'a>(head: &'a str, name: &str) -> &'a str {
-    head.split("\r\n")
-        .find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.eq_ignore_ascii_case(name).then_some(v.trim())
-        })
-        .unwrap_or_else(|| panic!("no {name} in {head}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
