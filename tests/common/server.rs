@@ -21,18 +21,12 @@ impl TestServer {
         TestServer::start_with(listener, args)
     }
 
-    /// Starts the server on `addr`, binding it anew. To restart a server on
-    /// the same port, prefer `start_on`: between a stop and this bind,
-    /// another process may take the port.
-    pub async fn start_at(addr: SocketAddr, args: &[&str]) -> TestServer {
-        let listener = TcpListener::bind(addr).await.expect("bind again");
-        TestServer::start_with(listener, args)
-    }
-
     /// Starts the server on a copy of `socket`, which the test keeps open:
     /// stopped and started again on it, the server keeps its port, and no
     /// other process can take it meanwhile (while the server is down,
-    /// connections wait unanswered in the backlog).
+    /// connections wait unanswered in the backlog). There is no start on a
+    /// port by number: between a stop and a new bind, another process may
+    /// take the port.
     pub fn start_on(socket: &std::net::TcpListener, args: &[&str]) -> TestServer {
         let copy = socket.try_clone().expect("copy of the socket");
         copy.set_nonblocking(true).expect("nonblocking");
