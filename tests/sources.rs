@@ -375,7 +375,12 @@ async fn exec_ffmpeg_test_source() {
     let spec = "exec:ffmpeg -loglevel error -nostdin -re -f lavfi -i testsrc=size=320x240:rate=10 -f mjpeg -";
     let server = TestServer::start(&["--source", &format!("ff={spec}")]).await;
     let mut client = StreamClient::connect(server.addr, "/stream").await;
-    let first = client.next_frame().await;
+    // Starting ffmpeg takes seconds on a loaded machine.
+    let first = client
+        .next_frame_within(Duration::from_secs(15))
+        .await
+        .expect("a first frame from ffmpeg");
+    decode(&first.jpeg);
     let mut last = first.at;
     for _ in 0..20 {
         let f = client.next_frame().await;
