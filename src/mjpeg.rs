@@ -195,6 +195,12 @@ impl MultipartParser {
         self.buf.len()
     }
 
+    /// The bytes buffered and not yet consumed, e.g. to check what follows
+    /// a part or to hand the rest of a body on.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf
+    }
+
     /// Returns the next complete part, an error for a dropped part, or
     /// `None` when more data is needed (or the body has ended).
     pub fn next_part(&mut self) -> Option<Result<Part, MultipartError>> {

@@ -3,14 +3,11 @@
 //! the `mjpegd token` subcommand, and what reaches the log.
 
 mod common;
-#[path = "support/mod.rs"]
-mod support;
 
 use base64::Engine;
-use common::{TestServer, get, request};
+use common::*;
 use mjpegd::http::auth::TokenKey;
 use std::time::{Duration, SystemTime};
-use support::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -70,7 +67,7 @@ async fn basic_auth_guards_every_endpoint() {
         .expect("send");
     let (head, rest) = read_head(&mut io).await;
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
-    assert_eq!(read_frames(&mut io, rest, 3).await.len(), 3);
+    assert_eq!(FrameReader::new(io, &rest).frames(3).await.len(), 3);
     s.stop().await;
 }
 
@@ -114,13 +111,11 @@ async fn tokens_admit_their_path_until_they_expire() {
 
     // An <img> tag's request: no Authorization header, the token in the URL,
     // next to other query keys.
-    let mut io = TcpStream::connect(a).await.expect("connect");
-    let req = format!("GET /stream?fps=10&token={stream_token} HTTP/1.1\r\nHost: t\r\n\r\n");
-    io.write_all(req.as_bytes()).await.expect("send");
-    let (head, rest) = read_head(&mut io).await;
-    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
-    assert_eq!(read_frames(&mut io, rest, 2).await.len(), 2);
-    drop(io);
+    let path = format!("/stream?fps=10&token={stream_token}");
+    let mut c = StreamClient::open(a, &path, "1.1").await;
+    c.expect_stream_head();
+    assert_eq!(c.frames(2).await.len(), 2);
+    drop(c);
 
     let snap = key.sign_for("/streams/pattern/snapshot", Duration::from_secs(60), now);
     let (code, _, body) = get(a, &format!("/streams/pattern/snapshot?token={snap}")).await;
@@ -167,7 +162,7 @@ fn secrets_from_files_and_environment_reach_the_server_but_not_the_log() {
     let auth_file = temp_path("auth");
     std::fs::write(&auth_file, format!("{USER_PASS}\n")).expect("write");
     let auth_path = auth_file.to_str().expect("utf-8").to_owned();
-    let d = Daemon::start(
+    let mut d = Daemon::start(
         &[
             "--listen",
             "127.0.0.1:0",
@@ -182,7 +177,7 @@ fn secrets_from_files_and_environment_reach_the_server_but_not_the_log() {
     let a = d.addr(0);
 
     // `mjpegd token` reads the secret the same way.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mjpegd"))
+    let out = binary()
         .args(["token", "--path", "/snapshot", "--ttl", "5m"])
         .env("MJPEGD_TOKEN_SECRET", SECRET)
         .output()
@@ -207,7 +202,8 @@ fn secrets_from_files_and_environment_reach_the_server_but_not_the_log() {
         let (code, _, _) = request(a, &get_with("/status", &basic("viewer:guess"))).await;
         assert_eq!(code, 401);
     });
-    std::thread::sleep(Duration::from_millis(100));
+    // Once it has exited, everything it logged is in the file.
+    assert_eq!(d.terminate(), Some(0));
     let log = d.stderr_text();
     assert!(log.contains("request"), "debug log has requests: {log}");
     let (_, sig) = token.split_once('.').expect("dot");
@@ -240,8 +236,8 @@ fn token_subcommand_errors_exit_2_with_one_line() {
         (&["token", "--path", "stream"], Some(SECRET)),
         (&["token", "--token-secret", "short"], None),
     ] {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mjpegd"));
-        cmd.args(args).env_remove("MJPEGD_TOKEN_SECRET");
+        let mut cmd = binary();
+        cmd.args(args);
         if let Some(secret) = env {
             cmd.env("MJPEGD_TOKEN_SECRET", secret);
         }

@@ -4,15 +4,7 @@
 mod common;
 
 use common::*;
-use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn mjpegd(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_mjpegd"))
-        .args(args)
-        .output()
-        .expect("run mjpegd")
-}
 
 #[test]
 fn bad_flags_exit_2_with_one_line() {
@@ -22,7 +14,7 @@ fn bad_flags_exit_2_with_one_line() {
         &["--source", "nonsense"],
         &["--listen", "not-an-address"],
     ] {
-        let out = mjpegd(args);
+        let out = run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
@@ -32,7 +24,7 @@ fn bad_flags_exit_2_with_one_line() {
 
 #[test]
 fn help_lists_options_and_exits_0() {
-    let out = mjpegd(&["--help"]);
+    let out = run(&["--help"]);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     for opt in [
@@ -50,7 +42,7 @@ fn help_lists_options_and_exits_0() {
 fn port_in_use_names_the_address() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("addr").to_string();
-    let out = mjpegd(&["--listen", &addr]);
+    let out = run(&["--listen", &addr]);
     assert_ne!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&addr), "{err}");
@@ -58,8 +50,8 @@ fn port_in_use_names_the_address() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_frame_arrives_soon_after_start() {
-    let server = ServerProcess::start(&[]);
-    let mut c = StreamClient::connect(server.addr, "/stream").await;
+    let server = Daemon::serve(&[]);
+    let mut c = StreamClient::connect(server.addr(0), "/stream").await;
     let f = c.next_frame().await;
     let ms = f.at.duration_since(server.started).as_millis();
     assert_eq!(decode(&f.jpeg), (640, 480), "default pattern is 640x480");
@@ -70,10 +62,10 @@ async fn first_frame_arrives_soon_after_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_with_100_open_streams_exits_0_within_a_second() {
-    let mut server = ServerProcess::start(&["--source", "pattern:320x240@30"]);
+    let mut server = Daemon::serve(&["--source", "pattern:320x240@30"]);
     let mut clients = Vec::new();
     for _ in 0..100 {
-        clients.push(StreamClient::connect(server.addr, "/stream").await);
+        clients.push(StreamClient::connect(server.addr(0), "/stream").await);
     }
     for c in clients.iter_mut().take(5) {
         c.next_frame().await;
@@ -90,8 +82,8 @@ async fn sigint_with_100_open_streams_exits_0_within_a_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_exits_0() {
-    let mut server = ServerProcess::start(&[]);
-    let mut c = StreamClient::connect(server.addr, "/stream").await;
+    let mut server = Daemon::serve(&[]);
+    let mut c = StreamClient::connect(server.addr(0), "/stream").await;
     c.next_frame().await;
     let (code, took) = server.signal_and_wait(libc::SIGTERM);
     assert_eq!(code, Some(0));
@@ -106,15 +98,15 @@ async fn stalled_clients_do_not_slow_others_or_grow_memory() {
     // 1280x720 stream (about 100 KB per frame), i.e. far less than the ~90
     // frames each client misses while stalled for 3 s.
     const MAX_GROWTH_KIB: u64 = 16 * 1024;
-    let server = ServerProcess::start(&["--source", "pattern:1280x720@30"]);
-    let mut reader = StreamClient::connect(server.addr, "/stream").await;
+    let server = Daemon::serve(&["--source", "pattern:1280x720@30"]);
+    let mut reader = StreamClient::connect(server.addr(0), "/stream").await;
     for _ in 0..10 {
         reader.next_frame().await;
     }
     let rss_before = server.rss_kib();
     let mut stalled = Vec::new();
     for _ in 0..20 {
-        stalled.push(StreamClient::connect(server.addr, "/stream").await);
+        stalled.push(StreamClient::connect(server.addr(0), "/stream").await);
     }
     let start = Instant::now();
     let mut frames = 0;
@@ -139,17 +131,10 @@ async fn stalled_clients_do_not_slow_others_or_grow_memory() {
     for _ in 0..40 {
         newest = resumed.next_frame().await.timestamp;
     }
-    let lag = unix_now() - newest;
+    let lag = now_unix() - newest;
     assert!(
         lag < 0.5,
         "after draining, frames are live (lag {lag:.3} s, took {:?})",
         t.elapsed()
     );
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs_f64()
 }

@@ -3,13 +3,11 @@
 //! a command is an error (exit 2, one line), and misspelt flags and config
 //! keys get a suggestion.
 
-use std::process::Command;
+mod common;
 
+/// Exit code, stdout and stderr of the binary run with `args`.
 fn run(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mjpegd"))
-        .args(args)
-        .output()
-        .expect("run mjpegd");
+    let out = common::run(args);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

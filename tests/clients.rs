@@ -9,25 +9,14 @@
 //! the source and `?fps=` do; a bad `?fps=` is a 400, never a panic.
 
 mod common;
-mod support;
 
-use common::{StreamClient, decode, eventually, get, require};
-use mjpegd::canvas::{Canvas, Rgb};
+use common::*;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
-use support::{Daemon, temp_path};
 use tokio::net::TcpStream;
 
 /// Every way stream parts reach a plain-TCP client.
 const SEND_METHODS: [&str; 3] = ["sendfile", "sendfile-per-client", "write"];
-
-/// A small JPEG with `n` drawn on it.
-fn small_jpeg(n: usize) -> Vec<u8> {
-    let mut c = Canvas::new(160, 120, Rgb((n * 50 % 256) as u8, 90, 30));
-    c.draw_text(4, 4, &format!("{n}"), 3, Rgb(255, 255, 255));
-    c.encode_jpeg(80).expect("encodes").to_vec()
-}
 
 /// A 1920x1080 JPEG of noise (well over a megabyte), different for each `n`.
 fn big_jpeg(n: u32) -> Vec<u8> {
@@ -44,30 +33,18 @@ fn big_jpeg(n: u32) -> Vec<u8> {
     mjpegd::encode::encode_rgb(&pixels, w, h, 85).expect("encodes")
 }
 
-/// Replaces `path` at once, as a camera program writing a ram-disk image
-/// does (write aside, rename over).
-fn replace(path: &Path, jpeg: &[u8]) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, jpeg).expect("write frame");
-    std::fs::rename(&tmp, path).expect("rename frame");
-}
-
 /// A folder with `image.jpg` holding `first`, removed on drop.
-struct ImageFile {
-    dir: std::path::PathBuf,
-}
+struct ImageFile(TempDir);
 
 impl ImageFile {
     fn new(first: &[u8]) -> ImageFile {
-        let dir = temp_path("image");
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let f = ImageFile { dir };
-        replace(&f.path(), first);
+        let f = ImageFile(TempDir::new("image"));
+        replace_file(&f.path(), first);
         f
     }
 
     fn path(&self) -> std::path::PathBuf {
-        self.dir.join("image.jpg")
+        self.0.path("image.jpg")
     }
 
     fn spec(&self) -> String {
@@ -75,44 +52,20 @@ impl ImageFile {
     }
 }
 
-impl Drop for ImageFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn start(source: &str, method: &str, extra: &[&str]) -> Daemon {
-    let mut args = vec![
-        "--listen",
-        "127.0.0.1:0",
-        "--source",
-        source,
-        "--send-method",
-        method,
-    ];
+    let mut args = vec!["--source", source, "--send-method", method];
     args.extend_from_slice(extra);
-    Daemon::start(&args, &[], 1)
+    Daemon::serve(&args)
 }
 
 /// Polls `/status` until the default stream has published a frame of
 /// `len` bytes' JPEG (the file source picked up a replacement).
 async fn wait_published(addr: SocketAddr, jpeg: &[u8]) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually(Duration::from_secs(10), "the new file served", || async {
         let (code, _, body) = get(addr, "/snapshot?max_age=60000").await;
-        if code == 200 && body == jpeg {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the new file is never served");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// The stream's client count from `/status`.
-async fn clients(addr: SocketAddr) -> u64 {
-    common::status(addr).await["streams"][0]["clients"]
-        .as_u64()
-        .expect("clients")
+        code == 200 && body == jpeg
+    })
+    .await;
 }
 
 /// A viewer on a slow link: a receive buffer of a few KiB, and it stops
@@ -121,9 +74,9 @@ async fn clients(addr: SocketAddr) -> u64 {
 /// never changes after that.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_slow_viewer_ends_on_the_newest_frame() {
-    let a = small_jpeg(1);
+    let a = test_jpeg(160, 120, 1);
     let b = big_jpeg(2);
-    let c = small_jpeg(3);
+    let c = test_jpeg(160, 120, 3);
     assert!(b.len() > 1_000_000, "big frame is {} bytes", b.len());
     for method in SEND_METHODS {
         let image = ImageFile::new(&a);
@@ -133,11 +86,11 @@ async fn a_paused_slow_viewer_ends_on_the_newest_frame() {
         assert_eq!(viewer.next_frame().await.jpeg, a, "{method}: first frame");
 
         // B goes out while the viewer does not read: it cannot all fit.
-        replace(&image.path(), &b);
+        replace_file(&image.path(), &b);
         wait_published(addr, &b).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         // C arrives while B is still on its way.
-        replace(&image.path(), &c);
+        replace_file(&image.path(), &c);
         wait_published(addr, &c).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -190,7 +143,7 @@ async fn viewers_joining_while_the_picture_changes_all_end_on_it() {
             let mut last = Vec::new();
             for n in 1..=20 {
                 last = numbered(&frames, n);
-                replace(&path, &last);
+                replace_file(&path, &last);
                 std::thread::sleep(Duration::from_millis(150));
             }
             last
@@ -235,7 +188,7 @@ async fn viewers_joining_while_the_picture_changes_all_end_on_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewers_who_leave_a_still_stream_are_gone_at_once() {
     for method in SEND_METHODS {
-        let image = ImageFile::new(&small_jpeg(7));
+        let image = ImageFile::new(&test_jpeg(160, 120, 7));
         let d = start(&image.spec(), method, &["--max-clients", "3"]);
         let addr = d.addr(0);
         // Let the source settle before counting descriptors.
@@ -248,14 +201,14 @@ async fn viewers_who_leave_a_still_stream_are_gone_at_once() {
                 v.next_frame().await;
                 viewers.push(v);
             }
-            assert_eq!(clients(addr).await, 3);
+            assert_eq!(stream_clients(addr).await, 3);
             // A fourth is refused while three watch.
             let (code, _, _) = get(addr, "/stream").await;
             assert_eq!(code, 503, "{method}: --max-clients 3 with 3 viewers");
             for (i, v) in viewers.into_iter().enumerate() {
                 if (i + round) % 2 == 0 {
                     // Reset instead of a clean close: a vanished phone.
-                    let std = v.io.into_std().expect("std socket");
+                    let std = v.into_io().into_std().expect("std socket");
                     socket2::SockRef::from(&std)
                         .set_linger(Some(Duration::ZERO))
                         .expect("SO_LINGER");
@@ -264,10 +217,7 @@ async fn viewers_who_leave_a_still_stream_are_gone_at_once() {
                     drop(v);
                 }
             }
-            let took = eventually(Duration::from_secs(1), "clients back to 0", || async {
-                clients(addr).await == 0
-            })
-            .await;
+            let took = wait_clients(addr, 0, Duration::from_secs(1)).await;
             println!("{method} round {round}: 3 viewers gone after {took:?}");
         }
         let fds = d.open_fds();
@@ -283,7 +233,7 @@ async fn viewers_who_leave_a_still_stream_are_gone_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_curl_viewers_do_not_stay_counted() {
     require("curl");
-    let image = ImageFile::new(&small_jpeg(3));
+    let image = ImageFile::new(&test_jpeg(160, 120, 3));
     let d = start(&image.spec(), "sendfile", &["--max-clients", "3"]);
     let addr = d.addr(0);
     let url = format!("http://{addr}/stream");
@@ -296,10 +246,7 @@ async fn short_curl_viewers_do_not_stay_counted() {
         // 28: the time limit ended the endless body, as intended.
         assert_eq!(out.status.code(), Some(28), "curl: {out:?}");
     }
-    let took = eventually(Duration::from_secs(1), "curl viewers released", || async {
-        clients(addr).await == 0
-    })
-    .await;
+    let took = wait_clients(addr, 0, Duration::from_secs(1)).await;
     println!("5 curl viewers released {took:?} after the last one ended");
     let (code, _, _) = get(addr, "/snapshot").await;
     assert_ne!(code, 503);
@@ -333,12 +280,7 @@ async fn fps_values_are_checked_and_capped_viewers_leave_at_once() {
     }
     let fds_with = d.open_fds();
     drop(viewers);
-    let took = eventually(
-        Duration::from_secs(1),
-        "capped viewers released",
-        || async { clients(addr).await == 0 },
-    )
-    .await;
+    let took = wait_clients(addr, 0, Duration::from_secs(1)).await;
     let fds_after = d.open_fds();
     println!(
         "20 viewers at fps=0.01 released after {took:?}; descriptors {fds_with} -> {fds_after}"
@@ -351,7 +293,7 @@ async fn fps_values_are_checked_and_capped_viewers_leave_at_once() {
 /// that frame as soon as it comes, not one capped interval (100 s) later.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_capped_viewer_before_the_first_frame_gets_it_at_once() {
-    let image = ImageFile::new(&small_jpeg(7));
+    let image = ImageFile::new(&test_jpeg(160, 120, 7));
     // The source's first frame comes 1.5 s after the start.
     let source = format!(
         "exec:sh -c 'sleep 1.5; cat {}; exec sleep 1000'",
@@ -378,18 +320,13 @@ async fn viewers_of_a_silent_source_leave_at_once() {
         let mut waiting = Vec::new();
         for _ in 0..5 {
             let io = TcpStream::connect(addr).await.expect("connect");
-            let mut v = StreamClient::open_on(io, "/stream", "1.1").await;
-            v.expect_stream_head().await;
+            let v = StreamClient::open_on(io, "/stream", "1.1").await;
+            v.expect_stream_head();
             waiting.push(v);
         }
-        assert_eq!(clients(addr).await, 5);
+        assert_eq!(stream_clients(addr).await, 5);
         drop(waiting);
-        let took = eventually(
-            Duration::from_secs(1),
-            "waiting viewers released",
-            || async { clients(addr).await == 0 },
-        )
-        .await;
+        let took = wait_clients(addr, 0, Duration::from_secs(1)).await;
         println!("{method}: 5 viewers of a silent source released after {took:?}");
     }
 }
@@ -411,7 +348,7 @@ async fn stalled_viewers_do_not_hold_up_shutdown() {
             stalled.push(StreamClient::over_slow_link(addr, "/stream", 4096).await);
         }
         eventually(Duration::from_secs(2), "20 clients counted", || async {
-            clients(addr).await == 20
+            stream_clients(addr).await == 20
         })
         .await;
         let t = Instant::now();

@@ -4,28 +4,20 @@
 //! binary on an ephemeral port.
 
 mod common;
-#[path = "support/mod.rs"]
-mod support;
 
-use common::{get, request, split_response};
+use common::*;
 use mjpegd::http::auth::TokenKey;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const SECRET: &str = "conformance-test-secret-0123456789";
 
 fn daemon(extra: &[&str]) -> Daemon {
-    let mut args = vec![
-        "--listen",
-        "127.0.0.1:0",
-        "--source",
-        "cam=pattern:160x120@30",
-    ];
+    let mut args = vec!["--source", "cam=pattern:160x120@30"];
     args.extend_from_slice(extra);
-    Daemon::start(&args, &[], 1)
+    Daemon::serve(&args)
 }
 
 /// Sends `raw` and reads everything until the server closes (or 3 s pass):
@@ -179,28 +171,23 @@ async fn a_token_opens_only_the_action_it_was_signed_for() {
         assert_eq!(code, *want, "{target}: {head}");
     }
     // The stream token opens the stream.
-    let mut io = TcpStream::connect(a).await.expect("connect");
-    let req = format!("GET /?action=stream&token={live} HTTP/1.1\r\nHost: t\r\n\r\n");
-    io.write_all(req.as_bytes()).await.expect("send");
-    let (head, rest) = read_head(&mut io).await;
-    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
-    assert_eq!(read_frames(&mut io, rest, 1).await.len(), 1);
+    let path = format!("/?action=stream&token={live}");
+    let mut c = StreamClient::open(a, &path, "1.1").await;
+    c.expect_stream_head();
+    assert_eq!(c.frames(1).await.len(), 1);
     println!(
         "token scope: {} requests tried, answers by status {by_status:?}",
         cases.len() + 1
     );
 
     // `mjpegd token` makes such tokens.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mjpegd"))
-        .args([
-            "token",
-            "--path",
-            "/?action=snapshot",
-            "--token-secret",
-            SECRET,
-        ])
-        .output()
-        .expect("run mjpegd token");
+    let out = run(&[
+        "token",
+        "--path",
+        "/?action=snapshot",
+        "--token-secret",
+        SECRET,
+    ]);
     assert!(
         out.status.success(),
         "{}",
@@ -263,15 +250,12 @@ async fn control_characters_in_paths_cannot_forge_log_lines() {
         "GET /x%0d%0aFORGED%20admin%20logged%20in%1b[2J HTTP/1.1\r\nConnection: close\r\n\r\n";
     let (code, _, _) = request(a, raw).await;
     assert_eq!(code, 404);
-    // The log line is written as the request is handled; give it a moment.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let log = loop {
-        let log = d.stderr_text();
-        if log.contains("FORGED") || std::time::Instant::now() > deadline {
-            break log;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    // The log line is written as the request is handled.
+    eventually(Duration::from_secs(5), "the request logged", || {
+        std::future::ready(d.stderr_text().contains("FORGED"))
+    })
+    .await;
+    let log = d.stderr_text();
     let forged: Vec<&str> = log
         .lines()
         .filter(|l| l.trim_start().starts_with("FORGED"))

@@ -8,17 +8,13 @@
 //! loopback interface on Linux, so one machine can play several hosts.
 
 mod common;
-#[path = "support/mod.rs"]
-mod support;
 
-use common::split_response;
+use common::*;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio_rustls::rustls::pki_types::ServerName;
 
 /// A TCP connection to `addr` from the local address `from`.
 async fn connect_from(from: &str, addr: SocketAddr) -> TcpStream {
@@ -44,33 +40,43 @@ async fn status_from(from: &str, addr: SocketAddr, path: &str) -> u16 {
     }
 }
 
+/// Opens `n` connections to `d` from 127.0.0.1 that send nothing; returns
+/// them and the server's descriptor count once it has taken in at least
+/// `at_least` of them and the count stays the same.
+async fn hold_sockets(d: &Daemon, n: usize, at_least: usize) -> (Vec<TcpStream>, usize) {
+    let base = d.open_fds();
+    let mut held = Vec::new();
+    for _ in 0..n {
+        held.push(connect_from("127.0.0.1", d.addr(0)).await);
+    }
+    let mut last = 0;
+    eventually(Duration::from_secs(10), "server descriptors settle", || {
+        let now = d.open_fds();
+        let settled = now == last && now >= base + at_least;
+        last = now;
+        std::future::ready(settled)
+    })
+    .await;
+    (held, last)
+}
+
 #[tokio::test]
 async fn one_address_holding_idle_sockets_leaves_room_for_others() {
-    raise_fd_limit();
-    let d = Daemon::start(
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--source",
-            "pattern:160x120@10",
-            "--max-connections",
-            "50",
-            "--max-streams-per-ip",
-            "2",
-            "--header-timeout",
-            "30",
-        ],
-        &[],
-        1,
-    );
+    raise_fd_limit(200);
+    let d = Daemon::serve(&[
+        "--source",
+        "pattern:160x120@10",
+        "--max-connections",
+        "50",
+        "--max-streams-per-ip",
+        "2",
+        "--header-timeout",
+        "30",
+    ]);
     let a = d.addr(0);
     let (fds_before, rss_before) = (d.open_fds(), d.rss_kib());
-    let mut idle = Vec::new();
-    for _ in 0..60 {
-        idle.push(connect_from("127.0.0.1", a).await);
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let fds_held = d.open_fds();
+    // Its share is half the slots.
+    let (idle, fds_held) = hold_sockets(&d, 60, 25).await;
     let mut by_status = BTreeMap::new();
     for _ in 0..30 {
         *by_status
@@ -97,43 +103,32 @@ async fn one_address_holding_idle_sockets_leaves_room_for_others() {
 
 #[tokio::test]
 async fn stalled_tls_handshakes_count_against_max_connections() {
-    raise_fd_limit();
+    raise_fd_limit(200);
     let cert = Cert::new();
     let (c, k) = (
         cert.cert.display().to_string(),
         cert.key.display().to_string(),
     );
-    let d = Daemon::start(
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--source",
-            "pattern:160x120@10",
-            "--tls-cert",
-            &c,
-            "--tls-key",
-            &k,
-            "--max-connections",
-            "10",
-            "--header-timeout",
-            "30",
-        ],
-        &[],
-        1,
-    );
+    let d = Daemon::serve(&[
+        "--source",
+        "pattern:160x120@10",
+        "--tls-cert",
+        &c,
+        "--tls-key",
+        &k,
+        "--max-connections",
+        "10",
+        "--header-timeout",
+        "30",
+    ]);
     let a = d.addr(0);
     let (fds_before, rss_before) = (d.open_fds(), d.rss_kib());
-    // Connections that never send a ClientHello.
-    let mut stalled = Vec::new();
-    for _ in 0..100 {
-        stalled.push(connect_from("127.0.0.1", a).await);
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let fds_held = d.open_fds();
+    // Connections that never send a ClientHello; one address gets half
+    // the slots.
+    let (stalled, fds_held) = hold_sockets(&d, 100, 5).await;
     // A client from elsewhere still gets through.
     let io = connect_from("127.0.0.2", a).await;
-    let name = ServerName::try_from("127.0.0.1").expect("name");
-    let mut tls = cert.connector().connect(name, io).await.expect("handshake");
+    let mut tls = cert.handshake(io, "127.0.0.1").await;
     tls.write_all(b"GET /status HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         .await
         .expect("send");
@@ -163,35 +158,29 @@ fn metric(text: &str, name: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn memory_of_frames_held_for_slow_readers_is_in_metrics() {
-    raise_fd_limit();
-    let d = Daemon::start(
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--source",
-            "pattern:1280x720@15",
-            "--quality",
-            "95",
-            "--send-buffer",
-            "4096",
-        ],
-        &[],
-        1,
-    );
+    raise_fd_limit(100);
+    let d = Daemon::serve(&[
+        "--source",
+        "pattern:1280x720@15",
+        "--quality",
+        "95",
+        "--send-buffer",
+        "4096",
+    ]);
     let a = d.addr(0);
     let scrape = || async {
-        let (code, _, body) = common::get(a, "/metrics").await;
+        let (code, _, body) = get(a, "/metrics").await;
         assert_eq!(code, 200);
         String::from_utf8(body).expect("utf-8")
     };
-    let (_, _, jpeg) = common::get(a, "/snapshot").await;
+    let (_, _, jpeg) = get(a, "/snapshot").await;
     let (fds_before, rss_before) = (d.open_fds(), d.rss_kib());
     let idle = scrape().await;
     // Slow readers: a tiny receive buffer; each takes its first frame, then
     // stops reading, so the frames sent after it stay held for it.
     let mut readers = Vec::new();
     for _ in 0..50 {
-        let mut io = common::slow_request(a, "/stream", 4096).await;
+        let mut io = slow_request(a, "/stream", 4096).await;
         let mut got = 0;
         let mut buf = vec![0u8; 64 * 1024];
         while got < jpeg.len() + 1024 {
@@ -201,11 +190,18 @@ async fn memory_of_frames_held_for_slow_readers_is_in_metrics() {
         }
         readers.push(io);
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let held = scrape().await;
     let value = |text: &str, name: &str| {
         metric(text, name).unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
     };
+    // The frames sent after the first are held for them once the server
+    // has written what the sockets take.
+    eventually(
+        Duration::from_secs(10),
+        "frames held in memory files",
+        || async { value(&scrape().await, "mjpegd_frame_files_bytes") >= jpeg.len() as f64 * 0.5 },
+    )
+    .await;
+    let held = scrape().await;
     let (idle_bytes, held_bytes) = (
         value(&idle, "mjpegd_frame_files_bytes"),
         value(&held, "mjpegd_frame_files_bytes"),

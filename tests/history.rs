@@ -8,40 +8,12 @@
 //! descriptors.
 
 mod common;
-#[path = "support/mod.rs"]
-mod support;
 
-use common::{Received, StreamClient, decode, get, request, status};
+use common::*;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::*;
-
-fn daemon(extra: &[&str]) -> Daemon {
-    let mut args = vec!["--listen", "127.0.0.1:0"];
-    args.extend_from_slice(extra);
-    Daemon::start(&args, &[], 1)
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs_f64()
-}
-
-/// The `X-Timestamp` header of a response head.
-fn timestamp_header(head: &str) -> String {
-    header(head, "X-Timestamp").unwrap_or_else(|| panic!("no X-Timestamp in {head}"))
-}
-
-fn header(head: &str, name: &str) -> Option<String> {
-    head.lines().find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
-    })
-}
+use std::time::{Duration, Instant};
 
 /// `seconds.micros` as the server writes it.
 fn ts_text(ts: f64) -> String {
@@ -61,7 +33,7 @@ async fn record_live(addr: SocketAddr, path: &str, how_long: Duration) -> Vec<Re
 
 #[tokio::test]
 async fn snapshots_from_the_past_are_the_frames_of_that_moment() {
-    let d = daemon(&["--source", "pattern:320x240@10", "--history", "6"]);
+    let d = Daemon::serve(&["--source", "pattern:320x240@10", "--history", "6"]);
     let addr = d.addr(0);
     let seen = record_live(addr, "/stream", Duration::from_secs(3)).await;
     assert!(seen.len() >= 15, "only {} frames in 3 s", seen.len());
@@ -72,25 +44,35 @@ async fn snapshots_from_the_past_are_the_frames_of_that_moment() {
         // Exactly a frame's time: that frame.
         let (code, head, body) = get(addr, &format!("/snapshot?at={}", ts_text(a))).await;
         assert_eq!(code, 200, "{head}");
-        assert_eq!(timestamp_header(&head), ts_text(a));
+        assert_eq!(
+            header(&head, "X-Timestamp").expect("X-Timestamp"),
+            ts_text(a)
+        );
         assert_eq!(body, seen[i].jpeg, "the same picture as streamed");
         decode(&body);
         // Between two frames: the earlier one.
         let between = ts_text(a + (b - a) / 2.0);
         let (code, head, _) = get(addr, &format!("/snapshot?at={between}")).await;
         assert_eq!(code, 200, "{head}");
-        assert_eq!(timestamp_header(&head), ts_text(a), "at={between}");
+        assert_eq!(
+            header(&head, "X-Timestamp").expect("X-Timestamp"),
+            ts_text(a),
+            "at={between}"
+        );
         // Just before the next frame: still the earlier one.
         let (_, head, _) = get(addr, &format!("/snapshot?at={}", ts_text(b - 0.000_001))).await;
-        assert_eq!(timestamp_header(&head), ts_text(a));
+        assert_eq!(
+            header(&head, "X-Timestamp").expect("X-Timestamp"),
+            ts_text(a)
+        );
     }
     // ?ago=: the frame shown that long before the request.
-    let before = unix_now();
+    let before = now_unix();
     let (code, head, body) = get(addr, "/streams/pattern/snapshot?ago=2").await;
-    let after = unix_now();
+    let after = now_unix();
     assert_eq!(code, 200, "{head}");
     decode(&body);
-    let got: f64 = timestamp_header(&head).parse().expect("a number");
+    let got: f64 = timestamp(&head);
     assert!(got <= after - 2.0, "{got} is later than 2 s before {after}");
     // The frame after it was captured later than the moment asked for.
     let next = seen
@@ -120,10 +102,17 @@ async fn moments_outside_the_history_are_answered_with_its_span() {
          [[stream]]\nname = \"small\"\nsource = \"pattern:160x120@10\"\nhistory = 1\nhistory_max_mb = 1\n",
     )
     .expect("write config");
-    let d = daemon(&["--config", config.to_str().expect("utf-8 path")]);
+    let d = Daemon::serve(&["--config", config.to_str().expect("utf-8 path")]);
     let addr = d.addr(0);
     // Twice the span: the history is full and keeps to it.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    wait_stream(
+        addr,
+        Some("cam"),
+        Duration::from_secs(20),
+        "6 s of frames",
+        |s| s["frames_captured"].as_u64() >= Some(60),
+    )
+    .await;
     let st = status(addr).await;
     let cam = &st["streams"][0]["history"];
     let span = cam["span_s"].as_f64().unwrap_or_else(|| panic!("{st}"));
@@ -136,7 +125,7 @@ async fn moments_outside_the_history_are_answered_with_its_span() {
     assert!(small["span_s"].as_f64().expect("span") <= 1.0, "{small}");
     assert_eq!(small["max_bytes"], 1 << 20, "{small}");
 
-    let now = unix_now();
+    let now = now_unix();
     // Before the oldest frame held.
     for path in [
         format!("/snapshot?at={:.3}", now - 10.0),
@@ -154,7 +143,7 @@ async fn moments_outside_the_history_are_answered_with_its_span() {
             .expect("newest")
             .parse()
             .expect("a number");
-        assert!(oldest > now - 3.5 && newest > oldest && newest <= unix_now());
+        assert!(oldest > now - 3.5 && newest > oldest && newest <= now_unix());
     }
     // In the future.
     let (code, _, body) = get(addr, &format!("/snapshot?at={:.3}", now + 60.0)).await;
@@ -171,13 +160,7 @@ async fn moments_outside_the_history_are_answered_with_its_span() {
         "/clip?from=-1&to=-2",
         "/clip?to=soon",
     ] {
-        let (code, head, body) = get(addr, path).await;
-        assert_eq!(
-            code,
-            400,
-            "{path}: {head}{}",
-            String::from_utf8_lossy(&body)
-        );
+        get_expecting(addr, path, 400).await;
     }
     // A stream without history.
     for path in [
@@ -222,7 +205,7 @@ async fn moments_outside_the_history_are_answered_with_its_span() {
 async fn check_replay(addr: SocketAddr, path: &str) {
     let live = tokio::spawn(record_live(addr, "/stream", Duration::from_secs(14)));
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let asked = unix_now();
+    let asked = now_unix();
     let mut replay = StreamClient::connect(addr, path).await;
     // 3 s at the captured pace, about 3 s of catching up at twice the pace,
     // then live.
@@ -284,7 +267,7 @@ async fn check_replay(addr: SocketAddr, path: &str) {
     // moment of their capture.
     let tail = &got[got.len() - 5..];
     for f in tail {
-        let arrived = unix_now() - f.at.elapsed().as_secs_f64();
+        let arrived = now_unix() - f.at.elapsed().as_secs_f64();
         assert!(
             arrived - f.timestamp < 0.5,
             "{path}: frame of {} arrived at {arrived}: not live",
@@ -298,8 +281,8 @@ async fn check_replay(addr: SocketAddr, path: &str) {
 #[tokio::test]
 async fn replay_keeps_the_pace_and_joins_the_live_stream() {
     // The default send path (send loops) and the one-task-per-client path.
-    let batched = daemon(&["--source", "pattern:320x240@10", "--history", "20"]);
-    let written = daemon(&[
+    let batched = Daemon::serve(&["--source", "pattern:320x240@10", "--history", "20"]);
+    let written = Daemon::serve(&[
         "--source",
         "pattern:320x240@10",
         "--history",
@@ -315,10 +298,10 @@ async fn replay_keeps_the_pace_and_joins_the_live_stream() {
 
 /// Runs `tool` with `args`; its stdout, or a panic naming what is missing.
 fn run_tool(tool: &str, args: &[&str]) -> (String, String) {
-    let out = Command::new(tool)
+    let out = Command::new(require(tool))
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("{tool} is needed for this test (apt-get install ffmpeg): {e}"));
+        .unwrap_or_else(|e| panic!("run {tool}: {e}"));
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -336,7 +319,7 @@ fn ffprobe_value(out: &str, key: &str) -> f64 {
 
 #[tokio::test]
 async fn clips_are_avi_files_with_every_frame_and_the_real_timing() {
-    let d = daemon(&["--source", "cam=pattern:320x240@10", "--history", "20"]);
+    let d = Daemon::serve(&["--source", "cam=pattern:320x240@10", "--history", "20"]);
     let addr = d.addr(0);
     let seen = record_live(addr, "/stream", Duration::from_secs(4)).await;
     let seen = &seen[1..];
@@ -349,13 +332,10 @@ async fn clips_are_avi_files_with_every_frame_and_the_real_timing() {
     );
     let (code, head, body) = get(addr, &path).await;
     assert_eq!(code, 200, "{head}");
-    assert_eq!(
-        header(&head, "Content-Type").as_deref(),
-        Some("video/x-msvideo")
-    );
+    assert_eq!(header(&head, "Content-Type"), Some("video/x-msvideo"));
     assert_eq!(
         header(&head, "Content-Length"),
-        Some(body.len().to_string()),
+        Some(body.len().to_string().as_str()),
         "{head}"
     );
     let secs = from.timestamp as u64;
@@ -366,7 +346,7 @@ async fn clips_are_avi_files_with_every_frame_and_the_real_timing() {
             && disposition.ends_with(&format!("T{h:02}-{m:02}-{s:02}.avi\"")),
         "{disposition}"
     );
-    assert_eq!(header(&head, "X-Frames"), Some(count.to_string()));
+    assert_eq!(header(&head, "X-Frames"), Some(count.to_string().as_str()));
     let file = temp_path("clip.avi");
     std::fs::write(&file, &body).expect("write clip");
     let name = file.to_str().expect("utf-8 path");
@@ -503,7 +483,7 @@ async fn the_history_keeps_to_its_memory_budget() {
     let budget_mb = 6;
     let natural = per_frame * 30 * span;
     assert!(natural > 2 * (budget_mb << 20), "{natural} bytes");
-    let with = daemon(&[
+    let with = Daemon::serve(&[
         "--source",
         &source,
         "--history",
@@ -511,7 +491,7 @@ async fn the_history_keeps_to_its_memory_budget() {
         "--history-max-mb",
         &budget_mb.to_string(),
     ]);
-    let without = daemon(&["--source", &source]);
+    let without = Daemon::serve(&["--source", &source]);
     // Twice the span, with a client on each, sampling the resident memory.
     let (a, b) = (with.addr(0), without.addr(0));
     let clients = tokio::join!(
@@ -559,7 +539,7 @@ fn memfds(pid: i32) -> usize {
 #[tokio::test]
 async fn frames_in_the_history_hold_no_descriptors() {
     // Per-client sendfile: every frame sent live gets a memory file.
-    let d = daemon(&[
+    let d = Daemon::serve(&[
         "--source",
         "pattern:320x240@30",
         "--history",

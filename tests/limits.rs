@@ -2,59 +2,49 @@
 //! exposure warning, against the real server.
 
 mod common;
-#[path = "support/mod.rs"]
-mod support;
 
-use common::{TestServer, eventually, get, status};
+use common::*;
 use std::time::{Duration, Instant};
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-async fn open_stream(addr: std::net::SocketAddr, path: &str) -> (String, TcpStream, Vec<u8>) {
-    let mut io = TcpStream::connect(addr).await.expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
-    io.write_all(req.as_bytes()).await.expect("send");
-    let (head, rest) = read_head(&mut io).await;
-    (head, io, rest)
-}
-
-async fn wait_for_clients(addr: std::net::SocketAddr, want: u64) {
-    let what = format!("{want} clients counted");
-    eventually(Duration::from_secs(10), &what, || async move {
-        let st = status(addr).await;
-        st["streams"][0]["clients"].as_u64() == Some(want)
-    })
-    .await;
+/// `GET path` on a new TCP connection: the response head and a reader of
+/// the body.
+async fn open(addr: std::net::SocketAddr, path: &str) -> (String, FrameReader<TcpStream>) {
+    open_stream(TcpStream::connect(addr).await.expect("connect"), path).await
 }
 
 #[tokio::test]
 async fn max_clients_refuses_extra_streams_with_503() {
     let s = TestServer::start(&["--source", "pattern:160x120@30", "--max-clients", "2"]).await;
-    let (h1, mut c1, r1) = open_stream(s.addr, "/stream").await;
-    let (h2, _c2, _) = open_stream(s.addr, "/streams/pattern/stream").await;
+    let (h1, mut c1) = open(s.addr, "/stream").await;
+    let (h2, _c2) = open(s.addr, "/streams/pattern/stream").await;
     assert!(h1.starts_with("HTTP/1.1 200 ") && h2.starts_with("HTTP/1.1 200 "));
-    let (h3, _, _) = open_stream(s.addr, "/?action=stream").await;
+    let (h3, _) = open(s.addr, "/?action=stream").await;
     assert!(h3.starts_with("HTTP/1.1 503 "), "{h3}");
     assert!(h3.contains("\r\nRetry-After: "), "{h3}");
     // Other requests are not stream clients.
     assert_eq!(get(s.addr, "/snapshot").await.0, 200);
     // The first two still stream; a slot frees up when one leaves.
-    assert_eq!(read_frames(&mut c1, r1, 2).await.len(), 2);
+    assert_eq!(c1.frames(2).await.len(), 2);
     drop(c1);
-    wait_for_clients(s.addr, 1).await;
+    wait_clients(s.addr, 1, Duration::from_secs(10)).await;
     // The slot is released as the connection task ends, just after the
     // stream's client count drops: allow it a moment.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let (mut c4, r4) = loop {
-        let (h4, c4, r4) = open_stream(s.addr, "/stream").await;
-        if h4.starts_with("HTTP/1.1 200 ") {
-            break (c4, r4);
-        }
-        assert!(Instant::now() < deadline, "{h4}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(read_frames(&mut c4, r4, 1).await.len(), 1);
+    let admitted = std::cell::RefCell::new(None);
+    let (addr, c4) = (s.addr, &admitted);
+    eventually(
+        Duration::from_secs(5),
+        "a slot for a new stream",
+        move || async move {
+            let (h4, reader) = open(addr, "/stream").await;
+            *c4.borrow_mut() = Some(reader).filter(|_| h4.starts_with("HTTP/1.1 200 "));
+            c4.borrow().is_some()
+        },
+    )
+    .await;
+    let mut c4 = admitted.into_inner().expect("a stream");
+    assert_eq!(c4.frames(1).await.len(), 1);
     s.stop().await;
 }
 
@@ -67,12 +57,12 @@ async fn streams_per_address_are_limited() {
         "1",
     ])
     .await;
-    let (h1, _c1, _) = open_stream(s.addr, "/stream").await;
+    let (h1, _c1) = open(s.addr, "/stream").await;
     assert!(h1.starts_with("HTTP/1.1 200 "), "{h1}");
-    let (h2, mut c2, mut body) = open_stream(s.addr, "/stream").await;
+    let (h2, mut c2) = open(s.addr, "/stream").await;
     assert!(h2.starts_with("HTTP/1.1 503 "), "{h2}");
     assert!(h2.contains("Retry-After"), "{h2}");
-    c2.read_to_end(&mut body).await.expect("read");
+    let body = c2.read_to_end().await;
     assert!(String::from_utf8_lossy(&body).contains("address"));
     assert_eq!(get(s.addr, "/snapshot").await.0, 200);
     s.stop().await;
@@ -101,14 +91,12 @@ async fn max_connections_answers_503_and_closes() {
         "{head}"
     );
     drop(idle);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while get(s.addr, "/status").await.0 != 200 {
-        assert!(
-            Instant::now() < deadline,
-            "still refused after the idle ones left"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        Duration::from_secs(5),
+        "served again after the idle ones left",
+        || async { get(s.addr, "/status").await.0 == 200 },
+    )
+    .await;
     s.stop().await;
 }
 
@@ -189,16 +177,13 @@ fn unix_socket_listener_serves_and_cleans_up() {
         // limit applies.
         let mut streams = Vec::new();
         for _ in 0..2 {
-            let mut io = tokio::net::UnixStream::connect(&path)
+            let io = tokio::net::UnixStream::connect(&path)
                 .await
                 .expect("connect");
-            io.write_all(b"GET /stream HTTP/1.1\r\n\r\n")
-                .await
-                .expect("send");
-            let (head, rest) = read_head(&mut io).await;
+            let (head, mut body) = open_stream(io, "/stream").await;
             assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
-            assert_eq!(read_frames(&mut io, rest, 1).await.len(), 1);
-            streams.push(io);
+            assert_eq!(body.frames(1).await.len(), 1);
+            streams.push(body);
         }
     });
     assert_eq!(d.terminate(), Some(0));
@@ -206,10 +191,7 @@ fn unix_socket_listener_serves_and_cleans_up() {
 
     // Something that is not a socket is never removed.
     std::fs::write(&path, "precious").expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mjpegd"))
-        .args(["--listen", &spec])
-        .output()
-        .expect("run");
+    let out = run(&["--listen", &spec]);
     assert_ne!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a socket"), "{err}");
@@ -224,13 +206,13 @@ fn unix_socket_listener_serves_and_cleans_up() {
 fn exposing_without_auth_warns() {
     let mut d = Daemon::start(&["--listen", "0.0.0.0:0"], &[], 1);
     assert!(d.listening[0].starts_with("http://0.0.0.0:"));
-    std::thread::sleep(Duration::from_millis(200));
+    eventually_blocking(Duration::from_secs(5), "the warning", || {
+        d.stderr_text().contains("without --auth")
+    });
     assert_eq!(d.terminate(), Some(0));
-    let log = d.stderr_text();
-    assert!(log.contains("without --auth"), "{log}");
 
-    let mut d = Daemon::start(&["--listen", "127.0.0.1:0"], &[], 1);
-    std::thread::sleep(Duration::from_millis(200));
+    // Everything the process wrote is in the log once it has exited.
+    let mut d = Daemon::serve(&[]);
     assert_eq!(d.terminate(), Some(0));
     assert!(!d.stderr_text().contains("without --auth"));
 }

@@ -4,30 +4,15 @@
 //! `nats-server` fails these tests (`.ci/run` installs it).
 
 mod common;
-mod support;
 
-use common::{StreamClient, status};
+use common::*;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::BufRead;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{Daemon, temp_path};
-
-/// The `nats-server` binary: on PATH or where Debian installs it.
-fn nats_server_binary() -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    dirs.extend(["/usr/sbin", "/usr/bin", "/usr/local/bin"].map(PathBuf::from));
-    dirs.into_iter()
-        .map(|d| d.join("nats-server"))
-        .find(|p| p.is_file())
-        .expect("nats-server not found: install the Debian package nats-server (.ci/run does)")
-}
 
 /// A running `nats-server`, with the ports it reported.
 struct NatsServer {
@@ -53,7 +38,7 @@ impl NatsServer {
         args.extend(["-p".to_owned(), port.to_string()]);
         args.extend(extra.iter().map(|s| s.to_string()));
         let clustered = extra.contains(&"--cluster");
-        let mut child = Command::new(nats_server_binary())
+        let mut child = Command::new(require("nats-server"))
             .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -77,30 +62,29 @@ impl NatsServer {
                 .find_map(|l| l.split_once(text).map(|(_, rest)| rest.to_owned()))
                 .and_then(|rest| rest.trim().rsplit(':').next()?.parse().ok())
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        let ready = || {
             let client = port_after("Listening for client connections on ");
             let monitor = port_after("Starting http monitor on ");
             let route = port_after("Listening for route connections on ");
-            if let (Some(client_port), Some(monitor_port)) = (client, monitor)
-                && (!clustered || route.is_some())
-            {
-                return NatsServer {
-                    child,
-                    client_port,
-                    monitor_port,
-                    route_port: route,
-                    args,
-                };
-            }
+            (client.is_some() && monitor.is_some() && (!clustered || route.is_some()))
+                .then(|| (client.unwrap_or(0), monitor.unwrap_or(0), route))
+        };
+        eventually_blocking(Duration::from_secs(10), "nats-server ready", || {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!(
                     "nats-server exited ({status}): {}",
                     lines.lock().expect("lines").join("\n")
                 );
             }
-            assert!(Instant::now() < deadline, "nats-server not ready in 10 s");
-            std::thread::sleep(Duration::from_millis(20));
+            ready().is_some()
+        });
+        let (client_port, monitor_port, route_port) = ready().expect("ports");
+        NatsServer {
+            child,
+            client_port,
+            monitor_port,
+            route_port,
+            args,
         }
     }
 
@@ -142,7 +126,7 @@ impl NatsServer {
         let addr: SocketAddr = format!("127.0.0.1:{}", self.monitor_port)
             .parse()
             .expect("addr");
-        let (code, _, body) = common::get(addr, "/connz").await;
+        let (code, _, body) = get(addr, "/connz").await;
         assert_eq!(code, 200);
         let v: Value = serde_json::from_slice(&body).expect("connz JSON");
         v["connections"]
@@ -180,51 +164,29 @@ fn capture_node(source: &str, url: &str) -> Daemon {
 
 /// A capture node that also serves HTTP (to compare with what edges serve).
 fn capture_node_with_http(source: &str, url: &str, extra: &[&str]) -> Daemon {
-    let mut args = vec![
-        "--listen",
-        "127.0.0.1:0",
-        "--source",
-        source,
-        "--publish",
-        url,
-    ];
+    let mut args = vec!["--source", source, "--publish", url];
     args.extend_from_slice(extra);
-    Daemon::start(&args, &[], 1)
+    Daemon::serve(&args)
 }
 
 /// An edge serving `url` as its stream.
 fn edge(url: &str) -> Daemon {
-    Daemon::start(
-        &["--listen", "127.0.0.1:0", "--source", &format!("cam={url}")],
-        &[],
-        1,
-    )
+    Daemon::serve(&["--source", &format!("cam={url}")])
 }
 
-fn stream_of(s: &Value) -> &Value {
-    &s["streams"][0]
-}
-
-/// Polls the first stream's `/status` until `pred` holds; panics with the
-/// last status after `within`.
+/// Polls the first stream's `/status` until `pred` holds; returns it.
 async fn wait_status(
     addr: SocketAddr,
     within: Duration,
     what: &str,
     pred: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let s = status(addr).await;
-        if pred(stream_of(&s)) {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} not seen within {within:?}: {s}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_stream(addr, None, within, what, pred).await
+}
+
+/// Waits for the edge at `addr` to show NO SIGNAL.
+async fn wait_no_signal(addr: SocketAddr) -> Value {
+    wait_status(addr, Duration::from_secs(8), "NO SIGNAL", no_signal).await
 }
 
 async fn wait_online(addr: SocketAddr) {
@@ -302,12 +264,15 @@ async fn a_capture_node_and_two_edges_deliver_byte_identical_jpegs() {
     );
     let s = status(capture.addr(0)).await;
     assert!(
-        stream_of(&s)["frames_published"].as_u64().unwrap_or(0) > 30,
+        stream_of(&s, None)["frames_published"]
+            .as_u64()
+            .unwrap_or(0)
+            > 30,
         "{s}"
     );
     let s = status(e1.addr(0)).await;
-    assert_eq!(stream_of(&s)["kind"], "nats");
-    assert_eq!(stream_of(&s)["source"], url.as_str());
+    assert_eq!(stream_of(&s, None)["kind"], "nats");
+    assert_eq!(stream_of(&s, None)["source"], url.as_str());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -321,7 +286,7 @@ async fn killing_one_edge_does_not_disturb_the_others_viewers() {
     let mut kept = StreamClient::connect(e2.addr(0), "/stream").await;
     let mut doomed = StreamClient::connect(e1.addr(0), "/stream").await;
     doomed.next_frame().await;
-    let before = stream_of(&status(e2.addr(0)).await)["frames_captured"]
+    let before = stream_of(&status(e2.addr(0)).await, None)["frames_captured"]
         .as_u64()
         .expect("count");
     let viewing = tokio::spawn(async move { collect(&mut kept, 4.0).await });
@@ -336,7 +301,7 @@ async fn killing_one_edge_does_not_disturb_the_others_viewers() {
         s["online"] == true
     })
     .await;
-    let after = stream_of(&s)["frames_captured"].as_u64().expect("count");
+    let after = s["frames_captured"].as_u64().expect("count");
     assert!(after >= before + 30, "{before} → {after}");
 }
 
@@ -355,8 +320,8 @@ async fn killing_the_capture_node_shows_no_signal_on_every_edge_until_it_returns
     let _ = capture.child.wait();
     let killed = Instant::now();
     for e in [&e1, &e2] {
-        let s = wait_status(e.addr(0), Duration::from_secs(8), "NO SIGNAL", no_signal).await;
-        assert_eq!(stream_of(&s)["last_error"], "no frames from the bus", "{s}");
+        let s = wait_no_signal(e.addr(0)).await;
+        assert_eq!(s["last_error"], "no frames from the bus", "{s}");
     }
     assert!(
         killed.elapsed() >= Duration::from_secs(2),
@@ -367,23 +332,16 @@ async fn killing_the_capture_node_shows_no_signal_on_every_edge_until_it_returns
         let (frames, _) = collect(v, 1.5).await;
         assert!(!frames.is_empty());
     }
-    let back = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs_f64();
+    let back = now_unix();
     let _capture = capture_node("pattern:320x240@15", &url);
     for e in [&e1, &e2] {
         wait_online(e.addr(0)).await;
     }
     for v in [&mut v1, &mut v2] {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let f = v.next_frame().await;
-            if f.timestamp >= back {
-                break;
-            }
-            assert!(Instant::now() < deadline, "no new frame on a viewer");
-        }
+        v.next_frame_where(Duration::from_secs(5), "a new frame on a viewer", |f| {
+            f.timestamp >= back
+        })
+        .await;
     }
 }
 
@@ -396,9 +354,9 @@ async fn a_restarted_nats_server_is_reconnected_without_restarting_mjpegd() {
     wait_online(e.addr(0)).await;
     let mut viewer = StreamClient::connect(e.addr(0), "/stream").await;
     nats.kill();
-    let s = wait_status(e.addr(0), Duration::from_secs(8), "NO SIGNAL", no_signal).await;
+    let s = wait_no_signal(e.addr(0)).await;
     assert!(
-        stream_of(&s)["last_error"]
+        s["last_error"]
             .as_str()
             .is_some_and(|r| r.contains("not connected")),
         "{s}"
@@ -427,22 +385,17 @@ async fn a_restarted_nats_server_is_reconnected_without_restarting_mjpegd() {
 async fn a_cluster_keeps_frames_flowing_when_a_member_dies() {
     let a = NatsServer::start(&["--cluster_name", "mj", "--cluster", "nats://127.0.0.1:-1"]);
     let routes = format!("nats://127.0.0.1:{}", a.route_port.expect("route port"));
-    let b = NatsServer::start(&[
-        "--cluster_name",
-        "mj",
-        "--cluster",
-        "nats://127.0.0.1:-1",
-        "--routes",
-        &routes,
-    ]);
-    let c = NatsServer::start(&[
-        "--cluster_name",
-        "mj",
-        "--cluster",
-        "nats://127.0.0.1:-1",
-        "--routes",
-        &routes,
-    ]);
+    let member = || {
+        NatsServer::start(&[
+            "--cluster_name",
+            "mj",
+            "--cluster",
+            "nats://127.0.0.1:-1",
+            "--routes",
+            &routes,
+        ])
+    };
+    let (b, c) = (member(), member());
     let mut a = a;
     // The capture node on A, the edges on B and C.
     let _capture = capture_node("pattern:320x240@15", &a.url("cams.dock"));
@@ -477,7 +430,7 @@ async fn a_cluster_keeps_frames_flowing_when_a_member_dies() {
             let end = Instant::now() + Duration::from_secs(6);
             while Instant::now() < end {
                 let s = status(addr).await;
-                assert_eq!(stream_of(&s)["online"], true, "went offline: {s}");
+                assert_eq!(stream_of(&s, None)["online"], true, "went offline: {s}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
@@ -505,8 +458,13 @@ async fn a_late_edge_gets_the_newest_frame_at_once() {
     let url = nats.url("cams.slow");
     // One frame every 5 s: waiting for the next one would take seconds.
     let capture = capture_node_with_http("pattern:320x240@0.2", &url, &[]);
-    wait_online(capture.addr(0)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_status(
+        capture.addr(0),
+        Duration::from_secs(10),
+        "a frame published",
+        |s| s["frames_published"].as_u64() >= Some(1),
+    )
+    .await;
     let started = Instant::now();
     let e = edge(&url);
     let mut viewer = StreamClient::connect(e.addr(0), "/stream").await;
@@ -526,7 +484,7 @@ async fn a_late_edge_gets_the_newest_frame_at_once() {
     // Heartbeats keep the still stream online on the edge.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let s = status(e.addr(0)).await;
-    assert_eq!(stream_of(&s)["online"], true, "{s}");
+    assert_eq!(stream_of(&s, None)["online"], true, "{s}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -539,10 +497,7 @@ async fn the_capture_nodes_offline_reason_reaches_the_edge() {
         s["online"] == false && s["last_error"].is_string()
     })
     .await;
-    let reason = stream_of(&s)["last_error"]
-        .as_str()
-        .expect("reason")
-        .to_owned();
+    let reason = s["last_error"].as_str().expect("reason").to_owned();
     let e = edge(&url);
     let s = wait_status(
         e.addr(0),
@@ -551,7 +506,7 @@ async fn the_capture_nodes_offline_reason_reaches_the_edge() {
         |s| s["online"] == false && s["last_error"] == reason.as_str(),
     )
     .await;
-    assert!(stream_of(&s)["frames_captured"].as_u64() == Some(0), "{s}");
+    assert!(s["frames_captured"].as_u64() == Some(0), "{s}");
     let mut viewer = StreamClient::connect(e.addr(0), "/stream").await;
     viewer.next_frame().await;
 }
@@ -570,7 +525,7 @@ async fn frames_over_the_servers_max_payload_are_reported_not_lost_silently() {
             .is_some_and(|r| r.contains("too big for the bus"))
     })
     .await;
-    assert_eq!(stream_of(&s)["online"], false);
+    assert_eq!(s["online"], false);
     let log = capture.stderr_text();
     assert!(
         log.contains("does not fit the NATS server's max_payload of 24 KiB"),
@@ -602,16 +557,10 @@ async fn credentials_come_from_files_and_are_never_shown() {
         wrong_file.display()
     );
     let refused = edge(&wrong_url);
-    wait_status(
-        refused.addr(0),
-        Duration::from_secs(8),
-        "NO SIGNAL",
-        no_signal,
-    )
-    .await;
+    wait_no_signal(refused.addr(0)).await;
     for d in [&capture, &e, &refused] {
         for path in ["/status", "/metrics"] {
-            let (_, _, body) = common::get(d.addr(0), path).await;
+            let (_, _, body) = get(d.addr(0), path).await;
             let body = String::from_utf8_lossy(&body);
             assert!(
                 !body.contains(password) && !body.contains("Wrong-Secret"),
@@ -630,13 +579,10 @@ async fn credentials_come_from_files_and_are_never_shown() {
         refused.stderr_text()
     );
     // A password in the URL is refused before anything starts.
-    let out = Command::new(env!("CARGO_BIN_EXE_mjpegd"))
-        .args([
-            "--source",
-            &format!("nats://cam:{password}@127.0.0.1:4222/x"),
-        ])
-        .output()
-        .expect("run");
+    let out = run(&[
+        "--source",
+        &format!("nats://cam:{password}@127.0.0.1:4222/x"),
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -644,13 +590,10 @@ async fn credentials_come_from_files_and_are_never_shown() {
         "{err}"
     );
     // So is a credentials file that is not there.
-    let out = Command::new(env!("CARGO_BIN_EXE_mjpegd"))
-        .args([
-            "--source",
-            "nats://127.0.0.1:4222/x?token_file=/nonexistent/token",
-        ])
-        .output()
-        .expect("run");
+    let out = run(&[
+        "--source",
+        "nats://127.0.0.1:4222/x?token_file=/nonexistent/token",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("token_file /nonexistent/token"));
     let _ = std::fs::remove_file(pw_file);
@@ -659,7 +602,7 @@ async fn credentials_come_from_files_and_are_never_shown() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_and_a_token_protect_the_bus() {
-    let cert = support::Cert::new();
+    let cert = Cert::new();
     let token = "Tok-3f9a-secret";
     let nats = NatsServer::start(&[
         "--tls",
@@ -689,13 +632,7 @@ async fn tls_and_a_token_protect_the_bus() {
         nats.url("cams.tls"),
         token_file.display()
     ));
-    wait_status(
-        plain.addr(0),
-        Duration::from_secs(8),
-        "NO SIGNAL",
-        no_signal,
-    )
-    .await;
+    wait_no_signal(plain.addr(0)).await;
     for d in [&capture, &e, &plain] {
         assert!(!d.stderr_text().contains(token), "{}", d.stderr_text());
     }
@@ -714,34 +651,28 @@ async fn a_capture_node_on_demand_captures_only_while_an_edge_has_viewers() {
         s["paused"] == true
     })
     .await;
-    let idle = stream_of(&status(capture.addr(0)).await)["frames_captured"]
+    let idle = stream_of(&status(capture.addr(0)).await, None)["frames_captured"]
         .as_u64()
         .expect("count");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let still = stream_of(&status(capture.addr(0)).await)["frames_captured"]
+    let still = stream_of(&status(capture.addr(0)).await, None)["frames_captured"]
         .as_u64()
         .expect("count");
     assert_eq!(idle, still, "captured while paused");
     // A viewer on the edge: the edge announces it, the capture node resumes
     // and the viewer gets new frames.
-    let asked = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs_f64();
+    let asked = now_unix();
     let mut viewer = StreamClient::connect(e.addr(0), "/stream").await;
-    let deadline = Instant::now() + Duration::from_secs(6);
-    loop {
-        let f = viewer.next_frame().await;
-        if f.timestamp > asked {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no new frame for the edge's viewer"
-        );
-    }
+    let new = |f: &Received| f.timestamp > asked;
+    viewer
+        .next_frame_where(
+            Duration::from_secs(6),
+            "a new frame for the edge's viewer",
+            new,
+        )
+        .await;
     let s = status(capture.addr(0)).await;
-    assert_eq!(stream_of(&s)["paused"], false, "{s}");
+    assert_eq!(stream_of(&s, None)["paused"], false, "{s}");
     // The viewer leaves: the capture node pauses again.
     drop(viewer);
     wait_status(

@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use mjpegd::canvas::{Canvas, Rgb};
 use mjpegd::frame::FrameMeta;
 use mjpegd::http::{HttpContext, HttpOptions, serve_connection};
 use mjpegd::hub::FrameHub;
@@ -37,20 +36,6 @@ async fn serve_hubs(
         }
     });
     (addr, cancel)
-}
-
-fn jpeg(shade: u8) -> Vec<u8> {
-    Canvas::new(64, 48, Rgb(shade, 100, 200))
-        .encode_jpeg(80)
-        .expect("encodes")
-        .to_vec()
-}
-
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.split("\r\n").find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.eq_ignore_ascii_case(name).then_some(v.trim())
-    })
 }
 
 /// A parsed exposition: `name{labels}` → value. Panics on any line that is
@@ -239,10 +224,7 @@ async fn snapshot_max_age_accepts_a_recent_frame_at_once() {
     let took = t.elapsed();
     assert_eq!(code, 200, "{head}");
     decode(&body);
-    let ts: f64 = header(&head, "x-timestamp")
-        .expect("timestamp")
-        .parse()
-        .expect("number");
+    let ts = timestamp(&head);
     assert!(ts < asked, "an older frame was accepted: {ts} >= {asked}");
     assert!(
         took < Duration::from_millis(400),
@@ -254,10 +236,7 @@ async fn snapshot_max_age_accepts_a_recent_frame_at_once() {
     let asked = now_unix();
     let (code, head, _) = get(s.addr, "/snapshot?max_age=50").await;
     assert_eq!(code, 200);
-    let ts: f64 = header(&head, "x-timestamp")
-        .expect("timestamp")
-        .parse()
-        .expect("number");
+    let ts = timestamp(&head);
     assert!(ts >= asked - 0.06, "fresh enough: {ts} < {asked}");
     s.stop().await;
 }
@@ -266,7 +245,11 @@ async fn snapshot_max_age_accepts_a_recent_frame_at_once() {
 async fn snapshot_of_an_offline_stream_is_503_with_retry_after() {
     let waiting = FrameHub::new("waiting", "test", "test");
     let down = FrameHub::new("down", "test", "test");
-    down.publish_offline(&jpeg(0), FrameMeta::now(64, 48), "camera unplugged");
+    down.publish_offline(
+        &test_jpeg(64, 48, 0),
+        FrameMeta::now(64, 48),
+        "camera unplugged",
+    );
     let options = HttpOptions {
         snapshot_timeout: Duration::from_millis(300),
         ..HttpOptions::default()
@@ -297,7 +280,7 @@ async fn snapshot_of_an_offline_stream_is_503_with_retry_after() {
     let hub = waiting.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        hub.publish(&jpeg(50), FrameMeta::now(64, 48));
+        hub.publish(&test_jpeg(64, 48, 50), FrameMeta::now(64, 48));
     });
     let (code, _, body) = get(addr, "/streams/waiting/snapshot").await;
     assert_eq!(code, 200);
@@ -315,15 +298,12 @@ async fn missing_folder_source_is_offline_in_snapshot_and_metrics() {
     ])
     .await;
     // The supervisor publishes the placeholder right after the first failure.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let (code, head, body) = loop {
-        let r = get(s.addr, "/snapshot").await;
-        if r.0 == 503 && String::from_utf8_lossy(&r.2).contains("nonexistent") {
-            break r;
-        }
-        assert!(Instant::now() < deadline, "never offline: {r:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    eventually(Duration::from_secs(5), "offline", || async {
+        let (code, _, body) = get(s.addr, "/snapshot").await;
+        code == 503 && String::from_utf8_lossy(&body).contains("nonexistent")
+    })
+    .await;
+    let (code, head, body) = get(s.addr, "/snapshot").await;
     assert_eq!(code, 503);
     assert_eq!(header(&head, "retry-after"), Some("1"));
     assert!(String::from_utf8_lossy(&body).starts_with("stream gone: "));
@@ -348,7 +328,9 @@ async fn drop_same_frames_repeats_once_a_second_and_sends_changes_at_once() {
             let mut frames = HashMap::new();
             while !cancel.is_cancelled() {
                 let s = shade.load(std::sync::atomic::Ordering::Relaxed);
-                let jpeg = frames.entry(s).or_insert_with(|| jpeg(s));
+                let jpeg = frames
+                    .entry(s)
+                    .or_insert_with(|| test_jpeg(64, 48, usize::from(s)));
                 hub.publish(jpeg, FrameMeta::now(64, 48));
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -470,38 +452,22 @@ async fn capture_on_demand_pauses_and_resumes() {
 /// Any source, not only the test pattern: the supervisor stops it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capture_on_demand_stops_a_folder_source() {
-    let dir = tempdir();
-    for i in 0..3u8 {
-        let mut c = mjpegd::canvas::Canvas::new(64, 48, mjpegd::canvas::Rgb(i * 80, 0, 0));
-        c.fill_rect(i as i32 * 10, 0, 8, 8, mjpegd::canvas::Rgb(255, 255, 255));
-        let jpeg = c.encode_jpeg(80).expect("encodes");
-        std::fs::write(dir.join(format!("{i:03}.jpg")), jpeg).expect("write frame");
-    }
+    let dir = jpeg_dir(64, 48, 3);
     capture_on_demand_with(&format!("dir:{}@30", dir.display())).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn tempdir() -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "mjpegd-ondemand-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
+async fn wait_paused(addr: SocketAddr, what: &str) {
+    eventually(Duration::from_secs(5), what, || async {
+        stream_state(addr).await.0
+    })
+    .await;
 }
 
 async fn capture_on_demand_with(source: &str) {
     let s = TestServer::start(&["--source", source, "--capture-on-demand", "0.5"]).await;
     // Nobody watches: capture stops after the linger time.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !stream_state(s.addr).await.0 {
-        assert!(Instant::now() < deadline, "never paused");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_paused(s.addr, "paused").await;
     let (_, captured) = stream_state(s.addr).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     let (paused, still) = stream_state(s.addr).await;
@@ -527,19 +493,12 @@ async fn capture_on_demand_with(source: &str) {
 
     // The viewer leaves: paused again after the linger time.
     drop(client);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !stream_state(s.addr).await.0 {
-        assert!(Instant::now() < deadline, "never paused again");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_paused(s.addr, "paused again").await;
     // A snapshot request resumes capture too, and gets a fresh frame.
     let asked = now_unix();
     let (code, head, _) = get(s.addr, "/snapshot").await;
     assert_eq!(code, 200);
-    let ts: f64 = header(&head, "x-timestamp")
-        .expect("timestamp")
-        .parse()
-        .expect("number");
+    let ts = timestamp(&head);
     assert!(ts >= asked, "fresh snapshot after a pause");
     s.stop().await;
 }
@@ -569,11 +528,9 @@ fn client_connect_and_disconnect_are_logged_as_json() {
     }
     drop(io);
     // The disconnect is logged once the server notices it.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !daemon.stderr_text().contains("client disconnected") {
-        assert!(Instant::now() < deadline, "no disconnect logged");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually_blocking(Duration::from_secs(5), "the disconnect logged", || {
+        daemon.stderr_text().contains("client disconnected")
+    });
     daemon.terminate();
     let err = daemon.stderr_text();
     let lines: Vec<serde_json::Value> = err

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Daemon, StreamClient, TestServer, decode, eventually, get, now_unix, status};
+use common::*;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,22 +14,28 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// Three small, distinct JPEGs (48x32).
 fn fixture_jpegs() -> Vec<Vec<u8>> {
-    (0..3u8)
-        .map(|seed| {
-            let pixels: Vec<u8> = (0..48 * 32 * 3)
-                .map(|i: usize| (i as u8).wrapping_mul(seed + 3) ^ (i / 97) as u8)
-                .collect();
-            let mut out = Vec::new();
-            jpeg_encoder::Encoder::new(&mut out, 80)
-                .encode(&pixels, 48, 32, jpeg_encoder::ColorType::Rgb)
-                .expect("encode fixture");
-            out
-        })
-        .collect()
+    (0..3).map(|n| test_jpeg(48, 32, n)).collect()
 }
 
 /// Produces the bytes of the nth part of a stream body.
 type PartFn = Arc<dyn Fn(usize) -> Vec<u8> + Send + Sync>;
+
+/// Parts cycling through `jpegs`: the delimiter, `Content-Type` and
+/// `Content-Length` lines, the JPEG, every line ended by `eol`.
+fn parts_with_length(jpegs: &[Vec<u8>], boundary: &str, eol: &'static str) -> PartFn {
+    let (jpegs, boundary) = (jpegs.to_vec(), boundary.to_owned());
+    Arc::new(move |n| {
+        let jpeg = &jpegs[n % jpegs.len()];
+        let mut p = format!(
+            "--{boundary}{eol}Content-Type: image/jpeg{eol}Content-Length: {}{eol}{eol}",
+            jpeg.len()
+        )
+        .into_bytes();
+        p.extend_from_slice(jpeg);
+        p.extend_from_slice(eol.as_bytes());
+        p
+    })
+}
 
 /// A fake upstream: answers every connection with `head`, then writes
 /// `part(0)`, `part(1)`, ... every 40 ms until the client leaves (at most
@@ -252,33 +258,11 @@ async fn flask_style_chunked_boundary_before_frame() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lf_only_and_quoted_dashed_boundaries() {
     let jpegs = fixture_jpegs();
-    let frames = jpegs.clone();
-    let lf: PartFn = Arc::new(move |n| {
-        let jpeg = &frames[n % frames.len()];
-        let mut p = format!(
-            "--myboundary\nContent-Type: image/jpeg\nContent-Length: {}\n\n",
-            jpeg.len()
-        )
-        .into_bytes();
-        p.extend_from_slice(jpeg);
-        p.extend_from_slice(b"\n");
-        p
-    });
+    let lf = parts_with_length(&jpegs, "myboundary", "\n");
     let head = "HTTP/1.0 200 OK\nContent-Type: multipart/x-mixed-replace;boundary=myboundary\n\n";
     let up = FakeUpstream::start(head, lf, None).await;
 
-    let frames = jpegs.clone();
-    let dashed: PartFn = Arc::new(move |n| {
-        let jpeg = &frames[n % frames.len()];
-        let mut p = format!(
-            "--myboundary\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
-            jpeg.len()
-        )
-        .into_bytes();
-        p.extend_from_slice(jpeg);
-        p.extend_from_slice(b"\r\n");
-        p
-    });
+    let dashed = parts_with_length(&jpegs, "myboundary", "\r\n");
     let head = "HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=\"--myboundary\"\r\nConnection: close\r\n\r\n";
     let up2 = FakeUpstream::start(head, dashed, None).await;
 
@@ -304,10 +288,9 @@ async fn lf_only_and_quoted_dashed_boundaries() {
 
 /// Reads frames until one of `size` arrives (within 15 s).
 async fn wait_for(c: &mut StreamClient, size: (usize, usize)) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while decode(&c.next_frame().await.jpeg) != size {
-        assert!(Instant::now() < deadline, "no {size:?} frame within 15 s");
-    }
+    let what = format!("a {size:?} frame");
+    c.next_frame_where(Duration::from_secs(15), &what, |f| decode(&f.jpeg) == size)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -343,18 +326,7 @@ async fn reconnects_after_the_upstream_restarts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn url_credentials_become_basic_auth_and_stay_secret() {
     let jpegs = fixture_jpegs();
-    let frames = jpegs.clone();
-    let part: PartFn = Arc::new(move |n| {
-        let jpeg = &frames[n % frames.len()];
-        let mut p = format!(
-            "--b\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
-            jpeg.len()
-        )
-        .into_bytes();
-        p.extend_from_slice(jpeg);
-        p.extend_from_slice(b"\r\n");
-        p
-    });
+    let part = parts_with_length(&jpegs, "b", "\r\n");
     let head = "HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace;boundary=b\r\n\r\n";
     // "admin:hunter2" in base64.
     let up = FakeUpstream::start(head, part, Some("Basic YWRtaW46aHVudGVyMg==".into())).await;
@@ -490,11 +462,10 @@ async fn snapshot_polling_reuses_one_connection() {
     for _ in 0..3 {
         assert_eq!(client.next_frame().await.jpeg, jpeg);
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while served.load(Ordering::Relaxed) < 8 {
-        assert!(Instant::now() < deadline, "too few fetches");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(Duration::from_secs(10), "8 fetches", || {
+        std::future::ready(served.load(Ordering::Relaxed) >= 8)
+    })
+    .await;
     assert_eq!(
         accepted.load(Ordering::Relaxed),
         1,
@@ -533,10 +504,7 @@ async fn missing_camera_shows_placeholder_and_server_keeps_serving() {
 
 #[test]
 fn devices_subcommand_lists_or_says_none() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mjpegd"))
-        .arg("devices")
-        .output()
-        .expect("run mjpegd devices");
+    let out = run(&["devices"]);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     let has_cameras = std::path::Path::new("/dev/video0").exists();

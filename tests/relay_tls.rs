@@ -6,15 +6,12 @@
 //! HTTPS with a certificate made here.
 
 mod common;
-#[path = "support/mod.rs"]
-mod support;
 
-use common::{TestServer, status};
+use common::*;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use sha2::Digest;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
-use support::temp_path;
+use std::time::Duration;
 
 /// PEM files written for a test, removed on drop.
 struct Files(Vec<PathBuf>);
@@ -67,18 +64,16 @@ async fn relay(files: &mut Files, camera: &TestServer, extra: &str) -> TestServe
 /// Waits until the relay's stream is online (true) or has a `last_error`
 /// (false); returns that and the error text.
 async fn outcome(relay: &TestServer) -> (bool, String) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let st = status(relay.addr).await;
-        let s = &st["streams"][0];
-        if s["online"].as_bool() == Some(true) && s["frames_captured"].as_u64() > Some(2) {
-            return (true, String::new());
-        }
-        if let Some(e) = s["last_error"].as_str() {
-            return (false, e.to_owned());
-        }
-        assert!(Instant::now() < deadline, "neither online nor failed: {st}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let online =
+        |s: &serde_json::Value| s["online"] == true && s["frames_captured"].as_u64() > Some(2);
+    let within = Duration::from_secs(10);
+    let s = wait_stream(relay.addr, None, within, "online or failed", |s| {
+        online(s) || s["last_error"].is_string()
+    })
+    .await;
+    match s["last_error"].as_str() {
+        Some(e) if !online(&s) => (false, e.to_owned()),
+        _ => (true, String::new()),
     }
 }
 

@@ -7,49 +7,33 @@
 //! more than `max_renditions` variants; bad values are a 400.
 
 mod common;
-mod support;
 
-use common::{ServerProcess, StreamClient, decode, get, status};
-use mjpegd::canvas::{Canvas, Rgb};
+use common::*;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use support::{raise_fd_limit, temp_path};
-
-/// A folder of `n` JPEGs of `w`×`h`, each with its number drawn on it.
-fn frames_dir(w: u16, h: u16, n: usize) -> PathBuf {
-    let dir = temp_path("frames");
-    std::fs::create_dir_all(&dir).expect("frames dir");
-    for i in 0..n {
-        let mut c = Canvas::new(w, h, Rgb((i * 40 % 256) as u8, 120, 60));
-        c.draw_text(8, 8, &format!("frame {i}"), 6, Rgb(255, 255, 255));
-        let (w4, h4) = (i32::from(w) / 4, i32::from(h) / 4);
-        c.fill_rect(w4 * 2, h4 * 2, w4, h4, Rgb(20, 20, 200));
-        let jpeg = c.encode_jpeg(85).expect("encodes");
-        std::fs::write(dir.join(format!("{i:03}.jpg")), &jpeg[..]).expect("write frame");
-    }
-    dir
-}
 
 /// The binary with `config` as its configuration file.
-fn server(config: &str) -> (ServerProcess, PathBuf) {
+fn server(config: &str) -> (Daemon, PathBuf) {
     let path = temp_path("config.toml");
     std::fs::write(&path, config).expect("write config");
-    let server = ServerProcess::start(&["--config", path.to_str().expect("utf-8 path")]);
+    let server = Daemon::serve(&["--config", path.to_str().expect("utf-8 path")]);
     (server, path)
+}
+
+/// The binary serving the folder `dir` at `fps` as stream `cam`, with
+/// `more` TOML for that stream.
+fn cam_server(dir: &Path, fps: u32, more: &str) -> (Daemon, PathBuf) {
+    let dir = dir.display();
+    server(&format!(
+        "[[stream]]\nname = \"cam\"\nsource = \"dir:{dir}@{fps}\"\n{more}"
+    ))
 }
 
 /// The stream named `name` in `/status`.
 async fn stream_status(addr: SocketAddr, name: &str) -> Value {
-    let s = status(addr).await;
-    s["streams"]
-        .as_array()
-        .expect("streams")
-        .iter()
-        .find(|x| x["name"] == name)
-        .cloned()
-        .unwrap_or_else(|| panic!("no stream {name} in {s}"))
+    stream_of(&status(addr).await, Some(name))
 }
 
 /// Live renditions of stream `name`, by width.
@@ -70,14 +54,7 @@ fn n(v: &Value, key: &str) -> u64 {
 
 /// A snapshot's decoded size.
 async fn snapshot_size(addr: SocketAddr, path: &str) -> (usize, usize) {
-    let (code, head, body) = get(addr, path).await;
-    assert_eq!(
-        code,
-        200,
-        "{path}: {head}{}",
-        String::from_utf8_lossy(&body)
-    );
-    decode(&body)
+    decode(&get_expecting(addr, path, 200).await.1)
 }
 
 /// The decoded size of the next frame of a stream at `path`.
@@ -85,6 +62,15 @@ async fn stream_size(addr: SocketAddr, path: &str) -> (usize, usize) {
     let mut c = StreamClient::connect(addr, path).await;
     let f = c.next_frame().await;
     decode(&f.jpeg)
+}
+
+/// The decoded size of a snapshot, or of a stream's next frame, at `path`.
+async fn size_at(addr: SocketAddr, path: &str) -> (usize, usize) {
+    if path.contains("snapshot") {
+        snapshot_size(addr, path).await
+    } else {
+        stream_size(addr, path).await
+    }
 }
 
 fn cleanup(paths: &[&Path]) {
@@ -96,8 +82,8 @@ fn cleanup(paths: &[&Path]) {
 
 #[tokio::test]
 async fn sizes_and_aspect_are_exact_on_every_url() {
-    let wide = frames_dir(1280, 720, 3);
-    let four_three = frames_dir(640, 480, 2);
+    let wide = jpeg_dir(1280, 720, 3);
+    let four_three = jpeg_dir(640, 480, 2);
     let (server, config) = server(&format!(
         r#"
 [[stream]]
@@ -118,57 +104,32 @@ source = "dir:{}@10"
         wide.display(),
         four_three.display()
     ));
-    let addr = server.addr;
-    // Ad-hoc sizes on /stream, /snapshot and mjpg-streamer's URLs, with ?fps=.
-    assert_eq!(stream_size(addr, "/stream?width=640").await, (640, 360));
-    assert_eq!(
-        stream_size(addr, "/stream?height=180&fps=5").await,
-        (320, 180)
-    );
-    assert_eq!(snapshot_size(addr, "/snapshot?width=160").await, (160, 90));
-    assert_eq!(
-        stream_size(addr, "/?action=stream&width=640&fps=2").await,
-        (640, 360)
-    );
-    assert_eq!(
-        snapshot_size(addr, "/?action=snapshot&height=360&_=17").await,
-        (640, 360)
-    );
-    assert_eq!(
-        snapshot_size(addr, "/streams/cam/snapshot?width=1000&height=180").await,
-        (320, 180)
-    );
-    // Snapped: 600 is nearest to 640 of the widths a scaled decode gives
-    // and the configured ones (1280, 640, 500, 320, 160).
-    assert_eq!(snapshot_size(addr, "/snapshot?width=600").await, (640, 360));
-    assert_eq!(snapshot_size(addr, "/snapshot?width=510").await, (500, 281));
-    // Never larger than the source.
-    assert_eq!(
-        snapshot_size(addr, "/snapshot?width=4000").await,
-        (1280, 720)
-    );
-    assert_eq!(
-        snapshot_size(addr, "/snapshot?quality=40").await,
-        (1280, 720)
-    );
-    // Configured renditions by name.
-    assert_eq!(
-        stream_size(addr, "/streams/cam/stream?rendition=small").await,
-        (500, 281)
-    );
-    assert_eq!(
-        snapshot_size(addr, "/streams/cam/snapshot?rendition=tiny").await,
-        (160, 90)
-    );
-    // Another aspect ratio.
-    assert_eq!(
-        stream_size(addr, "/streams/desk/stream?width=320").await,
-        (320, 240)
-    );
-    assert_eq!(
-        snapshot_size(addr, "/streams/desk/snapshot?height=60").await,
-        (80, 60)
-    );
+    let addr = server.addr(0);
+    let cases = [
+        // Ad-hoc sizes on /stream, /snapshot and mjpg-streamer's URLs, with ?fps=.
+        ("/stream?width=640", (640, 360)),
+        ("/stream?height=180&fps=5", (320, 180)),
+        ("/snapshot?width=160", (160, 90)),
+        ("/?action=stream&width=640&fps=2", (640, 360)),
+        ("/?action=snapshot&height=360&_=17", (640, 360)),
+        ("/streams/cam/snapshot?width=1000&height=180", (320, 180)),
+        // Snapped: 600 is nearest to 640 of the widths a scaled decode gives
+        // and the configured ones (1280, 640, 500, 320, 160).
+        ("/snapshot?width=600", (640, 360)),
+        ("/snapshot?width=510", (500, 281)),
+        // Never larger than the source.
+        ("/snapshot?width=4000", (1280, 720)),
+        ("/snapshot?quality=40", (1280, 720)),
+        // Configured renditions by name.
+        ("/streams/cam/stream?rendition=small", (500, 281)),
+        ("/streams/cam/snapshot?rendition=tiny", (160, 90)),
+        // Another aspect ratio.
+        ("/streams/desk/stream?width=320", (320, 240)),
+        ("/streams/desk/snapshot?height=60", (80, 60)),
+    ];
+    for (path, size) in cases {
+        assert_eq!(size_at(addr, path).await, size, "{path}");
+    }
 
     // Listed on the index page and, while live, in /status and /metrics.
     let (_, _, page) = get(addr, "/").await;
@@ -206,12 +167,12 @@ source = "dir:{}@10"
 #[tokio::test]
 async fn quality_changes_the_bytes() {
     // One still picture: the same source frame at two qualities.
-    let still = frames_dir(1280, 720, 1);
+    let still = jpeg_dir(1280, 720, 1);
     let (server, config) = server(&format!(
         "[[stream]]\nname = \"still\"\nsource = \"dir:{}@10\"\n",
         still.display()
     ));
-    let addr = server.addr;
+    let addr = server.addr(0);
     let mut sizes = Vec::new();
     for q in [10, 50, 95] {
         let (code, _, low) = get(addr, &format!("/snapshot?width=640&quality={q}")).await;
@@ -229,13 +190,10 @@ async fn quality_changes_the_bytes() {
 
 #[tokio::test]
 async fn thirty_clients_over_three_variants_cost_three_encodes_per_source_frame() {
-    raise_fd_limit();
-    let dir = frames_dir(1280, 720, 4);
-    let (server, config) = server(&format!(
-        "[[stream]]\nname = \"cam\"\nsource = \"dir:{}@10\"\n",
-        dir.display()
-    ));
-    let addr = server.addr;
+    raise_fd_limit(100);
+    let dir = jpeg_dir(1280, 720, 4);
+    let (server, config) = cam_server(&dir, 10, "");
+    let addr = server.addr(0);
     let widths = [640u16, 320, 160];
     let mut clients = Vec::new();
     for i in 0..30 {
@@ -335,34 +293,28 @@ async fn thirty_clients_over_three_variants_cost_three_encodes_per_source_frame(
 
 #[tokio::test]
 async fn a_variant_stops_within_a_second_of_its_last_client_leaving() {
-    let dir = frames_dir(1280, 720, 3);
-    let (server, config) = server(&format!(
-        "[[stream]]\nname = \"cam\"\nsource = \"dir:{}@20\"\n",
-        dir.display()
-    ));
-    let addr = server.addr;
+    let dir = jpeg_dir(1280, 720, 3);
+    let (server, config) = cam_server(&dir, 20, "");
+    let addr = server.addr(0);
     let mut a = StreamClient::connect(addr, "/stream?width=320").await;
     let mut b = StreamClient::connect(addr, "/stream?width=320&fps=5").await;
     a.next_frame().await;
     b.next_frame().await;
     assert_eq!(renditions(addr, "cam").await.len(), 1);
     drop(a);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let one_left = || async {
+        let live = renditions(addr, "cam").await;
+        live.len() == 1 && n(&live[0], "clients") == 1
+    };
+    eventually(Duration::from_secs(5), "one client counted", one_left).await;
     let live = renditions(addr, "cam").await;
     assert_eq!(live.len(), 1, "one client is still there: {live:?}");
     assert_eq!(n(&live[0], "clients"), 1);
-    let left = Instant::now();
     drop(b);
-    loop {
-        if renditions(addr, "cam").await.is_empty() {
-            break;
-        }
-        assert!(
-            left.elapsed() < Duration::from_secs(1),
-            "variant still live after 1 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(Duration::from_secs(1), "variant gone", || async {
+        renditions(addr, "cam").await.is_empty()
+    })
+    .await;
     // And it encodes no more.
     let encoded = n(
         &stream_status(addr, "cam").await,
@@ -384,13 +336,10 @@ async fn a_variant_stops_within_a_second_of_its_last_client_leaving() {
 
 #[tokio::test]
 async fn the_cap_holds_against_a_client_asking_for_a_thousand_sizes() {
-    raise_fd_limit();
-    let dir = frames_dir(320, 180, 2);
-    let (server, config) = server(&format!(
-        "[[stream]]\nname = \"cam\"\nsource = \"dir:{}@4\"\nmax_renditions = 2\n",
-        dir.display()
-    ));
-    let addr = server.addr;
+    raise_fd_limit(1100);
+    let dir = jpeg_dir(320, 180, 2);
+    let (server, config) = cam_server(&dir, 4, "max_renditions = 2\n");
+    let addr = server.addr(0);
     let mut held = Vec::new();
     let mut most = 0;
     // 1000 widths and 100 qualities, all kept open at once.
@@ -431,12 +380,13 @@ async fn the_cap_holds_against_a_client_asking_for_a_thousand_sizes() {
 
 #[tokio::test]
 async fn bad_values_are_a_400() {
-    let dir = frames_dir(320, 180, 1);
-    let (server, config) = server(&format!(
-        "[[stream]]\nname = \"cam\"\nsource = \"dir:{}@5\"\n[[stream.rendition]]\nname = \"small\"\nwidth = 80\n",
-        dir.display()
-    ));
-    let addr = server.addr;
+    let dir = jpeg_dir(320, 180, 1);
+    let (server, config) = cam_server(
+        &dir,
+        5,
+        "[[stream.rendition]]\nname = \"small\"\nwidth = 80\n",
+    );
+    let addr = server.addr(0);
     for query in [
         "width=0",
         "width=-1",
@@ -476,53 +426,29 @@ async fn bad_values_are_a_400() {
 #[tokio::test]
 async fn a_rendition_of_a_paused_source_is_never_the_picture_from_before_the_pause() {
     // A camera that takes 1.5 s to start again after a pause.
-    let c = Canvas::new(64, 48, Rgb(200, 40, 40));
-    let frame = temp_path("frame.jpg");
-    std::fs::write(&frame, c.encode_jpeg(80).expect("encodes")).expect("write frame");
-    let p = frame.display();
-    let cmd = format!(
-        "exec:if [ -e {p}.started ]; then sleep 1.5; fi; touch {p}.started; \
-         while :; do cat {p}; sleep 0.1; done"
-    );
-    let server = ServerProcess::start(&[
+    let camera = SlowCamera::new(1.5);
+    let server = Daemon::serve(&[
         "--source",
-        &cmd,
+        &camera.source,
         "--capture-on-demand",
         "0.3",
         "--snapshot-timeout",
         "0.5",
     ]);
-    let addr = server.addr;
+    let addr = server.addr(0);
     // A first frame (a snapshot request starts the camera), then no viewer.
     let (code, _, _) = get(addr, "/snapshot").await;
     assert_eq!(code, 200);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let s = stream_status(addr, "exec").await;
-        if s["paused"] == true && n(&s, "frames_captured") > 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never paused: {s}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let asked = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs_f64();
+    wait_stream(addr, None, Duration::from_secs(15), "paused", |s| {
+        s["paused"] == true && n(s, "frames_captured") > 0
+    })
+    .await;
+    let asked = now_unix();
     let (code, head, body) = get(addr, "/snapshot?width=32").await;
     assert_eq!(code, 200, "{head}");
-    let ts: f64 = head
-        .lines()
-        .find_map(|l| l.strip_prefix("X-Timestamp: "))
-        .expect("timestamp")
-        .trim()
-        .parse()
-        .expect("number");
     assert!(
-        ts >= asked,
+        timestamp(&head) >= asked,
         "a frame from after the request, not before the pause"
     );
     assert_eq!(decode(&body), (32, 24));
-    let _ = std::fs::remove_file(format!("{p}.started"));
-    cleanup(&[&frame]);
 }

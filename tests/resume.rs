@@ -6,84 +6,60 @@
 //! before it writes frames.
 
 mod common;
-#[path = "support/mod.rs"]
-mod support;
 
-use common::{get, now_unix};
+use common::*;
 use std::time::{Duration, Instant};
-use support::*;
 
-/// A JPEG file and an `exec:` command that writes it ten times a second:
-/// at once the first time, after `delay` seconds on every restart (a camera
-/// that is slow to open).
-fn slow_camera(delay: f64) -> (std::path::PathBuf, String) {
-    let c = mjpegd::canvas::Canvas::new(64, 48, mjpegd::canvas::Rgb(200, 40, 40));
-    let path = temp_path("frame.jpg");
-    std::fs::write(&path, c.encode_jpeg(80).expect("encodes")).expect("write frame");
-    let p = path.display();
-    let cmd = format!(
-        "exec:if [ -e {p}.started ]; then sleep {delay}; fi; touch {p}.started; \
-         while :; do cat {p}; sleep 0.1; done"
-    );
-    (path, cmd)
+/// A server on `camera` that pauses it 0.3 s after the last viewer, with
+/// `extra` flags; returns once the camera has delivered and been paused.
+async fn paused_server(camera: &SlowCamera, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+    let mut args = vec![
+        "--listen",
+        "127.0.0.1:0",
+        "--source",
+        &camera.source,
+        "--capture-on-demand",
+        "0.3",
+    ];
+    args.extend_from_slice(extra);
+    let d = Daemon::start(&args, env, 1);
+    wait_stream(
+        d.addr(0),
+        None,
+        Duration::from_secs(15),
+        "a first frame",
+        |s| s["frames_captured"].as_u64() > Some(0),
+    )
+    .await;
+    wait_paused(d.addr(0)).await;
+    d
 }
 
 async fn wait_paused(addr: std::net::SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let st = common::status(addr).await;
-        if st["streams"][0]["paused"].as_bool() == Some(true) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "never paused: {st}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    wait_stream(addr, None, Duration::from_secs(15), "paused", |s| {
+        s["paused"] == true
     })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_waits_for_a_slow_source_to_resume() {
-    let (frame, cmd) = slow_camera(1.5);
-    let mut d = Daemon::start(
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--source",
-            &cmd,
-            "--capture-on-demand",
-            "0.3",
-            "--snapshot-timeout",
-            "0.5",
-        ],
+    let camera = SlowCamera::new(1.5);
+    let mut d = paused_server(
+        &camera,
+        &["--snapshot-timeout", "0.5"],
         &[("RUST_LOG", "info")],
-        1,
-    );
+    )
+    .await;
     let addr = d.addr(0);
-    // The first start: a frame exists, then nobody watches and it pauses.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while common::status(addr).await["streams"][0]["frames_captured"].as_u64() == Some(0) {
-        assert!(Instant::now() < deadline, "no first frame");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    wait_paused(addr).await;
 
     let asked = now_unix();
     let t = Instant::now();
     let (code, head, body) = get(addr, "/snapshot").await;
     let took = t.elapsed();
     assert_eq!(code, 200, "{head}");
-    let ts: f64 = header(&head, "x-timestamp")
-        .expect("timestamp")
-        .parse()
-        .expect("number");
     assert!(
-        ts >= asked,
+        timestamp(&head) >= asked,
         "a frame from after the request, not before the pause"
     );
     assert!(
@@ -91,7 +67,7 @@ async fn snapshot_waits_for_a_slow_source_to_resume() {
         "waited for the restart: {took:?}"
     );
     assert!(took < Duration::from_secs(8), "{took:?}");
-    support::decode(&body);
+    decode(&body);
 
     // Stopping the command for lack of viewers is no warning.
     wait_paused(addr).await;
@@ -102,35 +78,13 @@ async fn snapshot_waits_for_a_slow_source_to_resume() {
         "{log}"
     );
     assert!(!log.contains("WARN"), "warnings in a routine pause:\n{log}");
-    let _ = std::fs::remove_file(format!("{}.started", frame.display()));
-    let _ = std::fs::remove_file(frame);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_timeout_bounds_the_wait_and_never_serves_the_old_picture() {
-    let (frame, cmd) = slow_camera(5.0);
-    let mut d = Daemon::start(
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--source",
-            &cmd,
-            "--capture-on-demand",
-            "0.3",
-            "--resume-timeout",
-            "1",
-        ],
-        &[],
-        1,
-    );
+    let camera = SlowCamera::new(5.0);
+    let mut d = paused_server(&camera, &["--resume-timeout", "1"], &[]).await;
     let addr = d.addr(0);
-    // Let the first start deliver, then pause.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while common::status(addr).await["streams"][0]["frames_captured"].as_u64() == Some(0) {
-        assert!(Instant::now() < deadline, "no first frame");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    wait_paused(addr).await;
     let t = Instant::now();
     let (code, head, body) = get(addr, "/snapshot").await;
     let took = t.elapsed();
@@ -144,6 +98,4 @@ async fn resume_timeout_bounds_the_wait_and_never_serves_the_old_picture() {
     );
     // SIGTERM, not the drop's SIGKILL: the server then ends the command too.
     assert_eq!(d.terminate(), Some(0));
-    let _ = std::fs::remove_file(format!("{}.started", frame.display()));
-    let _ = std::fs::remove_file(frame);
 }

@@ -4,13 +4,12 @@
 //! at start is one line; a socket file another server took over is left.
 
 mod common;
-#[path = "support/mod.rs"]
-mod support;
+
+use common::*;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
-use support::*;
 
 fn signal_name(sig: i32) -> &'static str {
     match sig {
@@ -25,20 +24,6 @@ fn signal_name(sig: i32) -> &'static str {
 }
 
 /// Sends `sig` and waits up to 10 s; returns the exit status and how long
-/// the exit took.
-fn signal_and_wait(d: &mut Daemon, sig: i32) -> (std::process::ExitStatus, Duration) {
-    let t = Instant::now();
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(d.pid(), sig) };
-    loop {
-        if let Some(status) = d.child.try_wait().expect("wait") {
-            return (status, t.elapsed());
-        }
-        assert!(t.elapsed() < Duration::from_secs(10), "no exit in 10 s");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Whether process `pid` still runs (a zombie has ended).
 fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -81,26 +66,21 @@ fn signals_shut_down_cleanly_and_leave_no_process_or_socket_behind() {
             &[],
             2,
         );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let (leader, escaped) = loop {
-            if let (Some(l), Some(e)) = (read_pid(&leader_pid), read_pid(&escaped_pid)) {
-                break (l, e);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name}: the command did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let started = format!("{name}: the command started");
+        eventually_blocking(Duration::from_secs(10), &started, || {
+            read_pid(&leader_pid).is_some() && read_pid(&escaped_pid).is_some()
+        });
+        let leader = read_pid(&leader_pid).expect("pid");
+        let escaped = read_pid(&escaped_pid).expect("pid");
         let fds = d.open_fds();
-        let (status, took) = signal_and_wait(&mut d, sig);
+        let (status, took) = d.signal_and_wait(sig);
         // Killed processes are gone at once; allow the kernel a moment.
         let gone = Instant::now() + Duration::from_secs(2);
         while (alive(leader) || alive(escaped)) && Instant::now() < gone {
             std::thread::sleep(Duration::from_millis(20));
         }
         println!(
-            "{name}: {status} after {took:?} (fds before: {fds}); command {leader} alive: {}, \
+            "{name}: {status:?} after {took:?} (fds before: {fds}); command {leader} alive: {}, \
              setsid grandchild {escaped} alive: {}, socket file left: {}",
             alive(leader),
             alive(escaped),
@@ -115,7 +95,7 @@ fn signals_shut_down_cleanly_and_leave_no_process_or_socket_behind() {
         for f in [&leader_pid, &escaped_pid] {
             let _ = std::fs::remove_file(f);
         }
-        assert_eq!(status.code(), Some(0), "{name}: {status}");
+        assert_eq!(status, Some(0), "{name}: {status:?}");
         assert!(took < Duration::from_secs(3), "{name}: took {took:?}");
         assert!(!leader_alive, "{name}: the exec command survived");
         assert!(!escaped_alive, "{name}: the setsid grandchild survived");
@@ -139,14 +119,10 @@ fn a_signal_right_after_the_listening_line_is_handled() {
         libc::SIGUSR1,
         libc::SIGUSR2,
     ] {
-        let mut d = Daemon::start(
-            &["--listen", "127.0.0.1:0", "--source", "pattern:160x120@5"],
-            &[],
-            1,
-        );
-        let (status, _) = signal_and_wait(&mut d, sig);
-        *by_code.entry(format!("{status}")).or_insert(0) += 1;
-        assert_eq!(status.code(), Some(0), "{}: {status}", signal_name(sig));
+        let mut d = Daemon::serve(&["--source", "pattern:160x120@5"]);
+        let (status, _) = d.signal_and_wait(sig);
+        *by_code.entry(format!("{status:?}")).or_insert(0) += 1;
+        assert_eq!(status, Some(0), "{}: {status:?}", signal_name(sig));
     }
     println!("6 signals sent at once after the listening line: {by_code:?}");
 }
@@ -155,7 +131,7 @@ fn a_signal_right_after_the_listening_line_is_handled() {
 fn a_broken_stdout_at_start_is_one_line_not_a_panic() {
     let (reader, writer) = std::io::pipe().expect("pipe");
     drop(reader);
-    let child = Command::new(env!("CARGO_BIN_EXE_mjpegd"))
+    let child = binary()
         .args(["--listen", "127.0.0.1:0", "--source", "pattern:160x120@5"])
         .stdin(Stdio::null())
         .stdout(writer)

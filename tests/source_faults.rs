@@ -4,29 +4,16 @@
 //! Each test prints what it measured.
 
 mod common;
-mod support;
 
-use common::{StreamClient, get, require, status};
+use common::*;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use support::Daemon;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 fn daemon(sources: &[&str]) -> Daemon {
-    let mut args = vec!["--listen", "127.0.0.1:0"];
-    for s in sources {
-        args.extend(["--source", s]);
-    }
-    Daemon::start(&args, &[], 1)
-}
-
-fn stream_of(status: &serde_json::Value, name: &str) -> serde_json::Value {
-    status["streams"]
-        .as_array()
-        .and_then(|a| a.iter().find(|s| s["name"] == name))
-        .unwrap_or_else(|| panic!("no stream {name} in {status}"))
-        .clone()
+    let args: Vec<&str> = sources.iter().flat_map(|s| ["--source", s]).collect();
+    Daemon::serve(&args)
 }
 
 /// The stream's `last_error` once it is set and `accept`ed, polling
@@ -37,19 +24,12 @@ async fn wait_error(
     within: Duration,
     accept: impl Fn(&str) -> bool,
 ) -> String {
-    let deadline = Instant::now() + within;
-    loop {
-        let st = stream_of(&status(addr).await, name);
-        if let Some(e) = st["last_error"].as_str().filter(|e| accept(e)) {
-            assert_eq!(st["online"], false, "{name}: {st}");
-            return e.to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name}: no such error, status {st}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let st = wait_stream(addr, Some(name), within, "the error", |st| {
+        st["last_error"].as_str().is_some_and(&accept)
+    })
+    .await;
+    assert_eq!(st["online"], false, "{name}: {st}");
+    st["last_error"].as_str().expect("an error").to_owned()
 }
 
 /// Decodes a JPEG to RGB pixels; (width, height, pixels).
@@ -115,14 +95,14 @@ async fn secrets_in_specs_reach_no_viewer_picture_or_log_line() {
     println!("/status: {st}");
     assert_no_secret("/status", &st.to_string());
     assert_eq!(
-        stream_of(&st, "door")["source"],
+        stream_of(&st, Some("door"))["source"],
         "http://127.0.0.1:1/video?user=admin&pwd=***"
     );
     assert_eq!(
-        stream_of(&st, "snap")["source"],
+        stream_of(&st, Some("snap"))["source"],
         "snapshot:http://viewer:***@127.0.0.1:1/jpg?token=***@2"
     );
-    let cam_source = stream_of(&st, "cam")["source"].to_string();
+    let cam_source = stream_of(&st, Some("cam"))["source"].to_string();
     assert!(
         cam_source.contains("rtsp://admin:***@127.0.0.1:9/s1"),
         "{cam_source}"
@@ -150,7 +130,7 @@ async fn secrets_in_specs_reach_no_viewer_picture_or_log_line() {
     // The picture every viewer sees: drawn from the scrubbed reason, not
     // from the command line or the password.
     let picture = first_frame(addr, "cam").await;
-    let reason = stream_of(&status(addr).await, "cam")["last_error"]
+    let reason = stream_of(&status(addr).await, Some("cam"))["last_error"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
@@ -170,8 +150,11 @@ async fn secrets_in_specs_reach_no_viewer_picture_or_log_line() {
     );
     assert!(as_leaked > as_shown + 1.0 && unredacted > as_shown + 0.2);
 
-    // Let the command fail and be restarted a few times, then read the log.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Let the command fail and be restarted, then read the log.
+    eventually_blocking(Duration::from_secs(10), "both failures logged", || {
+        let log = d.stderr_text();
+        log.contains("Connection refused") && log.contains("rejected")
+    });
     assert_eq!(d.terminate(), Some(0));
     let log = d.stderr_text();
     let lines: Vec<&str> = log.lines().collect();
@@ -193,10 +176,7 @@ fn a_config_error_does_not_print_the_password() {
         "http://admin:pa/ss@host/",
         "cam=snapshot:http://admin:pa/ss@host/x@2",
     ] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mjpegd"))
-            .args(["--listen", "127.0.0.1:0", "--source", spec])
-            .output()
-            .expect("run mjpegd");
+        let out = run(&["--listen", "127.0.0.1:0", "--source", spec]);
         let err = String::from_utf8_lossy(&out.stderr);
         println!("{spec} -> exit {:?}: {err}", out.status.code());
         assert_eq!(out.status.code(), Some(2), "{err}");
@@ -266,7 +246,7 @@ async fn sources_without_a_valid_frame_show_why() {
     for tool in ["sh", "sleep", "head"] {
         require(tool);
     }
-    let dir = support::temp_path("text");
+    let dir = temp_path("text");
     std::fs::create_dir_all(&dir).expect("temp dir");
     let text = dir.join("notes.txt");
     std::fs::write(&text, "these are notes, not a picture\n".repeat(50)).expect("write");
@@ -322,7 +302,7 @@ async fn sources_without_a_valid_frame_show_why() {
     // Viewers get the placeholder with that reason drawn.
     for name in ["silent", "text"] {
         let picture = first_frame(addr, name).await;
-        let reason = stream_of(&status(addr).await, name)["last_error"]
+        let reason = stream_of(&status(addr).await, Some(name))["last_error"]
             .as_str()
             .unwrap_or_default()
             .to_owned();

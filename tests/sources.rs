@@ -5,62 +5,10 @@
 mod common;
 
 use common::*;
-use mjpegd::canvas::{Canvas, Rgb};
 use std::collections::HashSet;
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Stdio};
 use std::time::{Duration, Instant};
-
-/// A JPEG of `w`x`h` with `n` drawn on it.
-fn jpeg(w: u16, h: u16, n: usize) -> Vec<u8> {
-    let mut c = Canvas::new(w, h, Rgb((n * 40 % 256) as u8, 80, 160));
-    c.draw_text(4, 4, &format!("{n}"), 2, Rgb(255, 255, 255));
-    c.encode_jpeg(80).expect("encodes").to_vec()
-}
-
-/// A fresh, empty temporary folder, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("mjpegd-test-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn path(&self, file: &str) -> PathBuf {
-        self.0.join(file)
-    }
-
-    fn str(&self) -> &str {
-        self.0.to_str().expect("UTF-8 temp path")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Writes a file in one step (temp file + rename), as a careful writer does.
-fn put(path: &Path, data: &[u8]) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, data).expect("write");
-    std::fs::rename(&tmp, path).expect("rename");
-}
-
-fn stream_status(status: &serde_json::Value, name: &str) -> serde_json::Value {
-    status["streams"]
-        .as_array()
-        .expect("streams array")
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("no stream {name} in {status}"))
-        .clone()
-}
 
 /// Polls `/status` until stream `name` satisfies `pred` (or 10 s pass).
 async fn wait_status(
@@ -69,15 +17,7 @@ async fn wait_status(
     what: &str,
     pred: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let s = stream_status(&status(addr).await, name);
-        if pred(&s) {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "{what}: status stayed {s}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_stream(addr, Some(name), Duration::from_secs(10), what, pred).await
 }
 
 /// Width of frame `i` of the folder test: the width tells the order.
@@ -89,9 +29,9 @@ fn width_of(i: usize) -> u16 {
 async fn folder_is_played_in_order_at_its_rate_and_new_files_join() {
     let dir = TempDir::new("dir-order");
     for i in 0..5 {
-        put(
+        replace_file(
             &dir.path(&format!("f{i:02}.jpg")),
-            &jpeg(width_of(i), 48, i),
+            &test_jpeg(width_of(i), 48, i),
         );
     }
     std::fs::write(dir.path("notes.txt"), "not a frame").expect("write");
@@ -128,7 +68,7 @@ async fn folder_is_played_in_order_at_its_rate_and_new_files_join() {
     );
 
     // A file added later is shown, in its place in the name order.
-    put(&dir.path("f05.jpg"), &jpeg(width_of(5), 48, 5));
+    replace_file(&dir.path("f05.jpg"), &test_jpeg(width_of(5), 48, 5));
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut seen = Vec::new();
     loop {
@@ -139,7 +79,7 @@ async fn folder_is_played_in_order_at_its_rate_and_new_files_join() {
         }
         assert!(Instant::now() < deadline, "new file not shown: {seen:?}");
     }
-    let st = stream_status(&status(server.addr).await, "dir");
+    let st = stream_of(&status(server.addr).await, Some("dir"));
     assert_eq!(st["online"], true);
     assert_eq!(st["kind"], "dir");
     assert_eq!(st["frames_dropped"], 0);
@@ -166,19 +106,19 @@ async fn folder_files_rewritten_in_place_or_behind_a_link_are_shown_new() {
     // whose target (outside the folder) is overwritten.
     let dir = TempDir::new("dir-rewrite");
     let outside = TempDir::new("dir-rewrite-target");
-    std::fs::write(dir.path("a.jpg"), jpeg(64, 32, 0)).expect("write");
-    std::fs::write(dir.path("b.jpg"), jpeg(80, 32, 1)).expect("write");
-    std::fs::write(outside.path("c.jpg"), jpeg(96, 32, 2)).expect("write");
+    std::fs::write(dir.path("a.jpg"), test_jpeg(64, 32, 0)).expect("write");
+    std::fs::write(dir.path("b.jpg"), test_jpeg(80, 32, 1)).expect("write");
+    std::fs::write(outside.path("c.jpg"), test_jpeg(96, 32, 2)).expect("write");
     std::os::unix::fs::symlink(outside.path("c.jpg"), dir.path("c.jpg")).expect("symlink");
     let spec = format!("dir:{}@20", dir.str());
     let server = TestServer::start(&["--source", &spec]).await;
     let mut client = StreamClient::connect(server.addr, "/stream").await;
     until_widths(&mut client, &[64, 80, 96], Duration::from_secs(5)).await;
 
-    std::fs::write(dir.path("b.jpg"), jpeg(112, 32, 3)).expect("rewrite in place");
+    std::fs::write(dir.path("b.jpg"), test_jpeg(112, 32, 3)).expect("rewrite in place");
     until_widths(&mut client, &[64, 112, 96], Duration::from_secs(5)).await;
 
-    std::fs::write(outside.path("c.jpg"), jpeg(128, 32, 4)).expect("rewrite the target");
+    std::fs::write(outside.path("c.jpg"), test_jpeg(128, 32, 4)).expect("rewrite the target");
     until_widths(&mut client, &[64, 112, 128], Duration::from_secs(5)).await;
 
     // Removed: gone from the loop.
@@ -191,8 +131,8 @@ async fn folder_files_rewritten_in_place_or_behind_a_link_are_shown_new() {
 async fn watched_file_serves_only_complete_versions() {
     let dir = TempDir::new("watch");
     let file = dir.path("cam.jpg");
-    let versions: Vec<Vec<u8>> = (0..40).map(|n| jpeg(320, 240, n)).collect();
-    put(&file, &versions[0]);
+    let versions: Vec<Vec<u8>> = (0..40).map(|n| test_jpeg(320, 240, n)).collect();
+    replace_file(&file, &versions[0]);
     let spec = format!("file:{}", file.display());
     let server = TestServer::start(&["--source", &spec]).await;
     let mut client = StreamClient::connect(server.addr, "/stream").await;
@@ -205,7 +145,7 @@ async fn watched_file_serves_only_complete_versions() {
     let writer = std::thread::spawn(move || {
         for (n, v) in writer_versions.iter().enumerate().skip(1) {
             if n % 2 == 0 {
-                put(&writer_file, v);
+                replace_file(&writer_file, v);
             } else {
                 let mut f = std::fs::File::create(&writer_file).expect("truncate");
                 for piece in v.chunks(v.len().div_ceil(4)) {
@@ -242,7 +182,7 @@ async fn watched_file_serves_only_complete_versions() {
     let (code, _, body) = get(server.addr, "/snapshot?max_age=60000").await;
     assert_eq!(code, 200);
     assert_eq!(Some(&body), versions.last());
-    let st = stream_status(&status(server.addr).await, "file");
+    let st = stream_of(&status(server.addr).await, Some("file"));
     assert_eq!(st["online"], true, "{st}");
     assert_eq!(st["frames_dropped"], 0, "{st}");
 
@@ -257,8 +197,8 @@ async fn watched_file_serves_only_complete_versions() {
 /// A JPEG of `w`x`h` carrying an EXIF-style APP1 segment that holds a
 /// complete small JPEG (a thumbnail) right after SOI.
 fn jpeg_with_thumbnail(w: u16, h: u16, n: usize) -> Vec<u8> {
-    let main = jpeg(w, h, n);
-    let thumb = jpeg(80, 60, 99);
+    let main = test_jpeg(w, h, n);
+    let thumb = test_jpeg(80, 60, 99);
     let mut app1 = b"Exif\0\0".to_vec();
     app1.extend_from_slice(&thumb);
     let len = u16::try_from(app1.len() + 2).expect("thumbnail fits a segment");
@@ -271,8 +211,8 @@ fn jpeg_with_thumbnail(w: u16, h: u16, n: usize) -> Vec<u8> {
 }
 
 /// Runs the built binary with stdin piped to the test.
-fn start_with_stdin(args: &[&str]) -> (ServerProcess, ChildStdin) {
-    let mut server = ServerProcess::start_with_stdin(args, Stdio::piped());
+fn start_with_stdin(args: &[&str]) -> (Daemon, ChildStdin) {
+    let mut server = Daemon::serve_with_stdin(args, Stdio::piped());
     let stdin = server.child.stdin.take().expect("piped stdin");
     (server, stdin)
 }
@@ -280,8 +220,8 @@ fn start_with_stdin(args: &[&str]) -> (ServerProcess, ChildStdin) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdin_stream_with_exif_thumbnails_and_a_truncated_frame() {
     let (mut server, mut stdin) = start_with_stdin(&["--source", "stdin"]);
-    let mut client = StreamClient::connect(server.addr, "/stream").await;
-    let plain = jpeg(160, 120, 1);
+    let mut client = StreamClient::connect(server.addr(0), "/stream").await;
+    let plain = test_jpeg(160, 120, 1);
     let with_thumb = jpeg_with_thumbnail(320, 240, 2);
     zune_decodes_with_thumbnail(&with_thumb);
     let truncated = plain[..plain.len() - 2].to_vec(); // no EOI
@@ -311,7 +251,7 @@ async fn stdin_stream_with_exif_thumbnails_and_a_truncated_frame() {
     );
     feeder.join().expect("feeder");
 
-    let st = wait_status(server.addr, "stdin", "stdin closed", |s| {
+    let st = wait_status(server.addr(0), "stdin", "stdin closed", |s| {
         s["online"] == false
     })
     .await;
@@ -322,7 +262,7 @@ async fn stdin_stream_with_exif_thumbnails_and_a_truncated_frame() {
     for _ in 0..2 {
         client.next_frame().await;
     }
-    let (code, _, body) = get(server.addr, "/snapshot").await;
+    let (code, _, body) = get(server.addr(0), "/snapshot").await;
     assert_eq!(code, 503);
     assert!(String::from_utf8_lossy(&body).contains("stdin closed"));
     let (exit, _) = server.signal_and_wait(libc::SIGINT);
@@ -358,15 +298,15 @@ fn live_group_members(pgid: i32) -> Vec<i32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_shell_pipeline_streams_and_leaves_no_process_behind() {
     let dir = TempDir::new("exec-loop");
-    std::fs::write(dir.path("a.jpg"), jpeg(160, 120, 1)).expect("write");
-    std::fs::write(dir.path("b.jpg"), jpeg(200, 100, 2)).expect("write");
+    std::fs::write(dir.path("a.jpg"), test_jpeg(160, 120, 1)).expect("write");
+    std::fs::write(dir.path("b.jpg"), test_jpeg(200, 100, 2)).expect("write");
     let pid_file = dir.path("pid");
     let command = format!(
         "cd {}; echo $$ > pid; while true; do cat a.jpg b.jpg; sleep 0.05; done | cat",
         dir.str()
     );
-    let mut server = ServerProcess::start(&["--source", &format!("cam=exec:{command}")]);
-    let mut client = StreamClient::connect(server.addr, "/stream").await;
+    let mut server = Daemon::serve(&["--source", &format!("cam=exec:{command}")]);
+    let mut client = StreamClient::connect(server.addr(0), "/stream").await;
     let mut sizes = HashSet::new();
     for _ in 0..30 {
         sizes.insert(decode(&client.next_frame().await.jpeg));
@@ -388,21 +328,15 @@ async fn exec_shell_pipeline_streams_and_leaves_no_process_behind() {
 
     let (exit, _) = server.signal_and_wait(libc::SIGINT);
     assert_eq!(exit, Some(0));
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while !live_group_members(pgid).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "left behind: {:?}",
-            live_group_members(pgid)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually_blocking(Duration::from_secs(2), "no process left behind", || {
+        live_group_members(pgid).is_empty()
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_command_that_exits_is_restarted() {
     let dir = TempDir::new("exec-restart");
-    std::fs::write(dir.path("a.jpg"), jpeg(160, 120, 1)).expect("write");
+    std::fs::write(dir.path("a.jpg"), test_jpeg(160, 120, 1)).expect("write");
     let command = format!(
         "cd {}; echo run >> runs; cat a.jpg; echo 'camera gone' >&2; exit 4",
         dir.str()
@@ -421,15 +355,11 @@ async fn exec_command_that_exits_is_restarted() {
         "command exited with status 4: camera gone"
     );
     // Backoff: restarts after 0.5 s, then 1 s later.
-    let deadline = Instant::now() + Duration::from_secs(8);
-    loop {
+    eventually(Duration::from_secs(8), "restarted twice", || {
         let runs = std::fs::read_to_string(dir.path("runs")).unwrap_or_default();
-        if runs.lines().count() >= 3 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "restarted {runs:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        std::future::ready(runs.lines().count() >= 3)
+    })
+    .await;
     wait_status(server.addr, "exec", "frames of later runs", |s| {
         s["frames_captured"].as_u64() >= Some(3)
     })
@@ -445,7 +375,12 @@ async fn exec_ffmpeg_test_source() {
     let spec = "exec:ffmpeg -loglevel error -nostdin -re -f lavfi -i testsrc=size=320x240:rate=10 -f mjpeg -";
     let server = TestServer::start(&["--source", &format!("ff={spec}")]).await;
     let mut client = StreamClient::connect(server.addr, "/stream").await;
-    let first = client.next_frame().await;
+    // Starting ffmpeg takes seconds on a loaded machine.
+    let first = client
+        .next_frame_within(Duration::from_secs(15))
+        .await
+        .expect("a first frame from ffmpeg");
+    decode(&first.jpeg);
     let mut last = first.at;
     for _ in 0..20 {
         let f = client.next_frame().await;
@@ -457,7 +392,7 @@ async fn exec_ffmpeg_test_source() {
         (1.2..4.0).contains(&took),
         "20 frames at 10 fps in {took:.2} s"
     );
-    let st = stream_status(&status(server.addr).await, "ff");
+    let st = stream_of(&status(server.addr).await, Some("ff"));
     assert_eq!(st["online"], true);
     assert_eq!(st["frames_dropped"], 0);
     server.stop().await;
@@ -472,7 +407,7 @@ async fn missing_folder_shows_placeholder_then_recovers_on_the_same_connection()
     let mut client = StreamClient::connect(server.addr, "/streams/door/stream").await;
     // The placeholder (640x480, the stream's size being unknown).
     assert_eq!(decode(&client.next_frame().await.jpeg), (640, 480));
-    let st = stream_status(&status(server.addr).await, "door");
+    let st = stream_of(&status(server.addr).await, Some("door"));
     assert_eq!(st["online"], false);
     let err = st["last_error"].as_str().expect("last_error");
     let label = format!("dir:{}", dir.display());
@@ -486,12 +421,12 @@ async fn missing_folder_shows_placeholder_then_recovers_on_the_same_connection()
     .await;
     assert_eq!(st["online"], false);
 
-    put(&dir.join("a.jpg"), &jpeg(200, 100, 1));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while decode(&client.next_frame().await.jpeg) != (200, 100) {
-        assert!(Instant::now() < deadline, "no real frame after recovery");
-    }
-    let st = stream_status(&status(server.addr).await, "door");
+    replace_file(&dir.join("a.jpg"), &test_jpeg(200, 100, 1));
+    let real = |f: &Received| decode(&f.jpeg) == (200, 100);
+    client
+        .next_frame_where(Duration::from_secs(10), "a real frame after recovery", real)
+        .await;
+    let st = stream_of(&status(server.addr).await, Some("door"));
     assert_eq!(st["online"], true);
     assert_eq!(st["last_error"], serde_json::Value::Null);
     server.stop().await;
@@ -501,7 +436,7 @@ async fn missing_folder_shows_placeholder_then_recovers_on_the_same_connection()
 async fn two_streams_and_a_capped_client() {
     let dir = TempDir::new("two");
     for i in 0..3 {
-        put(&dir.path(&format!("{i}.jpg")), &jpeg(120, 90, i));
+        replace_file(&dir.path(&format!("{i}.jpg")), &test_jpeg(120, 90, i));
     }
     let folder = format!("a=dir:{}@30", dir.str());
     let server =
@@ -549,7 +484,7 @@ async fn server_runs_from_the_example_config() {
         .filter_map(|s| s["name"].as_str())
         .collect();
     assert_eq!(names, ["main", "small", "frames"]);
-    assert_eq!(stream_status(&st, "frames")["kind"], "dir");
+    assert_eq!(stream_of(&st, Some("frames"))["kind"], "dir");
     let (code, _, body) = get(server.addr, "/").await;
     assert_eq!(code, 200);
     let page = String::from_utf8_lossy(&body);

@@ -66,25 +66,19 @@ async fn snapshot_is_fresh_and_exact_length() {
     let asked = now_unix();
     let (code, head, body) = get(server.addr, "/snapshot").await;
     assert_eq!(code, 200, "{head}");
-    let len: usize = header(&head, "content-length").parse().expect("length");
+    let len: usize = header(&head, "content-length")
+        .expect("length")
+        .parse()
+        .expect("length");
     assert_eq!(len, body.len());
     assert_eq!(decode(&body), (320, 240));
-    let ts: f64 = header(&head, "x-timestamp").parse().expect("timestamp");
+    let ts = timestamp(&head);
     assert!(
         ts >= asked - 0.001,
         "captured after the request: {ts} < {asked}"
     );
     assert!(head.contains("no-store"));
     server.stop().await;
-}
-
-fn header<'a>(head: &'a str, name: &str) -> &'a str {
-    head.split("\r\n")
-        .find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.eq_ignore_ascii_case(name).then_some(v.trim())
-        })
-        .unwrap_or_else(|| panic!("no {name} in {head}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,7 +92,7 @@ async fn fifty_clients_each_get_nine_tenths_of_the_frames() {
     for _ in 0..50 {
         clients.push(StreamClient::connect(server.addr, "/stream").await);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_clients(server.addr, 50, Duration::from_secs(5)).await;
     let t0 = now_unix();
     let t1 = t0 + 2.0;
     let tasks: Vec<_> = clients
@@ -184,13 +178,7 @@ async fn status_counts_clients_and_frames() {
     let fps = st["captured_fps"].as_f64().expect("number");
     assert!((25.0..35.0).contains(&fps), "captured fps {fps}");
     drop(c);
-    let addr = server.addr;
-    eventually(
-        Duration::from_secs(5),
-        "a client that left is counted out",
-        || async move { status(addr).await["streams"][0]["clients"] == 0 },
-    )
-    .await;
+    wait_clients(server.addr, 0, Duration::from_secs(5)).await;
     server.stop().await;
 }
 

@@ -7,10 +7,12 @@
 
 mod common;
 
+use common::*;
+
 use std::io::Read;
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -38,13 +40,7 @@ impl<T: Read + std::io::Write> ReadWrite for T {}
 
 #[test]
 fn socket_activation_notify_watchdog_and_credentials() {
-    let tool = Command::new("systemd-socket-activate")
-        .arg("--help")
-        .output();
-    assert!(
-        tool.is_ok_and(|o| o.status.success()),
-        "systemd-socket-activate is missing: apt-get install systemd"
-    );
+    let tool = require("systemd-socket-activate");
     let dir = std::env::temp_dir().join(format!("mjpegd-systemd-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("credentials")).expect("dirs");
@@ -54,33 +50,38 @@ fn socket_activation_notify_watchdog_and_credentials() {
     notify
         .set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");
-    let port = free_port();
     let unix = dir.join("mjpegd.sock");
-
-    let mut child = Command::new("systemd-socket-activate")
-        .arg(format!("--listen=127.0.0.1:{port}"))
-        .arg(format!("--listen={}", unix.display()))
-        .arg(format!("--setenv=NOTIFY_SOCKET={}", notify_path.display()))
-        .arg("--setenv=WATCHDOG_USEC=400000")
-        .arg(format!(
-            "--setenv=CREDENTIALS_DIRECTORY={}",
-            dir.join("credentials").display()
-        ))
-        .arg(env!("CARGO_BIN_EXE_mjpegd"))
-        .args(["--source", "pattern:160x120@10"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run systemd-socket-activate");
-    // It starts mjpegd on the first connection, which waits in the backlog.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !unix.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "systemd-socket-activate made no socket"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // The tool binds the port itself and takes no port 0: a free port is
+    // picked, and should another process take it first, the tool exits
+    // and another port is tried.
+    let (mut child, port) = (0..5)
+        .find_map(|_| {
+            let port = free_port();
+            let mut child = Command::new(&tool)
+                .arg(format!("--listen=127.0.0.1:{port}"))
+                .arg(format!("--listen={}", unix.display()))
+                .arg(format!("--setenv=NOTIFY_SOCKET={}", notify_path.display()))
+                .arg("--setenv=WATCHDOG_USEC=400000")
+                .arg(format!(
+                    "--setenv=CREDENTIALS_DIRECTORY={}",
+                    dir.join("credentials").display()
+                ))
+                .arg(env!("CARGO_BIN_EXE_mjpegd"))
+                .args(["--source", "pattern:160x120@10"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("run systemd-socket-activate");
+            // It starts mjpegd on the first connection, which waits in the
+            // backlog.
+            let mut exited = false;
+            eventually_blocking(Duration::from_secs(10), "the sockets", || {
+                exited = child.try_wait().expect("wait").is_some();
+                exited || unix.exists()
+            });
+            (!exited).then_some((child, port))
+        })
+        .expect("a port systemd-socket-activate could bind");
     let tcp = move || -> std::io::Result<Box<dyn ReadWrite>> {
         Ok(Box::new(std::net::TcpStream::connect(("127.0.0.1", port))?))
     };

@@ -3,16 +3,12 @@
 //! reading the stream, and clients that never finish the handshake.
 
 mod common;
-#[path = "support/mod.rs"]
-mod support;
 
-use common::TestServer;
+use common::*;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::rustls::pki_types::ServerName;
 
 async fn tls_server(cert: &Cert, extra: &[&str]) -> TestServer {
     let mut args: Vec<String> = vec!["--source".into(), "pattern:160x120@30".into()];
@@ -27,12 +23,7 @@ async fn rustls_client_reads_the_stream() {
     let cert = Cert::new();
     let s = tls_server(&cert, &[]).await;
     let tcp = TcpStream::connect(s.addr).await.expect("connect");
-    let name = ServerName::try_from("localhost").expect("name");
-    let mut tls = cert
-        .connector()
-        .connect(name, tcp)
-        .await
-        .expect("handshake");
+    let mut tls = cert.handshake(tcp, "localhost").await;
     assert_eq!(
         tls.get_ref().1.alpn_protocol(),
         None,
@@ -43,8 +34,8 @@ async fn rustls_client_reads_the_stream() {
         .expect("send");
     let (head, rest) = read_head(&mut tls).await;
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
-    assert!(head.contains("multipart/x-mixed-replace;boundary=mjpegd-boundary"));
-    let frames = read_frames(&mut tls, rest, 5).await;
+    assert!(head.contains(&format!("multipart/x-mixed-replace;boundary={BOUNDARY}")));
+    let frames = FrameReader::new(&mut tls, &rest).frames(5).await;
     assert_eq!(decode(&frames[4]), (160, 120));
 
     // Plain HTTP on the HTTPS port gets no HTTP answer.
@@ -81,12 +72,7 @@ async fn stalled_handshakes_block_nobody_and_time_out() {
 
     let started = Instant::now();
     let tcp = TcpStream::connect(s.addr).await.expect("connect");
-    let name = ServerName::try_from("127.0.0.1").expect("name");
-    let mut tls = cert
-        .connector()
-        .connect(name, tcp)
-        .await
-        .expect("handshake");
+    let mut tls = cert.handshake(tcp, "127.0.0.1").await;
     tls.write_all(b"GET /snapshot HTTP/1.1\r\nConnection: close\r\n\r\n")
         .await
         .expect("send");
@@ -99,12 +85,8 @@ async fn stalled_handshakes_block_nobody_and_time_out() {
         started.elapsed()
     );
 
-    for mut io in silent {
-        let mut buf = [0u8; 64];
-        let r = tokio::time::timeout(Duration::from_secs(5), io.read(&mut buf))
-            .await
-            .expect("closed by the server within 5 s");
-        assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+    for io in silent {
+        expect_closed(io, Duration::from_secs(5)).await;
     }
     assert!(started.elapsed() >= Duration::from_millis(1800));
     s.stop().await;
@@ -112,7 +94,7 @@ async fn stalled_handshakes_block_nobody_and_time_out() {
 
 #[test]
 fn curl_fetches_snapshot_and_stream_over_https() {
-    common::require("curl");
+    require("curl");
     let cert = Cert::new();
     let mut args: Vec<String> = vec![
         "--listen".into(),
@@ -173,12 +155,13 @@ fn curl_fetches_snapshot_and_stream_over_https() {
     let body = out.stdout;
     assert!(body.len() > 1000, "{} bytes", body.len());
     // Every complete part of what arrived decodes.
+    let delimiter = format!("--{BOUNDARY}\r\n");
     let parts = body
-        .windows(b"--mjpegd-boundary\r\n".len())
-        .filter(|w| *w == b"--mjpegd-boundary\r\n")
+        .windows(delimiter.len())
+        .filter(|w| *w == delimiter.as_bytes())
         .count();
     assert!(parts >= 3, "{parts} parts in 2 s");
-    let frames = rt.block_on(read_frames(&mut &body[..], Vec::new(), parts - 1));
+    let frames = rt.block_on(FrameReader::new(&body[..], &[]).frames(parts - 1));
     assert_eq!(decode(&frames[0]), (320, 240));
 
     // Without the certificate curl refuses the connection: it is real TLS.

@@ -11,6 +11,7 @@
 //! `cargo test --release [--features turbojpeg] --test v4l2_bench -- --ignored --nocapture`
 //! prints a Markdown table.
 
+mod common;
 mod guest;
 
 use guest::Guest;
@@ -128,6 +129,8 @@ fn run(guest: &mut Guest, server: &Server, clients: u32) -> (Value, &'static str
 #[test]
 #[ignore = "a benchmark: minutes long, run by hand"]
 fn mjpegd_and_ustreamer_on_vivid() {
+    // µStreamer runs in the guest from the host's file system.
+    common::require("ustreamer");
     let req = guest::requirements().expect("QEMU, kernel and busybox");
     let mut drivers = vec![("vivid", VIVID)];
     let loopback = guest::has_module(&req, "v4l2loopback");

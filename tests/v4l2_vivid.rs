@@ -5,14 +5,13 @@
 //! Camera MJPEG comes from v4l2loopback (built for the guest kernel by
 //! DKMS) fed JPEG files by ffmpeg, so passthrough runs against a driver too.
 //!
-//! Without QEMU, a Debian kernel, static busybox or v4l2loopback the test
-//! fails in CI (`.ci/run` installs them) and elsewhere says loudly that it
-//! skipped.
+//! Without QEMU, ffmpeg, a Debian kernel, static busybox or v4l2loopback
+//! the test fails, naming what is missing (`.ci/run` installs them all).
 
 mod common;
 mod guest;
 
-use common::StreamClient;
+use common::{StreamClient, require};
 use guest::Guest;
 use serde_json::Value;
 use std::time::Duration;
@@ -29,32 +28,17 @@ const LOOPBACK: &str = "video_nr=3 exclusive_caps=1 card_label=loopcam";
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// Fails in CI, where everything must be there; elsewhere says it skipped.
-fn missing(what: &str) {
-    if std::env::var_os("CI").is_some() {
-        panic!("{what}: CI must have them (.ci/run installs them)");
-    }
-    eprintln!("\n\n*** SKIPPED: V4L2 tests against kernel drivers: {what} ***\n\n");
-}
-
-/// The guest, and whether it has v4l2loopback.
-fn boot() -> Option<(Guest, bool)> {
-    let req = match guest::requirements() {
-        Ok(req) => req,
-        Err(e) => {
-            missing(&e);
-            return None;
-        }
-    };
-    let mut drivers = vec![("vivid", VIVID)];
-    let loopback = guest::has_module(&req, "v4l2loopback");
-    if loopback {
-        drivers.push(("v4l2loopback", LOOPBACK));
-    } else {
-        missing("no v4l2loopback module for the guest kernel (package v4l2loopback-dkms)");
-    }
-    let guest = Guest::boot(&req, &drivers).unwrap_or_else(|e| panic!("guest: {e}"));
-    Some((guest, loopback))
+/// The guest, with v4l2loopback.
+fn boot() -> Guest {
+    require("qemu-system-x86_64");
+    require("ffmpeg");
+    let req = guest::requirements().unwrap_or_else(|e| panic!("{e} (.ci/run installs them)"));
+    assert!(
+        guest::has_module(&req, "v4l2loopback"),
+        "no v4l2loopback module for the guest kernel (package v4l2loopback-dkms)"
+    );
+    let drivers = [("vivid", VIVID), ("v4l2loopback", LOOPBACK)];
+    Guest::boot(&req, &drivers).unwrap_or_else(|e| panic!("guest: {e}"))
 }
 
 /// Reads `n` frames from a new `/stream` connection, decoding each;
@@ -106,9 +90,7 @@ fn serve(guest: &mut Guest, spec: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vivid_capture() {
-    let Some((mut guest, loopback)) = boot() else {
-        return;
-    };
+    let mut guest = boot();
     let devices = guest.sh(&format!("/host{} devices", env!("CARGO_BIN_EXE_mjpegd")));
     assert!(
         devices.contains("/dev/video1") && devices.contains("multi-planar"),
@@ -178,15 +160,13 @@ async fn vivid_capture() {
     guest.stop_mjpegd();
 
     unplug_and_replug(&mut guest).await;
-    if loopback {
-        mjpeg_passthrough(&mut guest).await;
-    }
+    mjpeg_passthrough(&mut guest).await;
 }
 
 /// Camera JPEGs reach viewers byte for byte.
 async fn mjpeg_passthrough(guest: &mut Guest) {
     let picture = guest.host_dir().join("cam.jpg");
-    let made = std::process::Command::new("ffmpeg")
+    let made = std::process::Command::new(require("ffmpeg"))
         .args(["-loglevel", "error", "-y", "-f", "lavfi"])
         .args(["-i", "testsrc=size=640x480:rate=1", "-frames:v", "1"])
         .arg(&picture)
