@@ -14,7 +14,9 @@
 //! run per stream: past that a request gets the nearest live one (or the
 //! source itself). Configured renditions are always available.
 
+pub mod decode;
 mod encoder;
+pub mod planes;
 pub mod scale;
 pub mod want;
 
