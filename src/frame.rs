@@ -6,9 +6,10 @@
 //! send path is a single write of shared bytes: no formatting, no copying.
 
 use crate::memfd::PartFile;
+use crate::source::yuv::RawPicture;
 use bytes::{BufMut, Bytes, BytesMut};
 use std::fmt::Write as _;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The multipart boundary of every `/stream` response.
@@ -54,6 +55,10 @@ pub struct Frame {
     part_file: OnceLock<Option<PartFile>>,
     jpeg_start: usize,
     jpeg_len: usize,
+    /// The camera picture the JPEG was encoded from, on live frames of raw
+    /// camera sources only (never kept in a history): renditions resize it
+    /// rather than decode the JPEG.
+    raw: Option<Arc<RawPicture>>,
 }
 
 impl Frame {
@@ -84,12 +89,24 @@ impl Frame {
             part: part.freeze(),
             jpeg_start,
             jpeg_len: jpeg.len(),
+            raw: None,
         }
     }
 
+    /// The frame with the raw picture its JPEG was encoded from.
+    pub fn with_raw(mut self, raw: Option<Arc<RawPicture>>) -> Frame {
+        self.raw = raw;
+        self
+    }
+
+    /// The raw picture the JPEG was encoded from, if the source kept it.
+    pub fn raw(&self) -> Option<&Arc<RawPicture>> {
+        self.raw.as_ref()
+    }
+
     /// The same frame sharing the same bytes, without the memory file (and
-    /// never making one): what a history keeps, so that frames no longer
-    /// live hold no descriptor.
+    /// never making one) nor the raw picture: what a history keeps, so that
+    /// frames no longer live hold no descriptor and no camera buffer.
     pub fn without_file(&self) -> Frame {
         let empty = OnceLock::new();
         let _ = empty.set(None);
@@ -101,6 +118,7 @@ impl Frame {
             part_file: empty,
             jpeg_start: self.jpeg_start,
             jpeg_len: self.jpeg_len,
+            raw: None,
         }
     }
 

@@ -10,6 +10,7 @@ use crate::demand::Demand;
 use crate::frame::{Frame, FrameMeta};
 use crate::history::{FrameStore, HistoryStats};
 use crate::latency::{LatencyHistogram, LatencySnapshot, LatencyTally};
+use crate::source::yuv::RawPicture;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -188,6 +189,16 @@ impl FrameHub {
     /// With `--drop-same-frames`, a JPEG identical to the current frame is
     /// counted but not published (the current frame is returned).
     pub fn publish(&self, jpeg: &[u8], meta: FrameMeta) -> Arc<Frame> {
+        self.publish_with_raw(jpeg, meta, None)
+    }
+
+    /// Publishes a JPEG with the raw camera picture it was encoded from.
+    pub fn publish_with_raw(
+        &self,
+        jpeg: &[u8],
+        meta: FrameMeta,
+        raw: Option<Arc<RawPicture>>,
+    ) -> Arc<Frame> {
         self.counters.captured.fetch_add(1, Relaxed);
         {
             let mut st = self.lock_state();
@@ -210,13 +221,13 @@ impl FrameHub {
             self.counters.unchanged.fetch_add(1, Relaxed);
             return prev;
         }
-        self.send(jpeg, meta, true)
+        self.send(jpeg, meta, true, raw)
     }
 
     /// Publishes a placeholder while the source is down, and records why.
     pub fn publish_offline(&self, placeholder: &[u8], meta: FrameMeta, reason: &str) {
         self.set_offline(reason);
-        self.send(placeholder, meta, false);
+        self.send(placeholder, meta, false, None);
     }
 
     /// Marks the source offline without publishing a frame.
@@ -271,9 +282,15 @@ impl FrameHub {
         self.lock_state().health.clone()
     }
 
-    fn send(&self, jpeg: &[u8], meta: FrameMeta, online: bool) -> Arc<Frame> {
+    fn send(
+        &self,
+        jpeg: &[u8],
+        meta: FrameMeta,
+        online: bool,
+        raw: Option<Arc<RawPicture>>,
+    ) -> Arc<Frame> {
         let seq = self.seq.fetch_add(1, Relaxed) + 1;
-        let frame = Arc::new(Frame::new(seq, jpeg, meta, online));
+        let frame = Arc::new(Frame::new(seq, jpeg, meta, online).with_raw(raw));
         // Into the history first: a client catching up from the history
         // finds there every frame it may see as the newest.
         if let Some(history) = self.history.get() {

@@ -59,8 +59,9 @@ pub(super) async fn run(source: Arc<FrameHub>, variant: Arc<Variant>, total: Arc
         let started = Instant::now();
         let job = {
             let frame = frame.clone();
-            tokio::task::spawn_blocking(move || {
-                super::scale::render(&frame.jpeg(), width, height, key.quality)
+            tokio::task::spawn_blocking(move || match frame.raw() {
+                Some(raw) => super::scale::render_raw(&raw.image(), width, height, key.quality),
+                None => super::scale::render(&frame.jpeg(), width, height, key.quality),
             })
         };
         let done = tokio::select! {
@@ -88,6 +89,13 @@ pub(super) async fn run(source: Arc<FrameHub>, variant: Arc<Variant>, total: Arc
             .encode_nanos
             .fetch_add(started.elapsed().as_nanos() as u64, Relaxed);
         *stats.size.lock().unwrap_or_else(|e| e.into_inner()) = (scaled.width, scaled.height);
+        let from_raw = frame.raw().is_some();
+        *stats.last_from.lock().unwrap_or_else(|e| e.into_inner()) = Some(from_raw);
+        if from_raw {
+            stats.from_raw.fetch_add(1, Relaxed);
+        } else {
+            stats.decoded.fetch_add(1, Relaxed);
+        }
         let meta = FrameMeta {
             width: scaled.width,
             height: scaled.height,

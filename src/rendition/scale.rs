@@ -292,6 +292,20 @@ mod tests {
     }
 
     #[test]
+    fn raw_pictures_render_at_the_exact_size() {
+        use crate::source::yuv::RawFormat;
+        let (w, h) = (64usize, 48usize);
+        let yuyv: Vec<u8> = (0..w / 2 * h)
+            .flat_map(|i| [(i % 200) as u8 + 16, 90, 200 - (i % 100) as u8, 160])
+            .collect();
+        let img = RawImage::new(&yuyv, 64, 48, w * 2, RawFormat::Yuyv).expect("fits");
+        for (tw, th) in [(32, 24), (21, 15), (64, 48)] {
+            let out = render_raw(&img, tw, th, 70).expect("renders");
+            assert_eq!(size_of(&out.jpeg), (tw, th));
+        }
+    }
+
+    #[test]
     fn area_average_keeps_flat_colour() {
         let src = Rgb {
             pixels: vec![200; 7 * 5 * 3],
