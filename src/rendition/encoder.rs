@@ -1,6 +1,7 @@
 //! A variant's encoder: takes the source's newest frame, re-encodes it on
 //! the blocking pool and publishes it to the variant's hub, until the
-//! variant stops.
+//! variant stops. A frame that carries the raw camera picture it was
+//! encoded from is made from that picture (no decode); others from the JPEG.
 //!
 //! One frame is in work at a time. Source frames published meanwhile only
 //! replace each other in the source's hub, so when the encode ends the

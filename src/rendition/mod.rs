@@ -3,8 +3,9 @@
 //!
 //! ```text
 //!  source FrameHub ──latest──▶ encoder task (one per live variant) ──▶ variant FrameHub ──▶ clients
-//!                               decode at reduced scale, resize,        (served like any stream)
-//!                               encode on the blocking pool
+//!                               decode at reduced scale (or take the    (served like any stream)
+//!                               raw camera picture), resize, encode
+//!                               on the blocking pool
 //! ```
 //! A variant ([`Variant`]) is a `(width, quality)` pair; it starts with its
 //! first client (a [`Lease`]) and stops when the last one leaves. Its
