@@ -21,6 +21,7 @@
 //! with the BT.601 matrix, so samples are only stretched, never converted
 //! through RGB.
 
+use crate::rendition::planes::Planes;
 use crate::source::yuv::{RawFormat, RawImage};
 use std::fmt;
 
@@ -113,10 +114,32 @@ pub fn encode_raw(
     backend::yuv(img, quality.clamp(1, 100), half_height)
 }
 
+/// Encodes full-range 4:2:0 planes (a rendition's picture) at 4:2:0:
+/// no colour conversion and no chroma downsampling.
+pub fn encode_planes(planes: &Planes, quality: u8) -> Result<Vec<u8>, EncodeError> {
+    let (w, h) = (planes.width, planes.height);
+    let fits = w > 0
+        && h > 0
+        && planes.stride >= w
+        && planes.rows >= h
+        && planes.stride.is_multiple_of(2)
+        && planes.rows.is_multiple_of(2)
+        && planes.y.len() >= planes.stride * planes.rows
+        && planes.cb.len() >= planes.stride * planes.rows / 4
+        && planes.cr.len() >= planes.stride * planes.rows / 4;
+    let (Ok(width), Ok(height)) = (u16::try_from(w), u16::try_from(h)) else {
+        return Err(EncodeError::BadInput(format!("planes {w}x{h} too large")));
+    };
+    if !fits {
+        return Err(EncodeError::BadInput(format!("planes do not fit {w}x{h}")));
+    }
+    backend::planes(planes, width, height, quality.clamp(1, 100))
+}
+
 /// Video-range Y' (16..235) to full range (0..255).
-static Y_FULL: [u8; 256] = stretch(16, 219);
+pub(crate) static Y_FULL: [u8; 256] = stretch(16, 219);
 /// Video-range Cb/Cr (16..240, centred on 128) to full range.
-static C_FULL: [u8; 256] = stretch(16, 224);
+pub(crate) static C_FULL: [u8; 256] = stretch(16, 224);
 
 /// The table mapping `lo..lo+span` linearly onto 0..255, clamped.
 const fn stretch(lo: i32, span: i32) -> [u8; 256] {
@@ -140,7 +163,7 @@ const fn stretch(lo: i32, span: i32) -> [u8; 256] {
 /// straight from the capture buffer.
 #[cfg(not(feature = "turbojpeg"))]
 mod backend {
-    use super::{C_FULL, EncodeError, RawFormat, RawImage, Y_FULL};
+    use super::{C_FULL, EncodeError, Planes, RawFormat, RawImage, Y_FULL};
     use jpeg_encoder::{ColorType, Encoder, ImageBuffer, JpegColorType, SamplingFactor};
 
     fn failed(e: jpeg_encoder::EncodingError) -> EncodeError {
@@ -177,6 +200,66 @@ mod backend {
         });
         encoder.encode_image(*img).map_err(failed)?;
         Ok(out)
+    }
+
+    pub(super) fn planes(
+        planes: &Planes,
+        width: u16,
+        height: u16,
+        quality: u8,
+    ) -> Result<Vec<u8>, EncodeError> {
+        let mut out = Vec::with_capacity(planes.y.len() / 4);
+        let mut encoder = Encoder::new(&mut out, quality);
+        encoder.set_sampling_factor(SamplingFactor::R_4_2_0);
+        encoder
+            .encode_image(PlanesImage {
+                planes,
+                width,
+                height,
+            })
+            .map_err(failed)?;
+        Ok(out)
+    }
+
+    /// Planes as `jpeg-encoder` reads them: a row of Y' with each chroma
+    /// sample repeated for the two pixels it covers (the encoder averages
+    /// them back).
+    struct PlanesImage<'a> {
+        planes: &'a Planes,
+        width: u16,
+        height: u16,
+    }
+
+    impl ImageBuffer for PlanesImage<'_> {
+        fn get_jpeg_color_type(&self) -> JpegColorType {
+            JpegColorType::Ycbcr
+        }
+
+        fn width(&self) -> u16 {
+            self.width
+        }
+
+        fn height(&self) -> u16 {
+            self.height
+        }
+
+        fn fill_buffers(&self, y: u16, buffers: &mut [Vec<u8>; 4]) {
+            let p = self.planes;
+            let (w, y) = (usize::from(self.width), usize::from(y));
+            let [luma, cb, cr, _] = buffers;
+            // `encode_planes` checked the planes cover the picture.
+            let cw = p.stride / 2;
+            let row = &p.y[y * p.stride..][..w];
+            let cbr = &p.cb[y / 2 * cw..][..w.div_ceil(2)];
+            let crr = &p.cr[y / 2 * cw..][..w.div_ceil(2)];
+            luma.extend_from_slice(row);
+            for (&b, &r) in cbr.iter().zip(crr) {
+                cb.extend_from_slice(&[b, b]);
+                cr.extend_from_slice(&[r, r]);
+            }
+            cb.truncate(luma.len());
+            cr.truncate(luma.len());
+        }
     }
 
     impl ImageBuffer for RawImage<'_> {
@@ -233,7 +316,7 @@ mod backend {
 /// way), which skips its colour conversion and downsampling entirely.
 #[cfg(feature = "turbojpeg")]
 mod backend {
-    use super::{C_FULL, EncodeError, RawFormat, RawImage, Y_FULL};
+    use super::{C_FULL, EncodeError, Planes, RawFormat, RawImage, Y_FULL};
     use std::cell::RefCell;
     use turbojpeg::{Compressor, Image, PixelFormat, Subsamp, YuvPlanesImage};
 
@@ -325,6 +408,33 @@ mod backend {
                 format: PixelFormat::RGB,
             };
             compress_into(out, w, h, subsamp, |buf| c.compress_to_slice(image, buf))
+        })
+    }
+
+    pub(super) fn planes(
+        planes: &Planes,
+        width: u16,
+        height: u16,
+        quality: u8,
+    ) -> Result<Vec<u8>, EncodeError> {
+        let (w, h) = (usize::from(width), usize::from(height));
+        let cw = planes.stride / 2;
+        with_state(|c, _, out| {
+            c.set_quality(i32::from(quality)).map_err(failed)?;
+            let image = YuvPlanesImage {
+                y_plane: &planes.y[..],
+                u_plane: &planes.cb[..],
+                v_plane: &planes.cr[..],
+                width: w,
+                height: h,
+                y_stride: planes.stride,
+                u_stride: cw,
+                v_stride: cw,
+                subsamp: Subsamp::Sub2x2,
+            };
+            compress_into(out, w, h, Subsamp::Sub2x2, |buf| {
+                c.compress_yuv_planes_to_slice(&image, buf)
+            })
         })
     }
 

@@ -9,8 +9,9 @@
 //! a cost that shows when a stream has one or two viewers.
 
 use crate::memfd::PartFile;
+use crate::source::yuv::RawPicture;
 use bytes::{BufMut, Bytes, BytesMut};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The multipart boundary of every `/stream` response.
@@ -61,6 +62,10 @@ pub struct Frame {
     /// pay off once several clients share them). `None` inside: the file
     /// could not be made, and clients write the bytes.
     part_file: OnceLock<Option<PartFile>>,
+    /// The camera picture the JPEG was encoded from, on live frames of raw
+    /// camera sources only (never kept in a history): renditions resize it
+    /// rather than decode the JPEG.
+    raw: Option<Arc<RawPicture>>,
 }
 
 impl Frame {
@@ -85,12 +90,24 @@ impl Frame {
             head: head.freeze(),
             jpeg,
             part_file: OnceLock::new(),
+            raw: None,
         }
     }
 
+    /// The frame with the raw picture its JPEG was encoded from.
+    pub fn with_raw(mut self, raw: Option<Arc<RawPicture>>) -> Frame {
+        self.raw = raw;
+        self
+    }
+
+    /// The raw picture the JPEG was encoded from, if the source kept it.
+    pub fn raw(&self) -> Option<&Arc<RawPicture>> {
+        self.raw.as_ref()
+    }
+
     /// The same frame sharing the same bytes, without the memory file (and
-    /// never making one): what a history keeps, so that frames no longer
-    /// live hold no descriptor.
+    /// never making one) nor the raw picture: what a history keeps, so that
+    /// frames no longer live hold no descriptor and no camera buffer.
     pub fn without_file(&self) -> Frame {
         let empty = OnceLock::new();
         let _ = empty.set(None);
@@ -101,6 +118,7 @@ impl Frame {
             head: self.head.clone(),
             jpeg: self.jpeg.clone(),
             part_file: empty,
+            raw: None,
         }
     }
 

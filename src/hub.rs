@@ -10,6 +10,7 @@ use crate::demand::Demand;
 use crate::frame::{Frame, FrameMeta};
 use crate::history::{FrameStore, HistoryStats};
 use crate::latency::{LatencyHistogram, LatencySnapshot, LatencyTally};
+use crate::source::yuv::RawPicture;
 use bytes::Bytes;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -197,6 +198,17 @@ impl FrameHub {
     /// output), not views into a larger read buffer that the frame would
     /// keep alive.
     pub fn publish_owned(&self, jpeg: Bytes, meta: FrameMeta) -> Arc<Frame> {
+        self.publish_with_raw(jpeg, meta, None)
+    }
+
+    /// [`publish_owned`](Self::publish_owned) with the raw camera picture
+    /// the JPEG was encoded from.
+    pub fn publish_with_raw(
+        &self,
+        jpeg: Bytes,
+        meta: FrameMeta,
+        raw: Option<Arc<RawPicture>>,
+    ) -> Arc<Frame> {
         self.counters.captured.fetch_add(1, Relaxed);
         {
             let mut st = self.lock_state();
@@ -219,13 +231,13 @@ impl FrameHub {
             self.counters.unchanged.fetch_add(1, Relaxed);
             return prev;
         }
-        self.send(jpeg, meta, true)
+        self.send(jpeg, meta, true, raw)
     }
 
     /// Publishes a placeholder while the source is down, and records why.
     pub fn publish_offline(&self, placeholder: &[u8], meta: FrameMeta, reason: &str) {
         self.set_offline(reason);
-        self.send(Bytes::copy_from_slice(placeholder), meta, false);
+        self.send(Bytes::copy_from_slice(placeholder), meta, false, None);
     }
 
     /// Marks the source offline without publishing a frame.
@@ -280,9 +292,15 @@ impl FrameHub {
         self.lock_state().health.clone()
     }
 
-    fn send(&self, jpeg: Bytes, meta: FrameMeta, online: bool) -> Arc<Frame> {
+    fn send(
+        &self,
+        jpeg: Bytes,
+        meta: FrameMeta,
+        online: bool,
+        raw: Option<Arc<RawPicture>>,
+    ) -> Arc<Frame> {
         let seq = self.seq.fetch_add(1, Relaxed) + 1;
-        let frame = Arc::new(Frame::new(seq, jpeg, meta, online));
+        let frame = Arc::new(Frame::new(seq, jpeg, meta, online).with_raw(raw));
         // Into the history first: a client catching up from the history
         // finds there every frame it may see as the newest.
         if let Some(history) = self.history.get() {

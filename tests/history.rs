@@ -4,8 +4,9 @@
 //! get a 404 that says what it holds, `/stream?from=` replays at the
 //! captured pace and joins the live stream with no frame missing or twice,
 //! `/clip` is an AVI that ffprobe and ffmpeg read with the right frames and
-//! timing, and the history keeps to its memory budget and holds no
-//! descriptors.
+//! timing, the history keeps to its memory budget and holds no
+//! descriptors, and a past snapshot comes at the size a rendition asks for
+//! (a replay with one is a 400).
 
 mod common;
 
@@ -574,4 +575,73 @@ async fn frames_in_the_history_hold_no_descriptors() {
         replay.next_frame_checked().await;
     }
     assert!(memfds(d.pid()) <= 4, "{} memory files", memfds(d.pid()));
+}
+
+/// RGB pixels of a JPEG.
+fn pixels(jpeg: &[u8]) -> (Vec<u8>, usize, usize) {
+    use zune_jpeg::zune_core::bytestream::ZCursor;
+    let mut d = zune_jpeg::JpegDecoder::new(ZCursor::new(jpeg));
+    let px = d.decode().expect("decodes");
+    let (w, h) = d.dimensions().expect("dimensions");
+    (px, w, h)
+}
+
+#[tokio::test]
+async fn past_snapshots_come_at_the_size_asked_and_replays_refuse_renditions() {
+    let d = Daemon::serve(&["--source", "pattern:320x240@10", "--history", "6"]);
+    let addr = d.addr(0);
+    let seen = record_live(addr, "/stream", Duration::from_secs(2)).await;
+    assert!(seen.len() >= 10, "only {} frames in 2 s", seen.len());
+    let frame = &seen[seen.len() / 2];
+    let at = ts_text(frame.timestamp);
+    let (code, head, small) = get(addr, &format!("/snapshot?at={at}&width=160")).await;
+    assert_eq!(code, 200, "{head}");
+    assert_eq!(
+        header(&head, "X-Timestamp").expect("X-Timestamp"),
+        at,
+        "the frame of that moment"
+    );
+    // The same picture, halved: each pixel near the mean of its 2x2.
+    let (full, fw, _) = pixels(&frame.jpeg);
+    let (half, w, h) = pixels(&small);
+    assert_eq!((w, h), (160, 120));
+    let mut err = 0f64;
+    for y in 0..h {
+        for x in 0..w {
+            for c in 0..3 {
+                let at = |dx: usize, dy: usize| {
+                    f64::from(full[((2 * y + dy) * fw + 2 * x + dx) * 3 + c])
+                };
+                let mean = (at(0, 0) + at(1, 0) + at(0, 1) + at(1, 1)) / 4.0;
+                err += (mean - f64::from(half[(y * w + x) * 3 + c])).powi(2);
+            }
+        }
+    }
+    let psnr = 10.0 * (255f64.powi(2) / (err / (w * h * 3) as f64)).log10();
+    assert!(psnr > 24.0, "PSNR {psnr:.1} dB against the frame halved");
+    // ago= with a quality, on the named stream's URL.
+    let (code, head, body) = get(addr, "/streams/pattern/snapshot?ago=1&width=80&quality=30").await;
+    assert_eq!(code, 200, "{head}");
+    assert_eq!(decode(&body), (80, 60));
+    // One-off encodes start no live variant.
+    let st = status(addr).await;
+    assert_eq!(
+        st["streams"][0]["renditions"],
+        serde_json::json!([]),
+        "{st}"
+    );
+    // Bad values and moments outside the history, as without a size.
+    let (code, _, _) = get(addr, &format!("/snapshot?at={at}&width=0")).await;
+    assert_eq!(code, 400);
+    let (code, head, _) = get(addr, "/snapshot?ago=600&width=160").await;
+    assert_eq!(code, 404);
+    assert!(header(&head, "X-History-Oldest").is_some(), "{head}");
+    // A replay is served at the source's size only: a clear 400.
+    let (code, _, body) = get(addr, "/stream?from=-2&width=160").await;
+    assert_eq!(code, 400);
+    let why = String::from_utf8_lossy(&body);
+    assert!(
+        why.contains("from=") && why.contains("source's size"),
+        "{why}"
+    );
 }

@@ -1,6 +1,6 @@
 //! V4L2 capture against a real kernel driver: vivid in a Debian kernel
 //! under QEMU (see `guest`). One boot serves every case, in order: YUYV,
-//! NV12, a multi-planar device, an odd width on an input with a fixed frame
+//! NV12 (each with a rendition made from the camera picture), a multi-planar device, an odd width on an input with a fixed frame
 //! rate, and unplugging and replugging the camera under a connected viewer.
 //! Camera MJPEG comes from v4l2loopback (built for the guest kernel by
 //! DKMS) fed JPEG files by ffmpeg, so passthrough runs against a driver too.
@@ -88,6 +88,26 @@ fn serve(guest: &mut Guest, spec: &str) -> Value {
     })
 }
 
+/// A 320-wide rendition of the running raw camera stream: frames of the
+/// asked size, made from the camera picture (no JPEG decoded).
+async fn raw_rendition(guest: &mut Guest, format: &str) {
+    let mut client = StreamClient::connect(guest.http, "/stream?width=320").await;
+    for _ in 0..3 {
+        let f = client
+            .next_frame_within(WAIT)
+            .await
+            .expect("a rendition frame");
+        assert_eq!(common::decode(&f.jpeg), (320, 240), "{format}");
+    }
+    let st = guest.status_until(WAIT, "the rendition in /status", |st| {
+        st["renditions"][0]["frames_encoded"].as_u64() >= Some(3)
+    });
+    let r = &st["renditions"][0];
+    assert_eq!(r["from"], "raw", "{format}: {st}");
+    assert_eq!(r["frames_decoded"], 0, "{format}: {st}");
+    assert!(r["frames_from_raw"].as_u64() >= Some(3), "{format}: {st}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vivid_capture() {
     let mut guest = boot();
@@ -106,6 +126,7 @@ async fn vivid_capture() {
     assert!(capture(&st).starts_with("YUYV 640x480 at 10 fps"), "{st}");
     assert!(frames(&mut guest, 3).await.iter().all(|s| *s == (640, 480)));
     assert_eq!(luma_sampling(&one_jpeg(&mut guest).await), (2, 2));
+    raw_rendition(&mut guest, "YUYV").await;
     guest.stop_mjpegd();
     serve(
         &mut guest,
@@ -118,6 +139,7 @@ async fn vivid_capture() {
     let st = serve(&mut guest, "v4l2:/dev/video0:NV12:640x480@10");
     assert!(capture(&st).starts_with("NV12 640x480"), "{st}");
     assert!(frames(&mut guest, 3).await.iter().all(|s| *s == (640, 480)));
+    raw_rendition(&mut guest, "NV12").await;
     guest.stop_mjpegd();
 
     // A multi-planar-only device, with NV12 in one buffer and in two.

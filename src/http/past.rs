@@ -5,9 +5,10 @@
 use super::request::Request;
 use super::response::Response;
 use super::snapshot;
-use crate::frame::unix_timestamp;
+use crate::frame::{Frame, unix_timestamp};
 use crate::history::{FrameStore, parse_ago, parse_moment};
 use crate::hub::FrameHub;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 /// Whether `req` asks for a snapshot from the past.
@@ -17,8 +18,17 @@ pub fn wants_past(req: &Request) -> bool {
 
 /// The frame captured at the moment asked for, or just before it.
 pub fn snapshot(req: &Request, hub: &FrameHub) -> Response {
+    match frame(req, hub) {
+        Ok(frame) => snapshot::image(hub, &frame),
+        Err(refusal) => refusal,
+    }
+}
+
+/// The past frame `req` asks for (`at=` or `ago=`), or the answer saying
+/// why there is none.
+pub fn frame(req: &Request, hub: &FrameHub) -> Result<Arc<Frame>, Response> {
     let Some(store) = hub.history() else {
-        return no_history(hub);
+        return Err(no_history(hub));
     };
     let now = SystemTime::now();
     let at = match (req.query("at"), req.query("ago")) {
@@ -28,11 +38,11 @@ pub fn snapshot(req: &Request, hub: &FrameHub) -> Response {
     };
     let at = match at {
         Ok(at) => at,
-        Err(why) => return Response::text(400, &why),
+        Err(why) => return Err(Response::text(400, &why)),
     };
     match store.at_or_before(at).filter(|_| at <= now) {
-        Some(frame) => snapshot::image(hub, &frame),
-        None => out_of_range(hub, store.as_ref(), at),
+        Some(frame) => Ok(frame),
+        None => Err(out_of_range(hub, store.as_ref(), at)),
     }
 }
 

@@ -43,6 +43,34 @@ impl Served {
     }
 }
 
+/// `/snapshot?at=` (or `ago=`) with a rendition: that one past frame
+/// encoded once at the size and quality asked for (snapped as a live
+/// variant would be). `None`: the request is not one of these.
+pub(super) async fn past_snapshot(
+    req: &Request,
+    ctx: &HttpContext,
+    hub: &Arc<FrameHub>,
+) -> Option<Response> {
+    if !super::past::wants_past(req) {
+        return None;
+    }
+    let wanted = match Wanted::from_query(|k| req.query(k)) {
+        Ok(None) => return None,
+        Ok(Some(w)) => w,
+        Err(why) => return Some(Response::text(400, &why)),
+    };
+    let renditions = ctx.renditions(hub)?;
+    let frame = match super::past::frame(req, hub) {
+        Ok(frame) => frame,
+        Err(refusal) => return Some(refusal),
+    };
+    Some(match renditions.render_past(&wanted, frame.clone()).await {
+        Ok(None) => super::snapshot::image(hub, &frame),
+        Ok(Some(jpeg)) => super::snapshot::image_of(hub, &frame, jpeg.into()),
+        Err((code, why)) => Response::text(code, &why),
+    })
+}
+
 /// The hub for `req` on stream `hub`: the stream's own when the request
 /// asks for no rendition (or the one it asks for is the source), else a
 /// live variant's. `Err`: the answer to a bad request.
@@ -62,6 +90,13 @@ pub(super) async fn pick(
         Ok(Some(w)) => w,
         Err(why) => return Err(Response::text(400, &why)),
     };
+    if is_stream && req.query("from").is_some() {
+        return Err(Response::text(
+            400,
+            "a replay (from=) is served at the source's size only: \
+             drop width/height/quality/rendition, or use /snapshot?at= with them",
+        ));
+    }
     let cap = if is_stream {
         stream::rate_cap(req).map_err(|why| Response::text(400, &why))?
     } else {

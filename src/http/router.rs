@@ -131,9 +131,13 @@ where
             }
         }
         ("GET" | "HEAD", Endpoint::Snapshot(hub)) => {
-            match rendition::pick(req, ctx, &hub, false, cancel).await {
-                Err(refusal) => refusal,
-                Ok(served) => snapshot::respond(req, served.hub(), &ctx.options, cancel).await,
+            if let Some(past) = rendition::past_snapshot(req, ctx, &hub).await {
+                past
+            } else {
+                match rendition::pick(req, ctx, &hub, false, cancel).await {
+                    Err(refusal) => refusal,
+                    Ok(served) => snapshot::respond(req, served.hub(), &ctx.options, cancel).await,
+                }
             }
         }
         ("GET" | "HEAD", Endpoint::Clip(hub)) => {

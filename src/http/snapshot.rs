@@ -98,7 +98,11 @@ pub(super) fn from_before_pause(hub: &FrameHub, f: &Frame, stale_after: Duration
 }
 
 pub(super) fn image(hub: &FrameHub, f: &Frame) -> Response {
-    let jpeg = f.jpeg();
+    image_of(hub, f, f.jpeg())
+}
+
+/// `jpeg` (frame `f`, or a rendition of it) as the snapshot answer.
+pub(super) fn image_of(hub: &FrameHub, f: &Frame, jpeg: bytes::Bytes) -> Response {
     hub.count_bytes_out(jpeg.len());
     Response::new(200, "image/jpeg", jpeg)
         .no_cache()

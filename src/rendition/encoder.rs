@@ -1,6 +1,7 @@
 //! A variant's encoder: takes the source's newest frame, re-encodes it on
 //! the blocking pool and publishes it to the variant's hub, until the
-//! variant stops.
+//! variant stops. A frame that carries the raw camera picture it was
+//! encoded from is made from that picture (no decode); others from the JPEG.
 //!
 //! One frame is in work at a time. Source frames published meanwhile only
 //! replace each other in the source's hub, so when the encode ends the
@@ -10,7 +11,7 @@
 //! only as often as the fastest of them takes them.
 
 use super::Variant;
-use crate::frame::FrameMeta;
+use crate::frame::{FrameMeta, owned_jpeg};
 use crate::hub::FrameHub;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -59,8 +60,9 @@ pub(super) async fn run(source: Arc<FrameHub>, variant: Arc<Variant>, total: Arc
         let started = Instant::now();
         let job = {
             let frame = frame.clone();
-            tokio::task::spawn_blocking(move || {
-                super::scale::render(&frame.jpeg(), width, height, key.quality)
+            tokio::task::spawn_blocking(move || match frame.raw() {
+                Some(raw) => super::scale::render_raw(&raw.image(), width, height, key.quality),
+                None => super::scale::render(&frame.jpeg(), width, height, key.quality),
             })
         };
         let done = tokio::select! {
@@ -88,13 +90,20 @@ pub(super) async fn run(source: Arc<FrameHub>, variant: Arc<Variant>, total: Arc
             .encode_nanos
             .fetch_add(started.elapsed().as_nanos() as u64, Relaxed);
         *stats.size.lock().unwrap_or_else(|e| e.into_inner()) = (scaled.width, scaled.height);
+        let from_raw = frame.raw().is_some();
+        *stats.last_from.lock().unwrap_or_else(|e| e.into_inner()) = Some(from_raw);
+        if from_raw {
+            stats.from_raw.fetch_add(1, Relaxed);
+        } else {
+            stats.decoded.fetch_add(1, Relaxed);
+        }
         let meta = FrameMeta {
             width: scaled.width,
             height: scaled.height,
             ..frame.meta
         };
         if frame.online {
-            variant.hub.publish(&scaled.jpeg, meta);
+            variant.hub.publish_owned(owned_jpeg(scaled.jpeg), meta);
         } else {
             let why = source
                 .last_error()

@@ -3,8 +3,9 @@
 //!
 //! ```text
 //!  source FrameHub ──latest──▶ encoder task (one per live variant) ──▶ variant FrameHub ──▶ clients
-//!                               decode at reduced scale, resize,        (served like any stream)
-//!                               encode on the blocking pool
+//!                               decode at reduced scale (or take the    (served like any stream)
+//!                               raw camera picture), resize, encode
+//!                               on the blocking pool
 //! ```
 //! A variant ([`Variant`]) is a `(width, quality)` pair; it starts with its
 //! first client (a [`Lease`]) and stops when the last one leaves. Its
@@ -14,10 +15,13 @@
 //! run per stream: past that a request gets the nearest live one (or the
 //! source itself). Configured renditions are always available.
 
+pub mod decode;
 mod encoder;
+pub mod planes;
 pub mod scale;
 pub mod want;
 
+use crate::frame::Frame;
 use crate::hub::{FrameHub, ViewerGuard};
 use serde::Serialize;
 use std::any::Any;
@@ -92,8 +96,15 @@ struct EncodeStats {
     skipped: AtomicU64,
     failed: AtomicU64,
     encode_nanos: AtomicU64,
+    /// Frames made by decoding the source's JPEG.
+    decoded: AtomicU64,
+    /// Frames made from the camera picture the source's JPEG was encoded
+    /// from, with no decode.
+    from_raw: AtomicU64,
     /// The size of the last frame made.
     size: Mutex<(u16, u16)>,
+    /// Whether the last frame was made from a raw picture.
+    last_from: Mutex<Option<bool>>,
 }
 
 /// A variant's state for `/status` and `/metrics`.
@@ -112,6 +123,13 @@ pub struct RenditionStatus {
     pub frames_skipped: u64,
     /// Source frames that could not be re-encoded.
     pub frames_failed: u64,
+    /// Frames made by decoding the source's JPEG.
+    pub frames_decoded: u64,
+    /// Frames made from the raw camera picture, with no decode.
+    pub frames_from_raw: u64,
+    /// What the last frame was made from: `"raw"` (the camera picture),
+    /// `"jpeg"` (the source's JPEG, decoded) or `""` (none yet).
+    pub from: &'static str,
     pub encode_ms_mean: f64,
     /// Encoding time, all frames (for `/metrics`).
     #[serde(skip)]
@@ -231,6 +249,38 @@ impl Renditions {
             cap,
             _viewer: self.source.viewer(),
         }))
+    }
+
+    /// One past frame (from the history) at the size and quality `wanted`
+    /// asks for, encoded once on the blocking pool: `Ok(None)` when that is
+    /// the frame itself. Sizes snap as for live variants.
+    pub async fn render_past(
+        &self,
+        wanted: &Wanted,
+        frame: Arc<Frame>,
+    ) -> Result<Option<Vec<u8>>, (u16, String)> {
+        let (w, h) = match (frame.meta.width, frame.meta.height) {
+            (0, _) | (_, 0) => match crate::jpeg::check(&frame.jpeg()) {
+                Ok(info) => (info.width, info.height),
+                Err(e) => return Err((500, format!("the past frame is no JPEG: {e}"))),
+            },
+            size => size,
+        };
+        let quality = self.settings.quality;
+        let named = &self.settings.named;
+        let Some(key) = want::resolve(wanted, named, w, h, quality).map_err(|e| (400, e))? else {
+            return Ok(None);
+        };
+        let width = key.width.min(w);
+        let height = Key { width, ..key }.height_for(w, h);
+        let job = tokio::task::spawn_blocking(move || {
+            scale::render(&frame.jpeg(), width, height, key.quality)
+        });
+        match job.await {
+            Ok(Ok(scaled)) => Ok(Some(scaled.jpeg)),
+            Ok(Err(why)) => Err((500, format!("cannot scale the past frame: {why}"))),
+            Err(e) => Err((500, format!("cannot scale the past frame: {e}"))),
+        }
     }
 
     /// The configured rendition that `key` is, if any.
@@ -359,6 +409,13 @@ impl Variant {
             frames_encoded: encoded,
             frames_skipped: s.skipped.load(Relaxed),
             frames_failed: s.failed.load(Relaxed),
+            frames_decoded: s.decoded.load(Relaxed),
+            frames_from_raw: s.from_raw.load(Relaxed),
+            from: match *s.last_from.lock().unwrap_or_else(|e| e.into_inner()) {
+                Some(true) => "raw",
+                Some(false) => "jpeg",
+                None => "",
+            },
             encode_ms_mean: (mean_ms * 100.0).round() / 100.0,
             encode_seconds: nanos as f64 / 1e9,
         }

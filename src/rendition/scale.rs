@@ -5,17 +5,22 @@
 //! DCT and colour conversion of every pixel; decoding at 1/2, 1/4 or 1/8
 //! in the DCT domain skips most of it, so the decoder is asked for the
 //! smallest scale that is still at least the target size:
-//! - the pure-Rust build uses `jpeg-decoder`'s reduced IDCT (1/8, 1/4,
-//!   1/2). Measured here at 720p → 640x360, per frame: 3.7 ms scaled,
-//!   against 5.0 ms for its full decode and 4.7 ms for `zune-jpeg`'s full
-//!   decode (which has no scaled decode);
+//! - the pure-Rust build uses its own decoder ([`super::decode`]: baseline
+//!   frames straight into Y'CbCr planes, reduced IDCT at 1/8, 1/4, 1/2),
+//!   then resizes and encodes the planes with no colour conversion; other
+//!   frames (progressive, CMYK, ...) go through `jpeg-decoder`'s scaled
+//!   decode into RGB;
 //! - with the `turbojpeg` feature, libjpeg-turbo's scaling factors
 //!   (n/8 for n in 1..8).
 //!
 //! The result is resized by area averaging (only when the scale is not
-//! already exact) and encoded by [`crate::encode`].
+//! already exact) and encoded by [`crate::encode`]. A raw camera picture
+//! ([`render_raw`]) skips the decode: its planes are resized directly.
 
+use super::decode;
+use super::planes::Planes;
 use crate::encode;
+use crate::source::yuv::RawImage;
 
 /// A variant frame.
 pub struct Scaled {
@@ -34,21 +39,54 @@ struct Rgb {
 /// Re-encodes `jpeg` at `width`×`height` and `quality`. Never panics on a
 /// bad input: a decoder panic is caught and reported as an error.
 pub fn render(jpeg: &[u8], width: u16, height: u16, quality: u8) -> Result<Scaled, String> {
-    let (tw, th) = (usize::from(width.max(1)), usize::from(height.max(1)));
-    let decoded = std::panic::catch_unwind(|| backend::decode_at_least(jpeg, tw, th))
-        .map_err(|_| "the JPEG decoder failed on this frame".to_owned())??;
+    let (w, h) = (width.max(1), height.max(1));
+    let (tw, th) = (usize::from(w), usize::from(h));
+    let jpeg = std::panic::catch_unwind(|| {
+        if !cfg!(feature = "turbojpeg")
+            && let Ok(decoded) = decode::decode(jpeg, tw, th)
+        {
+            let planes = Planes::from_decoded(&decoded, tw, th);
+            return encode::encode_planes(&planes, quality).map_err(|e| e.to_string());
+        }
+        render_rgb(jpeg, tw, th, quality)
+    })
+    .map_err(|_| "the JPEG decoder failed on this frame".to_owned())??;
+    Ok(Scaled {
+        jpeg,
+        width: w,
+        height: h,
+    })
+}
+
+/// Encodes a raw camera picture at `width`×`height` and `quality`: its
+/// planes are resized as they are, nothing is decoded.
+pub fn render_raw(
+    img: &RawImage<'_>,
+    width: u16,
+    height: u16,
+    quality: u8,
+) -> Result<Scaled, String> {
+    let (w, h) = (width.max(1), height.max(1));
+    let planes = Planes::from_raw(img, usize::from(w), usize::from(h));
+    let jpeg = encode::encode_planes(&planes, quality).map_err(|e| e.to_string())?;
+    Ok(Scaled {
+        jpeg,
+        width: w,
+        height: h,
+    })
+}
+
+/// The general path: the backend's decoder into RGB (the pure-Rust build's
+/// own decoder declined this frame: progressive, CMYK, ...), resize, encode.
+fn render_rgb(jpeg: &[u8], tw: usize, th: usize, quality: u8) -> Result<Vec<u8>, String> {
+    let decoded = backend::decode_at_least(jpeg, tw, th)?;
     let rgb = if (decoded.width, decoded.height) == (tw, th) {
         decoded
     } else {
         resize(&decoded, tw, th)
     };
-    let jpeg = encode::encode_rgb(&rgb.pixels, width.max(1), height.max(1), quality)
-        .map_err(|e| e.to_string())?;
-    Ok(Scaled {
-        jpeg,
-        width: width.max(1),
-        height: height.max(1),
-    })
+    let (w, h) = (tw as u16, th as u16);
+    encode::encode_rgb(&rgb.pixels, w, h, quality).map_err(|e| e.to_string())
 }
 
 /// Area-averaging resize (each output pixel the mean of the input area it
@@ -251,6 +289,20 @@ mod tests {
         let mut cut = src.clone();
         cut.truncate(src.len() / 3);
         let _ = render(&cut, 10, 10, 80); // an error or a grey picture: never a panic
+    }
+
+    #[test]
+    fn raw_pictures_render_at_the_exact_size() {
+        use crate::source::yuv::RawFormat;
+        let (w, h) = (64usize, 48usize);
+        let yuyv: Vec<u8> = (0..w / 2 * h)
+            .flat_map(|i| [(i % 200) as u8 + 16, 90, 200 - (i % 100) as u8, 160])
+            .collect();
+        let img = RawImage::new(&yuyv, 64, 48, w * 2, RawFormat::Yuyv).expect("fits");
+        for (tw, th) in [(32, 24), (21, 15), (64, 48)] {
+            let out = render_raw(&img, tw, th, 70).expect("renders");
+            assert_eq!(size_of(&out.jpeg), (tw, th));
+        }
     }
 
     #[test]

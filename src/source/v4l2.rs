@@ -27,7 +27,7 @@ pub use pixfmt::WantedFormat;
 
 use super::sink::JpegSink;
 use super::spec::{SpecError, parse_fps, parse_size};
-use super::yuv::{RawFormat, RawImage};
+use super::yuv::{RawFormat, RawImage, RawPicture};
 use super::{SourceContext, SourceError, run_on_thread};
 use crate::encode::Subsampling;
 use crate::frame::{FrameMeta, owned_jpeg};
@@ -456,6 +456,8 @@ fn encode_worker(
     (quality, subsampling): (u8, Subsampling),
 ) {
     let mut warned = false;
+    // Pictures handed to published frames, to be reused once they are free.
+    let mut lent: Vec<Arc<RawPicture>> = Vec::new();
     loop {
         // Holding the lock only while waiting for the next job; a poisoned
         // lock means another worker panicked, and the receiver is still fine.
@@ -465,12 +467,27 @@ fn encode_worker(
         };
         let encoded = RawImage::new(&job.data, g.width, g.height, g.stride, g.format)
             .and_then(|img| img.encode(quality, subsampling).map_err(|e| e.to_string()));
+        let mut data = Some(job.data);
         match encoded {
             Ok(jpeg) => {
                 let mut newest = published.lock().unwrap_or_else(|e| e.into_inner());
                 if job.seq > *newest {
                     *newest = job.seq;
-                    hub.publish_owned(owned_jpeg(jpeg), job.meta);
+                    // The picture goes with the frame (renditions resize it)
+                    // and comes back for reuse when the frame is gone.
+                    let raw = data.take().and_then(|d| {
+                        match RawPicture::new(d, g.width, g.height, g.stride, g.format) {
+                            Ok(raw) => Some(Arc::new(raw)),
+                            Err((d, _)) => {
+                                data = Some(d);
+                                None
+                            }
+                        }
+                    });
+                    if let Some(raw) = &raw {
+                        lent.push(raw.clone());
+                    }
+                    hub.publish_with_raw(owned_jpeg(jpeg), job.meta, raw);
                 }
                 warned = false;
             }
@@ -482,8 +499,32 @@ fn encode_worker(
                 }
             }
         }
-        let _ = spare.send(job.data);
+        if let Some(data) = data {
+            let _ = spare.send(data);
+        }
+        reclaim(&mut lent, spare);
     }
+}
+
+/// Raw pictures lent to frames at most, per worker: past that the oldest
+/// is left to be freed with its frame (a client holding old frames).
+const MAX_LENT: usize = 4;
+
+/// Sends back for reuse the buffers of lent pictures whose frames are gone.
+fn reclaim(lent: &mut Vec<Arc<RawPicture>>, spare: &mpsc::Sender<Vec<u8>>) {
+    let mut kept = Vec::with_capacity(lent.len());
+    for raw in lent.drain(..) {
+        match Arc::try_unwrap(raw) {
+            Ok(picture) => {
+                let _ = spare.send(picture.into_data());
+            }
+            Err(raw) => kept.push(raw),
+        }
+    }
+    if kept.len() > MAX_LENT {
+        kept.remove(0);
+    }
+    *lent = kept;
 }
 
 /// Describes every V4L2 device: name, driver, and for capture devices each

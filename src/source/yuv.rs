@@ -108,6 +108,56 @@ impl<'a> RawImage<'a> {
     }
 }
 
+/// A raw picture that owns its buffer: what a camera frame was encoded
+/// from, kept beside the live frame so that a rendition resizes it
+/// instead of decoding the JPEG again.
+#[derive(Debug)]
+pub struct RawPicture {
+    data: Vec<u8>,
+    width: u16,
+    height: u16,
+    stride: usize,
+    format: RawFormat,
+}
+
+impl RawPicture {
+    /// Takes `data` when it covers the geometry (see [`RawImage::new`]).
+    pub fn new(
+        data: Vec<u8>,
+        width: u16,
+        height: u16,
+        stride: usize,
+        format: RawFormat,
+    ) -> Result<RawPicture, (Vec<u8>, String)> {
+        match RawImage::new(&data, width, height, stride, format) {
+            Ok(_) => Ok(RawPicture {
+                data,
+                width,
+                height,
+                stride,
+                format,
+            }),
+            Err(why) => Err((data, why)),
+        }
+    }
+
+    /// The picture (checked when it was made).
+    pub fn image(&self) -> RawImage<'_> {
+        RawImage {
+            data: &self.data,
+            width: self.width,
+            height: self.height,
+            stride: self.stride,
+            format: self.format,
+        }
+    }
+
+    /// The buffer back, for reuse.
+    pub fn into_data(self) -> Vec<u8> {
+        self.data
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

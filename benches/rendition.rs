@@ -1,0 +1,66 @@
+//! Where a rendition frame's time goes, per 1280x720 source frame: the
+//! scaled decode into planes, the resize and the encode, for 640- and
+//! 320-wide variants, and the whole path beside `jpeg-decoder`'s.
+//!
+//! ```sh
+//! cargo bench --bench rendition                # a frame of /tmp/frames/720p
+//! FRAME=path/to/frame.jpg cargo bench --bench rendition
+//! ```
+
+use divan::{Bencher, black_box};
+use mjpegd::encode;
+use mjpegd::rendition::decode;
+use mjpegd::rendition::planes::Planes;
+use mjpegd::rendition::scale;
+use std::sync::OnceLock;
+
+fn main() {
+    println!("source frame: {} bytes", frame().len());
+    divan::main();
+}
+
+/// The first JPEG of `$FRAME` or /tmp/frames/720p (the benchmark's frames).
+fn frame() -> &'static [u8] {
+    static FRAME: OnceLock<Vec<u8>> = OnceLock::new();
+    FRAME.get_or_init(|| {
+        let path = std::env::var("FRAME").ok().unwrap_or_else(|| {
+            let mut names: Vec<_> = std::fs::read_dir("/tmp/frames/720p")
+                .expect("/tmp/frames/720p (bench/renditions.sh makes it) or FRAME=")
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
+            names.sort();
+            names[0].to_string_lossy().into_owned()
+        });
+        std::fs::read(path).expect("reads the frame")
+    })
+}
+
+const WIDTHS: [usize; 2] = [640, 320];
+
+#[divan::bench(args = WIDTHS)]
+fn decode_planes(b: Bencher, width: usize) {
+    b.bench(|| decode::decode(black_box(frame()), width, width * 9 / 16).expect("decodes"));
+}
+
+#[divan::bench(args = WIDTHS)]
+fn encode_planes(b: Bencher, width: usize) {
+    let d = decode::decode(frame(), width, width * 9 / 16).expect("decodes");
+    let planes = Planes::from_decoded(&d, width, width * 9 / 16);
+    b.bench(|| encode::encode_planes(black_box(&planes), 75).expect("encodes"));
+}
+
+#[divan::bench(args = WIDTHS)]
+fn whole_rendition(b: Bencher, width: usize) {
+    let h = (width * 9 / 16) as u16;
+    b.bench(|| scale::render(black_box(frame()), width as u16, h, 75).expect("renders"));
+}
+
+#[divan::bench(args = WIDTHS)]
+fn jpeg_decoder_scaled_rgb(b: Bencher, width: usize) {
+    b.bench(|| {
+        let mut d = jpeg_decoder::Decoder::new(black_box(frame()));
+        d.scale(width as u16, (width * 9 / 16) as u16)
+            .expect("scales");
+        d.decode().expect("decodes")
+    });
+}
