@@ -7,8 +7,7 @@ use super::{ConfigError, StreamConfig};
 use crate::nats::BusAddress;
 use crate::rendition::{DEFAULT_MAX_RENDITIONS, NamedRendition};
 use crate::source::tls_trust::TlsTrust;
-use crate::source::v4l2::WantedFormat;
-use crate::source::{SourceSpec, redact_credentials};
+use crate::source::{SourceSpec, WantedFormat, redact_credentials};
 
 impl ConfigFile {
     /// The file's `[[stream]]` tables.

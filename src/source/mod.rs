@@ -41,7 +41,7 @@ pub use placeholder::render as render_placeholder;
 /// The name config errors use for [`redact`].
 pub use redact::redact as redact_credentials;
 pub use redact::{Secrets, redact};
-pub use spec::{DEFAULT_DIR_FPS, DirSpec, PatternSpec, SourceSpec, SpecError};
+pub use spec::{DEFAULT_DIR_FPS, DirSpec, PatternSpec, SourceSpec, SpecError, WantedFormat};
 
 use crate::encode::Subsampling;
 use crate::hub::FrameHub;
