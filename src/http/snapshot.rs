@@ -83,7 +83,7 @@ pub async fn respond(
 /// resumed that its newest frame is from before the pause.
 fn resuming(hub: &FrameHub, stale_after: Duration) -> bool {
     hub.capture_on_demand()
-        && (hub.paused()
+        && (hub.demand().paused()
             || hub
                 .latest()
                 .is_none_or(|f| from_before_pause(hub, &f, stale_after)))
@@ -99,7 +99,7 @@ pub(super) fn from_before_pause(hub: &FrameHub, f: &Frame, stale_after: Duration
 
 pub(super) fn image(hub: &FrameHub, f: &Frame) -> Response {
     let jpeg = f.jpeg();
-    hub.count_bytes_out(jpeg.len());
+    hub.stats().count_bytes_out(jpeg.len());
     Response::new(200, "image/jpeg", jpeg)
         .no_cache()
         .header("X-Timestamp", unix_timestamp(f.meta.captured))
