@@ -214,6 +214,15 @@ mod tests {
         HttpUrl::parse(&format!("http://{addr}/stream")).expect("url")
     }
 
+    /// A relay of `url` that gives up quickly.
+    fn quick_relay(url: HttpUrl) -> RelaySpec {
+        RelaySpec {
+            url,
+            timeouts: quick(),
+            tls: TlsTrust::default(),
+        }
+    }
+
     fn quick() -> Timeouts {
         Timeouts {
             connect: Duration::from_millis(500),
@@ -226,11 +235,7 @@ mod tests {
     async fn silent_upstream_times_out_after_frames() {
         let jpeg = small(5);
         let resp = one_frame_stream("HTTP/1.0 200 OK", &jpeg);
-        let spec = RelaySpec {
-            url: fake_upstream(resp).await,
-            timeouts: quick(),
-            tls: TlsTrust::default(),
-        };
+        let spec = quick_relay(fake_upstream(resp).await);
         let ctx = ctx();
         let err = run(&spec, &ctx).await.expect_err("silence is an error");
         assert!(err.0.contains("sent nothing for 0.3 s"), "{err}");
@@ -240,32 +245,22 @@ mod tests {
 
     #[tokio::test]
     async fn upstream_without_head_times_out() {
-        let spec = RelaySpec {
-            url: fake_upstream(Vec::new()).await,
-            timeouts: quick(),
-            tls: TlsTrust::default(),
-        };
+        let spec = quick_relay(fake_upstream(Vec::new()).await);
         let err = run(&spec, &ctx()).await.expect_err("no head");
         assert!(err.0.contains("sent no response within 0.3 s"), "{err}");
     }
 
     #[tokio::test]
     async fn statuses_and_content_types_explained() {
-        let spec = RelaySpec {
-            url: fake_upstream(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n".to_vec())
-                .await,
-            timeouts: quick(),
-            tls: TlsTrust::default(),
-        };
+        let spec = quick_relay(
+            fake_upstream(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n".to_vec()).await,
+        );
         let err = run(&spec, &ctx()).await.expect_err("401");
         assert_eq!(err.0, "upstream answered 401 Unauthorized");
 
-        let spec = RelaySpec {
-            url: fake_upstream(b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\n\r\n".to_vec())
-                .await,
-            timeouts: quick(),
-            tls: TlsTrust::default(),
-        };
+        let spec = quick_relay(
+            fake_upstream(b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\n\r\n".to_vec()).await,
+        );
         let err = run(&spec, &ctx()).await.expect_err("single image");
         assert!(err.0.contains("use snapshot:http://127.0.0.1:"), "{err}");
     }
@@ -285,11 +280,7 @@ mod tests {
             .into_bytes(),
         )
         .await;
-        let spec = RelaySpec {
-            url: hop,
-            timeouts: quick(),
-            tls: TlsTrust::default(),
-        };
+        let spec = quick_relay(hop);
         // Reaches the stream, which then stays silent.
         let err = run(&spec, &ctx()).await.expect_err("silent");
         assert!(err.0.contains("sent nothing"), "{err}");
@@ -301,11 +292,7 @@ mod tests {
             )
             .await;
         }
-        let spec = RelaySpec {
-            url: loop_url,
-            timeouts: quick(),
-            tls: TlsTrust::default(),
-        };
+        let spec = quick_relay(loop_url);
         let err = run(&spec, &ctx()).await.expect_err("too many");
         assert!(err.0.contains("redirected more than 3 times"), "{err}");
     }
@@ -394,27 +381,11 @@ mod tests {
     async fn https_to_a_plain_server_fails_clearly() {
         let url = fake_upstream(b"HTTP/1.1 200 OK\r\n\r\n".to_vec()).await;
         let spec = RelaySpec::parse(&format!("https://{}/", url.endpoint())).expect("spec");
-        let spec = RelaySpec {
-            timeouts: quick(),
-            tls: TlsTrust::default(),
-            ..spec
-        };
+        let spec = quick_relay(spec.url);
         let err = run(&spec, &ctx()).await.expect_err("not TLS");
         assert!(
             err.0.contains("TLS handshake with 127.0.0.1 failed"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn snapshot_specs() {
-        let s = SnapshotSpec::parse("http://u:p@cam/jpg@2.5").expect("valid");
-        assert_eq!(s.fps, 2.5);
-        assert_eq!(s.url.host(), "cam");
-        assert_eq!(s.to_string(), "snapshot:http://u:***@cam/jpg@2.5");
-        let s = SnapshotSpec::parse("http://u:p@cam").expect("valid");
-        assert_eq!((s.fps, s.url.path().as_str()), (1.0, "/"));
-        assert!(SnapshotSpec::parse("http://cam/@0").is_err());
-        assert!(SnapshotSpec::parse("cam/jpg").is_err());
     }
 }

@@ -67,3 +67,20 @@ impl fmt::Display for SnapshotSpec {
         write!(f, "snapshot:{}@{}", self.url, self.fps)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_specs() {
+        let s = SnapshotSpec::parse("http://u:p@cam/jpg@2.5").expect("valid");
+        assert_eq!(s.fps, 2.5);
+        assert_eq!(s.url.host(), "cam");
+        assert_eq!(s.to_string(), "snapshot:http://u:***@cam/jpg@2.5");
+        let s = SnapshotSpec::parse("http://u:p@cam").expect("valid");
+        assert_eq!((s.fps, s.url.path().as_str()), (1.0, "/"));
+        assert!(SnapshotSpec::parse("http://cam/@0").is_err());
+        assert!(SnapshotSpec::parse("cam/jpg").is_err());
+    }
+}
