@@ -8,14 +8,16 @@
 //! `linger` after start, so a stream shows its first picture and resolution
 //! before pausing). Without a linger (the default) there is always demand.
 //!
-//! The source supervisor awaits [`Demand::wait`] before it starts a source
-//! (it returns the moment a viewer registers) and stops the source once
-//! demand ends; sources themselves never wait for demand.
+//! Each stream's hub holds one (`hub.demand()`); its viewer guards register
+//! and unregister. The source supervisor awaits [`Demand::wait`] before it
+//! starts a source (it returns the moment a viewer registers) and stops the
+//! source once demand ends; sources themselves never wait for demand.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
+/// One stream's viewers and whether its source may pause.
 pub struct Demand {
     /// Pause after this long without viewers; 0 means never pause.
     linger_ms: AtomicU64,

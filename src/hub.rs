@@ -4,12 +4,17 @@
 //! Clients wait for a frame newer than the one they sent last and write it
 //! whole, so a slow client skips frames instead of queueing them: memory per
 //! client is one `Arc` and its socket buffer, whatever the client does.
-//! The hub also keeps the stream's counters and source state for `/status`.
+//! The hub also keeps the stream's source state for `/status`, its counters
+//! ([`HubStats`], `hub.stats()`) and who watches it ([`Demand`],
+//! `hub.demand()`).
+
+mod stats;
+
+pub use stats::{HubStats, SendTally};
 
 use crate::demand::Demand;
 use crate::frame::{Frame, FrameMeta};
 use crate::history::{FrameStore, HistoryStats};
-use crate::latency::{LatencyHistogram, LatencySnapshot, LatencyTally};
 use crate::source::yuv::RawPicture;
 use bytes::Bytes;
 use serde::Serialize;
@@ -17,7 +22,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-use tracing::info;
 
 /// The newest frame of a stream, if any has been published yet.
 pub type Latest = Option<Arc<Frame>>;
@@ -29,11 +33,9 @@ pub struct FrameHub {
     kind: &'static str,
     tx: watch::Sender<Latest>,
     seq: AtomicU64,
-    counters: Counters,
+    stats: HubStats,
     state: Mutex<State>,
     started: Instant,
-    /// Capture-to-send times of frames written to stream clients.
-    latency: LatencyHistogram,
     /// `--drop-same-frames`: publish a frame identical to the previous one
     /// only once `SAME_FRAME_REPEAT` has passed.
     drop_same: AtomicBool,
@@ -59,25 +61,11 @@ pub trait FrameListener: Send + Sync {
 /// so browsers and players keep the connection and show a live timestamp.
 pub const SAME_FRAME_REPEAT: Duration = Duration::from_secs(1);
 
-#[derive(Default)]
-struct Counters {
-    captured: AtomicU64,
-    delivered: AtomicU64,
-    skipped: AtomicU64,
-    corrupt: AtomicU64,
-    bytes_out: AtomicU64,
-    clients: AtomicU64,
-    unchanged: AtomicU64,
-    published: AtomicU64,
-    replaced: AtomicU64,
-}
-
 struct State {
     online: bool,
     last_error: Option<String>,
     width: u16,
     height: u16,
-    rates: Rates,
     health: FrameHealth,
     capture: Option<String>,
 }
@@ -90,16 +78,6 @@ pub struct FrameHealth {
     pub last_good: Option<Instant>,
     /// The last bad frame and why it was dropped.
     pub last_bad: Option<(Instant, String)>,
-}
-
-/// Frame rates measured over the last tick interval.
-#[derive(Clone, Copy, Default)]
-struct Rates {
-    at: Option<Instant>,
-    captured_total: u64,
-    delivered_total: u64,
-    captured_fps: f64,
-    delivered_fps: f64,
 }
 
 /// A stream's state as reported by `/status` (and later `/metrics`).
@@ -152,18 +130,16 @@ impl FrameHub {
             kind,
             tx,
             seq: AtomicU64::new(0),
-            counters: Counters::default(),
+            stats: HubStats::default(),
             state: Mutex::new(State {
                 online: false,
                 last_error: None,
                 width: 0,
                 height: 0,
-                rates: Rates::default(),
                 health: FrameHealth::default(),
                 capture: None,
             }),
             started: Instant::now(),
-            latency: LatencyHistogram::default(),
             drop_same: AtomicBool::new(false),
             demand: Demand::default(),
             listener: OnceLock::new(),
@@ -184,6 +160,16 @@ impl FrameHub {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The stream's counters, rates and latency.
+    pub fn stats(&self) -> &HubStats {
+        &self.stats
+    }
+
+    /// Who watches the stream, for sources that pause without viewers.
+    pub fn demand(&self) -> &Demand {
+        &self.demand
     }
 
     /// Publishes a complete JPEG from the source; the stream is online.
@@ -209,7 +195,7 @@ impl FrameHub {
         meta: FrameMeta,
         raw: Option<Arc<RawPicture>>,
     ) -> Arc<Frame> {
-        self.counters.captured.fetch_add(1, Relaxed);
+        self.stats.captured.fetch_add(1, Relaxed);
         {
             let mut st = self.lock_state();
             st.online = true;
@@ -228,7 +214,7 @@ impl FrameHub {
             // and cheaper than hashing the new frame.
             && prev.jpeg() == jpeg
         {
-            self.counters.unchanged.fetch_add(1, Relaxed);
+            self.stats.unchanged.fetch_add(1, Relaxed);
             return prev;
         }
         self.send(jpeg, meta, true, raw)
@@ -247,26 +233,10 @@ impl FrameHub {
         st.last_error = Some(reason.to_owned());
     }
 
-    /// Counts a frame sent to a NATS bus.
-    pub fn record_published(&self) {
-        self.counters.published.fetch_add(1, Relaxed);
-    }
-
-    /// Counts `n` frames that newer ones replaced before the source could
-    /// publish them.
-    pub fn record_replaced(&self, n: u64) {
-        self.counters.replaced.fetch_add(n, Relaxed);
-    }
-
-    /// Counts a frame the source produced but that was not a valid JPEG.
-    pub fn record_dropped(&self) {
-        self.counters.corrupt.fetch_add(1, Relaxed);
-    }
-
     /// Counts a bad frame and remembers why it was dropped (see
     /// [`frame_health`](Self::frame_health)).
     pub fn record_bad_frame(&self, reason: &str) {
-        self.record_dropped();
+        self.stats.record_dropped();
         self.note_bad_input(reason);
     }
 
@@ -344,7 +314,7 @@ impl FrameHub {
     /// Registers a stream client for the lifetime of the returned guard.
     /// A client is also a viewer (see [`viewer`](Self::viewer)).
     pub fn client(self: &Arc<Self>) -> ClientGuard {
-        self.counters.clients.fetch_add(1, Relaxed);
+        self.stats.clients.fetch_add(1, Relaxed);
         ClientGuard {
             _viewer: self.viewer(),
             hub: self.clone(),
@@ -361,72 +331,9 @@ impl FrameHub {
         ViewerGuard { hub: self.clone() }
     }
 
-    /// Whether a source should capture now: always, unless
-    /// `--capture-on-demand` is set and nobody has watched for that long.
-    /// Sources check this between frames.
-    pub fn has_demand(&self) -> bool {
-        self.demand.has_demand()
-    }
-
     /// Whether `--capture-on-demand` is set for this stream.
     pub fn capture_on_demand(&self) -> bool {
         self.demand.enabled()
-    }
-
-    /// For async sources: returns at once while somebody watches; otherwise
-    /// shows the stream as paused and returns when a viewer arrives.
-    pub async fn wait_for_demand(&self) {
-        if self.demand.has_demand() {
-            return;
-        }
-        info!(stream = %self.name, "capture paused: no viewers");
-        self.demand.wait().await;
-        info!(stream = %self.name, "capture resumed");
-    }
-
-    /// Viewers (stream clients, snapshot requests, a publisher) registered now.
-    pub fn viewers(&self) -> u64 {
-        self.demand.viewers()
-    }
-
-    /// Whether the source is waiting for a viewer.
-    pub fn paused(&self) -> bool {
-        self.demand.paused()
-    }
-
-    /// Adds what one send pass delivered: frames, bytes, skipped frames and
-    /// their capture-to-send times.
-    pub fn record_sent(&self, sent: &SendTally, latency: &LatencyTally) {
-        self.count_sent(sent);
-        self.latency.merge(latency);
-    }
-
-    /// Adds one frame written whole to a client whose previous frame was
-    /// `prev_seq` (0: none yet), and its capture-to-send time.
-    pub fn record_one_sent(&self, frame: &Frame, prev_seq: u64) {
-        let mut sent = SendTally::default();
-        sent.add(frame, prev_seq);
-        self.count_sent(&sent);
-        self.latency.observe(frame.meta.captured_at.elapsed());
-    }
-
-    fn count_sent(&self, sent: &SendTally) {
-        let c = &self.counters;
-        c.delivered.fetch_add(sent.frames, Relaxed);
-        c.bytes_out.fetch_add(sent.bytes, Relaxed);
-        if sent.skipped > 0 {
-            c.skipped.fetch_add(sent.skipped, Relaxed);
-        }
-    }
-
-    /// The capture-to-send latency histogram.
-    pub fn latency(&self) -> LatencySnapshot {
-        self.latency.snapshot()
-    }
-
-    /// Counts bytes sent outside of stream parts (response heads, snapshots).
-    pub fn count_bytes_out(&self, n: usize) {
-        self.counters.bytes_out.fetch_add(n as u64, Relaxed);
     }
 
     /// Whether the source is currently delivering real frames.
@@ -439,33 +346,6 @@ impl FrameHub {
         self.lock_state().last_error.clone()
     }
 
-    /// Number of connected stream clients.
-    pub fn clients(&self) -> u64 {
-        self.counters.clients.load(Relaxed)
-    }
-
-    /// Updates the measured frame rates; called about once a second.
-    pub fn tick(&self) {
-        let now = Instant::now();
-        let captured = self.counters.captured.load(Relaxed);
-        let delivered = self.counters.delivered.load(Relaxed);
-        let mut st = self.lock_state();
-        let r = &mut st.rates;
-        if let Some(at) = r.at {
-            let dt = now.duration_since(at).as_secs_f64();
-            if dt > 0.0 {
-                r.captured_fps = (captured - r.captured_total) as f64 / dt;
-                r.delivered_fps = (delivered - r.delivered_total) as f64 / dt;
-            }
-        }
-        *r = Rates {
-            at: Some(now),
-            captured_total: captured,
-            delivered_total: delivered,
-            ..*r
-        };
-    }
-
     /// Records what the source's device actually delivers, for `/status`.
     pub fn set_capture(&self, what: Option<String>) {
         self.lock_state().capture = what;
@@ -473,7 +353,8 @@ impl FrameHub {
 
     /// The stream's state and counters.
     pub fn status(&self) -> StreamStatus {
-        let c = &self.counters;
+        let c = &self.stats;
+        let (captured_fps, delivered_fps) = c.rates();
         let st = self.lock_state();
         StreamStatus {
             name: self.name.clone(),
@@ -483,8 +364,8 @@ impl FrameHub {
             last_error: st.last_error.clone(),
             width: st.width,
             height: st.height,
-            captured_fps: round2(st.rates.captured_fps),
-            delivered_fps: round2(st.rates.delivered_fps),
+            captured_fps: round2(captured_fps),
+            delivered_fps: round2(delivered_fps),
             clients: c.clients.load(Relaxed),
             frames_captured: c.captured.load(Relaxed),
             frames_delivered: c.delivered.load(Relaxed),
@@ -513,28 +394,6 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-/// Frames written whole to stream clients, counted by a sender and added to
-/// the stream's counters at once.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SendTally {
-    pub frames: u64,
-    pub bytes: u64,
-    /// Frames a client did not get because a newer one replaced them.
-    pub skipped: u64,
-}
-
-impl SendTally {
-    /// Counts `frame` sent to a client whose previous frame was `prev_seq`
-    /// (0: none yet).
-    pub fn add(&mut self, frame: &Frame, prev_seq: u64) {
-        self.frames += 1;
-        self.bytes += frame.part_len() as u64;
-        if prev_seq != 0 && frame.seq > prev_seq + 1 {
-            self.skipped += frame.seq - prev_seq - 1;
-        }
-    }
-}
-
 /// A connected stream client; counts what it was sent and unregisters on drop.
 pub struct ClientGuard {
     hub: Arc<FrameHub>,
@@ -560,7 +419,7 @@ impl ClientGuard {
     /// Records that `frame` was written whole to this client (counters and
     /// the capture-to-send time).
     pub fn sent(&mut self, frame: &Frame) {
-        self.hub.record_one_sent(frame, self.last_seq);
+        self.hub.stats.record_one_sent(frame, self.last_seq);
         self.last_seq = frame.seq;
         self.frames += 1;
     }
@@ -569,9 +428,9 @@ impl ClientGuard {
     /// this client: counted like a live one, but its age is no
     /// capture-to-send time.
     pub fn replayed(&mut self, frame: &Frame) {
-        let mut sent = SendTally::default();
-        sent.add(frame, self.last_seq);
-        self.hub.count_sent(&sent);
+        self.hub
+            .stats
+            .count_sent(&SendTally::of(frame, self.last_seq));
         self.last_seq = frame.seq;
         self.frames += 1;
     }
@@ -588,13 +447,13 @@ impl ClientGuard {
 
     /// Counts bytes sent outside of frames (response heads, snapshots).
     pub fn sent_bytes(&self, n: usize) {
-        self.hub.count_bytes_out(n);
+        self.hub.stats.count_bytes_out(n);
     }
 }
 
 impl Drop for ClientGuard {
     fn drop(&mut self) {
-        self.hub.counters.clients.fetch_sub(1, Relaxed);
+        self.hub.stats.clients.fetch_sub(1, Relaxed);
     }
 }
 
@@ -623,7 +482,7 @@ mod tests {
         let c = hub.publish(b"\xff\xd8\xff\xd9", FrameMeta::now(1, 1));
         {
             let mut g = hub.client();
-            assert_eq!(hub.clients(), 1);
+            assert_eq!(hub.status().clients, 1);
             g.sent(&a);
             g.sent(&c);
         }
@@ -666,15 +525,15 @@ mod tests {
         let hub = FrameHub::new("t", "pattern", "pattern");
         hub.set_capture_on_demand(Some(Duration::from_millis(1)));
         std::thread::sleep(Duration::from_millis(5));
-        assert!(!hub.has_demand());
+        assert!(!hub.demand().has_demand());
         let v = hub.viewer();
-        assert!(hub.has_demand());
+        assert!(hub.demand().has_demand());
         drop(v);
         std::thread::sleep(Duration::from_millis(5));
-        assert!(!hub.has_demand());
+        assert!(!hub.demand().has_demand());
         let c = hub.client();
-        assert!(hub.has_demand());
+        assert!(hub.demand().has_demand());
         drop(c);
-        assert_eq!(hub.clients(), 0);
+        assert_eq!(hub.status().clients, 0);
     }
 }

@@ -142,7 +142,7 @@ mod tests {
             for _ in 0..3 {
                 hub.publish(b"\xff\xd8\xff\xd9", FrameMeta::now(1, 1));
             }
-            hub.record_dropped();
+            hub.stats().record_dropped();
             let mut client = hub.client();
             if let Some(f) = hub.latest() {
                 client.sent(&f);

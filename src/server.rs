@@ -238,7 +238,7 @@ async fn tick_rates(hubs: Vec<Arc<FrameHub>>, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = every.tick() => hubs.iter().for_each(|h| h.tick()),
+            _ = every.tick() => hubs.iter().for_each(|h| h.stats().tick()),
         }
         if tokio::time::Instant::now() >= next_summary {
             summary.log(&hubs);

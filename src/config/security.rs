@@ -5,7 +5,8 @@
 //! last two keep them out of `ps` output. Errors name where a secret came
 //! from, never its value.
 
-use super::{ConfigError, parse_secs};
+use super::ConfigError;
+use super::cli::parse_secs;
 use crate::http::auth::{Access, Credentials, TokenKey, parse_ttl};
 use crate::http::limits::Limits;
 use crate::tls::TlsSettings;
@@ -24,62 +25,49 @@ pub(super) struct SecurityArgs {
     /// Require HTTP Basic auth with USER:PASSWORD on every request. Shows in
     /// `ps`: prefer --auth-file or the MJPEGD_AUTH environment variable.
     #[arg(long, value_name = "USER:PASSWORD", conflicts_with = "auth_file")]
-    auth: Option<String>,
+    pub(super) auth: Option<String>,
 
     /// Read USER:PASSWORD for --auth from this file.
     #[arg(long, value_name = "PATH")]
-    auth_file: Option<PathBuf>,
+    pub(super) auth_file: Option<PathBuf>,
 
     /// Secret (16+ characters) that signs ?token= URLs made by `mjpegd token`.
     /// Also MJPEGD_TOKEN_SECRET or --token-secret-file.
     #[arg(long, value_name = "SECRET", conflicts_with = "token_secret_file")]
-    token_secret: Option<String>,
+    pub(super) token_secret: Option<String>,
 
     /// Read the token secret from this file.
     #[arg(long, value_name = "PATH")]
-    token_secret_file: Option<PathBuf>,
+    pub(super) token_secret_file: Option<PathBuf>,
 
     /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
     #[arg(long, value_name = "PEM", requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
+    pub(super) tls_cert: Option<PathBuf>,
 
     /// PEM private key of --tls-cert.
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
+    pub(super) tls_key: Option<PathBuf>,
 
     /// Most open connections (0: no limit); more get 503 with Retry-After.
     #[arg(long, value_name = "N", default_value_t = 0)]
-    max_connections: usize,
+    pub(super) max_connections: usize,
 
     /// Most open connections from one address, an IPv6 /64 counting as one
     /// (0: half of --max-connections); more get 503.
     #[arg(long, value_name = "N", default_value_t = 0)]
-    max_connections_per_ip: usize,
+    pub(super) max_connections_per_ip: usize,
 
     /// Most stream clients over all streams (0: no limit); more get 503.
     #[arg(long, value_name = "N", default_value_t = 0)]
-    max_clients: usize,
+    pub(super) max_clients: usize,
 
     /// Most stream clients from one IP address (0: no limit); more get 503.
     #[arg(long, value_name = "N", default_value_t = 0)]
-    max_streams_per_ip: usize,
+    pub(super) max_streams_per_ip: usize,
 
     /// Seconds a client may take no data before it is dropped.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
-    send_timeout: Duration,
-}
-
-/// The security keys of a `--config` file.
-pub(super) struct FileSecurity {
-    pub auth_file: Option<PathBuf>,
-    pub token_secret_file: Option<PathBuf>,
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    pub max_connections: Option<usize>,
-    pub max_connections_per_ip: Option<usize>,
-    pub max_clients: Option<usize>,
-    pub max_streams_per_ip: Option<usize>,
-    pub send_timeout: Option<Duration>,
+    pub(super) send_timeout: Duration,
 }
 
 /// The resolved security settings.
@@ -99,50 +87,6 @@ pub(super) fn process_env(name: &str) -> Option<String> {
 }
 
 impl SecurityArgs {
-    /// Takes the config file's values for what the command line left unset
-    /// (a secret given on the command line, by flag or file, wins as a whole).
-    pub(super) fn apply_file(&mut self, file: FileSecurity, given: &dyn Fn(&str) -> bool) {
-        if !given("auth") && !given("auth_file") && file.auth_file.is_some() {
-            self.auth_file = file.auth_file;
-        }
-        if !given("token_secret") && !given("token_secret_file") && file.token_secret_file.is_some()
-        {
-            self.token_secret_file = file.token_secret_file;
-        }
-        if !given("tls_cert") && !given("tls_key") {
-            if file.tls_cert.is_some() {
-                self.tls_cert = file.tls_cert;
-            }
-            if file.tls_key.is_some() {
-                self.tls_key = file.tls_key;
-            }
-        }
-        let set = |id: &str, slot: &mut usize, v: Option<usize>| {
-            if let Some(v) = v.filter(|_| !given(id)) {
-                *slot = v;
-            }
-        };
-        set(
-            "max_connections",
-            &mut self.max_connections,
-            file.max_connections,
-        );
-        set(
-            "max_connections_per_ip",
-            &mut self.max_connections_per_ip,
-            file.max_connections_per_ip,
-        );
-        set("max_clients", &mut self.max_clients, file.max_clients);
-        set(
-            "max_streams_per_ip",
-            &mut self.max_streams_per_ip,
-            file.max_streams_per_ip,
-        );
-        if let Some(t) = file.send_timeout.filter(|_| !given("send_timeout")) {
-            self.send_timeout = t;
-        }
-    }
-
     pub(super) fn resolve(self, env: Env<'_>) -> Result<Security, String> {
         let basic = secret(self.auth, self.auth_file, "--auth", AUTH_ENV, env)?
             .map(|(s, from)| Credentials::parse(&s).map_err(|e| format!("{from}: {e}")))

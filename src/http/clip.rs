@@ -94,7 +94,7 @@ pub async fn serve<S: Transport>(
     };
     match sent {
         Ok(n) => {
-            hub.count_bytes_out(n);
+            hub.stats().count_bytes_out(n);
             Ok(keep_alive)
         }
         Err(e) => {

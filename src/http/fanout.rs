@@ -140,7 +140,7 @@ impl Slot {
 
     /// The client's task sent `frame` whole: counts it.
     pub fn sent_by_task(&self, hub: &FrameHub, frame: &Frame) {
-        hub.record_one_sent(frame, self.delivered(frame));
+        hub.stats().record_one_sent(frame, self.delivered(frame));
     }
 
     /// The client's task is done with the socket: offers the client to the
@@ -330,7 +330,7 @@ impl Fanout {
                 Err(_) => slot.kill(),
             }
         }
-        hub.record_sent(&sent, &latency);
+        hub.stats().record_sent(&sent, &latency);
     }
 }
 

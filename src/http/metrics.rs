@@ -113,7 +113,7 @@ pub fn render(ctx: &HttpContext) -> String {
         "Time from capture of a frame to the end of its write to a stream client.",
     );
     for (hub, s) in &streams {
-        let h = hub.latency();
+        let h = hub.stats().latency();
         for (le, count) in &h.buckets {
             let le = if le.is_infinite() {
                 "+Inf".to_owned()

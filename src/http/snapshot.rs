@@ -83,7 +83,7 @@ pub async fn respond(
 /// resumed that its newest frame is from before the pause.
 fn resuming(hub: &FrameHub, stale_after: Duration) -> bool {
     hub.capture_on_demand()
-        && (hub.paused()
+        && (hub.demand().paused()
             || hub
                 .latest()
                 .is_none_or(|f| from_before_pause(hub, &f, stale_after)))
@@ -103,7 +103,7 @@ pub(super) fn image(hub: &FrameHub, f: &Frame) -> Response {
 
 /// `jpeg` (frame `f`, or a rendition of it) as the snapshot answer.
 pub(super) fn image_of(hub: &FrameHub, f: &Frame, jpeg: bytes::Bytes) -> Response {
-    hub.count_bytes_out(jpeg.len());
+    hub.stats().count_bytes_out(jpeg.len());
     Response::new(200, "image/jpeg", jpeg)
         .no_cache()
         .header("X-Timestamp", unix_timestamp(f.meta.captured))

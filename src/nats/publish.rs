@@ -203,7 +203,7 @@ impl Publisher {
         {
             Ok(()) => {
                 self.last_sent = Instant::now();
-                self.hub.record_published();
+                self.hub.stats().record_published();
             }
             Err(e) => warn!(stream = self.hub.name(), bus = %self.addr, "frame not published: {e}"),
         }

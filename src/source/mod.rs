@@ -41,7 +41,7 @@ pub use placeholder::render as render_placeholder;
 /// The name config errors use for [`redact`].
 pub use redact::redact as redact_credentials;
 pub use redact::{Secrets, redact};
-pub use spec::{DEFAULT_DIR_FPS, DirSpec, PatternSpec, SourceSpec, SpecError};
+pub use spec::{DEFAULT_DIR_FPS, DirSpec, PatternSpec, SourceSpec, SpecError, WantedFormat};
 
 use crate::encode::Subsampling;
 use crate::hub::FrameHub;
@@ -102,7 +102,7 @@ pub async fn supervise(spec: SourceSpec, ctx: SourceContext) {
     loop {
         tokio::select! {
             _ = ctx.cancel.cancelled() => return,
-            _ = ctx.hub.wait_for_demand() => {}
+            _ = wait_for_demand(&ctx.hub) => {}
         }
         let started = Instant::now();
         // The source runs under its own token, so that it can be stopped for
@@ -209,12 +209,23 @@ async fn online_again(hub: &FrameHub) {
     }
 }
 
+/// Returns at once while somebody watches; otherwise shows the stream as
+/// paused and returns when a viewer arrives.
+async fn wait_for_demand(hub: &FrameHub) {
+    if hub.demand().has_demand() {
+        return;
+    }
+    info!(stream = hub.name(), "capture paused: no viewers");
+    hub.demand().wait().await;
+    info!(stream = hub.name(), "capture resumed");
+}
+
 /// Cancels `run` once the stream has had no viewers for its linger time.
 async fn stop_when_idle(hub: Arc<FrameHub>, run: CancellationToken) {
     let mut every = tokio::time::interval(Duration::from_millis(100));
     loop {
         every.tick().await;
-        if !hub.has_demand() {
+        if !hub.demand().has_demand() {
             run.cancel();
             return;
         }

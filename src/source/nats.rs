@@ -128,7 +128,7 @@ pub async fn run(addr: &BusAddress, ctx: &SourceContext) -> Result<(), SourceErr
                 }
             }
             _ = announce.tick() => {
-                if hub.viewers() == 0 {
+                if hub.demand().viewers() == 0 {
                     announced = None;
                 } else if announced.is_none_or(|at| at.elapsed() >= INTEREST_EVERY) {
                     let _ = client.publish(addr.interest_subject(), Bytes::new()).await;
@@ -150,7 +150,7 @@ pub async fn run(addr: &BusAddress, ctx: &SourceContext) -> Result<(), SourceErr
         }
         let dropped = link.take_drops();
         if dropped > 0 {
-            hub.record_replaced(dropped);
+            hub.stats().record_replaced(dropped);
         }
         if asking.as_ref().is_some_and(|a| a.is_finished()) {
             asking = None;
@@ -165,7 +165,7 @@ async fn read(mut subscriber: Subscriber, inbox: Arc<Inbox>, hub: Arc<crate::hub
     while let Some(msg) = subscriber.next().await {
         inbox.live.fetch_add(1, Relaxed);
         if inbox.put(msg) {
-            hub.record_replaced(1);
+            hub.stats().record_replaced(1);
         }
     }
 }

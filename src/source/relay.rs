@@ -12,82 +12,18 @@
 //! stream) ends `run` with the reason; the supervisor then shows the offline
 //! placeholder and reconnects with backoff, so viewers stay connected.
 
-use super::http_client::{Client, HttpUrl, Timeouts};
+use super::http_client::{Client, HttpUrl};
 use super::sink::{JpegSink, parse_timestamp};
-use super::spec::{SpecError, parse_fps};
-use super::tls_trust::TlsTrust;
+use super::spec::{RelaySpec, SnapshotSpec};
 use super::{SourceContext, SourceError};
 use crate::jpeg::JpegSplitter;
 use crate::mjpeg::{MultipartParser, boundary_from_content_type};
 use bytes::Bytes;
-use std::fmt;
 use std::time::{Duration, SystemTime};
 use tracing::info;
 
 /// Largest frame accepted from an upstream.
 const MAX_FRAME: usize = 16 * 1024 * 1024;
-
-/// `http://...` or `https://...`: relay another server's MJPEG stream.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RelaySpec {
-    pub url: HttpUrl,
-    pub timeouts: Timeouts,
-    /// Which certificates an `https` upstream may present.
-    pub tls: TlsTrust,
-}
-
-impl RelaySpec {
-    /// Parses the whole spec, which is the URL.
-    pub fn parse(s: &str) -> Result<RelaySpec, SpecError> {
-        let url = HttpUrl::parse(s).map_err(|e| SpecError(format!("bad relay URL: {e}")))?;
-        Ok(RelaySpec {
-            url,
-            timeouts: Timeouts::default(),
-            tls: TlsTrust::default(),
-        })
-    }
-}
-
-/// Displays the URL with any password replaced by `***`.
-impl fmt::Display for RelaySpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.url)
-    }
-}
-
-/// `snapshot:URL[@FPS]`: poll a still image.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SnapshotSpec {
-    pub url: HttpUrl,
-    pub fps: f64,
-    pub timeouts: Timeouts,
-    /// Which certificates an `https` upstream may present.
-    pub tls: TlsTrust,
-}
-
-impl SnapshotSpec {
-    /// Parses what follows `snapshot:`. A trailing `@N` is the rate when N
-    /// is a number (a user name's `@` is followed by a host instead).
-    pub fn parse(s: &str) -> Result<SnapshotSpec, SpecError> {
-        let (url, fps) = match s.rsplit_once('@') {
-            Some((url, fps)) if fps.parse::<f64>().is_ok() => (url, parse_fps(fps)?),
-            _ => (s, 1.0),
-        };
-        let url = HttpUrl::parse(url).map_err(|e| SpecError(format!("bad snapshot URL: {e}")))?;
-        Ok(SnapshotSpec {
-            url,
-            fps,
-            timeouts: Timeouts::default(),
-            tls: TlsTrust::default(),
-        })
-    }
-}
-
-impl fmt::Display for SnapshotSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "snapshot:{}@{}", self.url, self.fps)
-    }
-}
 
 /// Relays `spec`'s stream until cancelled or the upstream fails.
 pub async fn run(spec: &RelaySpec, ctx: &SourceContext) -> Result<(), SourceError> {
@@ -245,6 +181,8 @@ mod tests {
     use super::*;
     use crate::hub::FrameHub;
     use crate::jpeg::testing::small;
+    use crate::source::http_client::Timeouts;
+    use crate::source::tls_trust::TlsTrust;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
     use tokio_util::sync::CancellationToken;
@@ -276,6 +214,15 @@ mod tests {
         HttpUrl::parse(&format!("http://{addr}/stream")).expect("url")
     }
 
+    /// A relay of `url` that gives up quickly.
+    fn quick_relay(url: HttpUrl) -> RelaySpec {
+        RelaySpec {
+            url,
+            timeouts: quick(),
+            tls: TlsTrust::default(),
+        }
+    }
+
     fn quick() -> Timeouts {
         Timeouts {
             connect: Duration::from_millis(500),
@@ -288,11 +235,7 @@ mod tests {
     async fn silent_upstream_times_out_after_frames() {
         let jpeg = small(5);
         let resp = one_frame_stream("HTTP/1.0 200 OK", &jpeg);
-        let spec = RelaySpec {
-            url: fake_upstream(resp).await,
-            timeouts: quick(),
-            tls: TlsTrust::default(),
-        };
+        let spec = quick_relay(fake_upstream(resp).await);
         let ctx = ctx();
         let err = run(&spec, &ctx).await.expect_err("silence is an error");
         assert!(err.0.contains("sent nothing for 0.3 s"), "{err}");
@@ -302,32 +245,22 @@ mod tests {
 
     #[tokio::test]
     async fn upstream_without_head_times_out() {
-        let spec = RelaySpec {
-            url: fake_upstream(Vec::new()).await,
-            timeouts: quick(),
-            tls: TlsTrust::default(),
-        };
+        let spec = quick_relay(fake_upstream(Vec::new()).await);
         let err = run(&spec, &ctx()).await.expect_err("no head");
         assert!(err.0.contains("sent no response within 0.3 s"), "{err}");
     }
 
     #[tokio::test]
     async fn statuses_and_content_types_explained() {
-        let spec = RelaySpec {
-            url: fake_upstream(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n".to_vec())
-                .await,
-            timeouts: quick(),
-            tls: TlsTrust::default(),
-        };
+        let spec = quick_relay(
+            fake_upstream(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n".to_vec()).await,
+        );
         let err = run(&spec, &ctx()).await.expect_err("401");
         assert_eq!(err.0, "upstream answered 401 Unauthorized");
 
-        let spec = RelaySpec {
-            url: fake_upstream(b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\n\r\n".to_vec())
-                .await,
-            timeouts: quick(),
-            tls: TlsTrust::default(),
-        };
+        let spec = quick_relay(
+            fake_upstream(b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\n\r\n".to_vec()).await,
+        );
         let err = run(&spec, &ctx()).await.expect_err("single image");
         assert!(err.0.contains("use snapshot:http://127.0.0.1:"), "{err}");
     }
@@ -347,11 +280,7 @@ mod tests {
             .into_bytes(),
         )
         .await;
-        let spec = RelaySpec {
-            url: hop,
-            timeouts: quick(),
-            tls: TlsTrust::default(),
-        };
+        let spec = quick_relay(hop);
         // Reaches the stream, which then stays silent.
         let err = run(&spec, &ctx()).await.expect_err("silent");
         assert!(err.0.contains("sent nothing"), "{err}");
@@ -363,11 +292,7 @@ mod tests {
             )
             .await;
         }
-        let spec = RelaySpec {
-            url: loop_url,
-            timeouts: quick(),
-            tls: TlsTrust::default(),
-        };
+        let spec = quick_relay(loop_url);
         let err = run(&spec, &ctx()).await.expect_err("too many");
         assert!(err.0.contains("redirected more than 3 times"), "{err}");
     }
@@ -456,27 +381,11 @@ mod tests {
     async fn https_to_a_plain_server_fails_clearly() {
         let url = fake_upstream(b"HTTP/1.1 200 OK\r\n\r\n".to_vec()).await;
         let spec = RelaySpec::parse(&format!("https://{}/", url.endpoint())).expect("spec");
-        let spec = RelaySpec {
-            timeouts: quick(),
-            tls: TlsTrust::default(),
-            ..spec
-        };
+        let spec = quick_relay(spec.url);
         let err = run(&spec, &ctx()).await.expect_err("not TLS");
         assert!(
             err.0.contains("TLS handshake with 127.0.0.1 failed"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn snapshot_specs() {
-        let s = SnapshotSpec::parse("http://u:p@cam/jpg@2.5").expect("valid");
-        assert_eq!(s.fps, 2.5);
-        assert_eq!(s.url.host(), "cam");
-        assert_eq!(s.to_string(), "snapshot:http://u:***@cam/jpg@2.5");
-        let s = SnapshotSpec::parse("http://u:p@cam").expect("valid");
-        assert_eq!((s.fps, s.url.path().as_str()), (1.0, "/"));
-        assert!(SnapshotSpec::parse("http://cam/@0").is_err());
-        assert!(SnapshotSpec::parse("cam/jpg").is_err());
     }
 }

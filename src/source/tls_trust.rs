@@ -86,10 +86,7 @@ impl TlsTrust {
             TlsTrust::CaFile(path) => {
                 roots_from(path).and_then(|r| explained_webpki(r, self.clone()))
             }
-            TlsTrust::Pinned(pin) => with_verifier(Arc::new(Pin {
-                pin: *pin,
-                provider: provider(),
-            })),
+            TlsTrust::Pinned(pin) => with_verifier(Verifier::new(Check::Pinned(*pin))),
         };
         made.map_err(|e| SourceError::new(format!("cannot set up TLS: {e}")))
     }
@@ -145,7 +142,7 @@ fn explained_webpki(
         rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
             .build()
             .map_err(|e| e.to_string())?;
-    with_verifier(Arc::new(Explained { inner, trust }))
+    with_verifier(Verifier::new(Check::Explained(inner, trust)))
 }
 
 pub fn fingerprint(der: &[u8]) -> [u8; 32] {
@@ -156,13 +153,35 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// How the server's certificate is checked.
 #[derive(Debug)]
-struct Explained {
-    inner: Arc<rustls::client::WebPkiServerVerifier>,
-    trust: TlsTrust,
+enum Check {
+    /// The standard (webpki) check, with failures that say what to do.
+    Explained(Arc<rustls::client::WebPkiServerVerifier>, TlsTrust),
+    /// Exactly the pinned certificate: names, dates and issuer do not
+    /// matter, the pin is the whole trust.
+    Pinned([u8; 32]),
 }
 
-impl ServerCertVerifier for Explained {
+/// A certificate check, plus the proof that the server holds the
+/// certificate's private key (the handshake signatures), the same for every
+/// kind of trust.
+#[derive(Debug)]
+struct Verifier {
+    check: Check,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl Verifier {
+    fn new(check: Check) -> Arc<Verifier> {
+        Arc::new(Verifier {
+            check,
+            provider: provider(),
+        })
+    }
+}
+
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -171,73 +190,29 @@ impl ServerCertVerifier for Explained {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-            .map_err(|e| {
-                let pin = hex(&fingerprint(end_entity));
-                let trusted = match &self.trust {
-                    TlsTrust::CaFile(p) => format!("not issued by tls_ca {}", p.display()),
-                    _ => "not signed by a public CA".to_owned(),
-                };
-                rustls::Error::General(format!(
-                    "{e} ({trusted}; for a camera's own certificate set tls_pin = \
-                     \"sha256:{pin}\", or tls_ca = \"PATH\" to the CA that issued it, \
-                     in the stream's [[stream]] table)"
-                ))
-            })
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// Accepts exactly the pinned certificate (names, dates and issuer do not
-/// matter: the pin is the whole trust), and still checks that the server
-/// holds its private key (the handshake signatures).
-#[derive(Debug)]
-struct Pin {
-    pin: [u8; 32],
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl ServerCertVerifier for Pin {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let seen = fingerprint(end_entity);
-        if seen == self.pin {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(format!(
+        let seen = || fingerprint(end_entity);
+        match &self.check {
+            Check::Explained(inner, trust) => inner
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+                .map_err(|e| {
+                    let trusted = match trust {
+                        TlsTrust::CaFile(p) => format!("not issued by tls_ca {}", p.display()),
+                        _ => "not signed by a public CA".to_owned(),
+                    };
+                    rustls::Error::General(format!(
+                        "{e} ({trusted}; for a camera's own certificate set tls_pin = \
+                         \"sha256:{}\", or tls_ca = \"PATH\" to the CA that issued it, \
+                         in the stream's [[stream]] table)",
+                        hex(&seen())
+                    ))
+                }),
+            Check::Pinned(pin) if seen() == *pin => Ok(ServerCertVerified::assertion()),
+            Check::Pinned(pin) => Err(rustls::Error::General(format!(
                 "the server's certificate (sha256:{}) is not the one in tls_pin (sha256:{}); \
                  if the camera has a new certificate, pin that one",
-                hex(&seen),
-                hex(&self.pin)
-            )))
+                hex(&seen()),
+                hex(pin)
+            ))),
         }
     }
 
@@ -247,12 +222,8 @@ impl ServerCertVerifier for Pin {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
     }
 
     fn verify_tls13_signature(
@@ -261,12 +232,8 @@ impl ServerCertVerifier for Pin {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

@@ -23,10 +23,8 @@
 mod dev;
 mod pixfmt;
 
-pub use pixfmt::WantedFormat;
-
 use super::sink::JpegSink;
-use super::spec::{SpecError, parse_fps, parse_size};
+use super::spec::V4l2Spec;
 use super::yuv::{RawFormat, RawImage, RawPicture};
 use super::{SourceContext, SourceError, run_on_thread};
 use crate::encode::Subsampling;
@@ -37,7 +35,7 @@ use linuxvideo::format::{FrameIntervals, FrameSizes};
 use linuxvideo::{BufType, CapabilityFlags, Device, Fract};
 use pixfmt::Pipeline;
 use rustix::event::{PollFd, PollFlags, Timespec};
-use std::fmt::{self, Write as _};
+use std::fmt::Write as _;
 use std::io;
 use std::os::fd::BorrowedFd;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -55,77 +53,6 @@ const STALL_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_ENCODERS: usize = 8;
 /// A rate in effect this far from the asked one is worth a word.
 const FPS_TOLERANCE: f64 = 0.01;
-
-/// `v4l2:/dev/videoN[:FORMAT][:WxH][@FPS]`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct V4l2Spec {
-    pub device: String,
-    pub size: Option<(u16, u16)>,
-    pub fps: Option<f64>,
-    /// The pixel format to ask for; by default the camera's JPEG, then
-    /// YUYV, then NV12.
-    pub format: Option<WantedFormat>,
-}
-
-impl V4l2Spec {
-    /// Parses what follows `v4l2:`. `video0` and `0` are short for
-    /// `/dev/video0`; after the device come the format and the size, in
-    /// either order (`0:NV12:1280x720@15`).
-    pub fn parse(s: &str) -> Result<V4l2Spec, SpecError> {
-        let (rest, fps) = match s.rsplit_once('@') {
-            Some((rest, fps)) => (rest, Some(parse_fps(fps)?)),
-            None => (s, None),
-        };
-        let mut parts = rest.split(':');
-        let device = parts.next().unwrap_or_default();
-        let (mut size, mut format) = (None, None);
-        for part in parts {
-            if let Some(f) = WantedFormat::parse(part) {
-                format = Some(f);
-            } else if part.contains(['x', 'X']) && part.starts_with(|c: char| c.is_ascii_digit()) {
-                size = Some(parse_size(part)?);
-            } else {
-                return Err(SpecError(format!(
-                    "v4l2: '{part}' is neither a size (WxH) nor a format ({})",
-                    WantedFormat::NAMES
-                )));
-            }
-        }
-        let device = if device.is_empty() {
-            return Err(SpecError(
-                "v4l2 needs a device, e.g. v4l2:/dev/video0".into(),
-            ));
-        } else if device.bytes().all(|b| b.is_ascii_digit()) {
-            format!("/dev/video{device}")
-        } else if !device.contains('/') {
-            format!("/dev/{device}")
-        } else {
-            device.to_owned()
-        };
-        Ok(V4l2Spec {
-            device,
-            size,
-            fps,
-            format,
-        })
-    }
-}
-
-impl fmt::Display for V4l2Spec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "v4l2:{}", self.device)?;
-        if let Some(format) = self.format {
-            write!(f, ":{format}")?;
-        }
-        if let Some((w, h)) = self.size {
-            write!(f, ":{w}x{h}")?;
-        }
-        if let Some(fps) = self.fps {
-            write!(f, "@{fps}")?;
-        }
-        Ok(())
-    }
-}
 
 /// Captures from the camera until cancelled or the camera fails.
 pub async fn run(spec: V4l2Spec, ctx: &SourceContext) -> Result<(), SourceError> {
@@ -654,39 +581,6 @@ mod tests {
     use super::*;
     use crate::jpeg::testing::encode;
     use tokio_util::sync::CancellationToken;
-
-    #[test]
-    fn specs() {
-        let s = V4l2Spec::parse("/dev/video2:1280x720@15").expect("valid");
-        assert_eq!(s.device, "/dev/video2");
-        assert_eq!((s.size, s.fps), (Some((1280, 720)), Some(15.0)));
-        assert_eq!(s.to_string(), "v4l2:/dev/video2:1280x720@15");
-        let s = V4l2Spec::parse("0").expect("valid");
-        assert_eq!(
-            (s.device.as_str(), s.size, s.fps),
-            ("/dev/video0", None, None)
-        );
-        assert_eq!(
-            V4l2Spec::parse("video1@5").expect("valid").device,
-            "/dev/video1"
-        );
-        assert!(V4l2Spec::parse("").is_err());
-        assert!(V4l2Spec::parse("/dev/video0:big").is_err());
-        assert!(V4l2Spec::parse("/dev/video0@0").is_err());
-    }
-
-    #[test]
-    fn specs_with_formats() {
-        let s = V4l2Spec::parse("0:NV12:641x480@5").expect("valid");
-        assert_eq!(s.format, WantedFormat::parse("NV12"));
-        assert_eq!((s.size, s.fps), (Some((641, 480)), Some(5.0)));
-        assert_eq!(s.to_string(), "v4l2:/dev/video0:NV12:641x480@5");
-        let s = V4l2Spec::parse("/dev/video1:1280x720:mjpeg").expect("valid");
-        assert_eq!(s.format, WantedFormat::parse("MJPEG"));
-        assert_eq!(s.size, Some((1280, 720)));
-        let e = V4l2Spec::parse("0:H264").expect_err("unknown format");
-        assert!(e.0.contains("MJPEG, YUYV, NV12, NV12M"), "{}", e.0);
-    }
 
     #[test]
     fn rates_in_effect_are_told() {

@@ -146,7 +146,6 @@ fn cpu_seconds(pid: i32) -> f64 {
             .unwrap_or(0.0)
     };
     // utime and stime are fields 14 and 15 of stat; 11 and 12 after the name.
-    // SAFETY: sysconf has no memory effects.
     let hz = rustix::param::clock_ticks_per_second().max(1) as f64;
     (ticks(11) + ticks(12)) / hz
 }
@@ -161,13 +160,8 @@ fn rss_kib(pid: i32) -> u64 {
         .unwrap_or(0)
 }
 
-/// This process's own CPU seconds.
+/// This process's own CPU seconds (all threads, user and system).
 pub fn self_cpu_seconds() -> f64 {
-    // SAFETY: getrusage only writes the struct we pass.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
-        return 0.0;
-    }
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
 }

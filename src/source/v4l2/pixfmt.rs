@@ -1,8 +1,8 @@
 //! Pixel formats: their names (`MJPEG`, `YUYV`, `NV12`), readable fourccs,
 //! and which one capture asks the camera for.
 
+use crate::source::spec::WantedFormat;
 use crate::source::yuv::RawFormat;
-use std::fmt;
 
 /// `v4l2_fourcc_be`: the flag V4L2 sets on big-endian variants of a format.
 const BIG_ENDIAN: u32 = 1 << 31;
@@ -51,54 +51,13 @@ impl Pipeline {
     }
 }
 
-/// A pixel format asked for in the source spec or config.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WantedFormat(Wanted);
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Wanted {
-    Mjpeg,
-    Yuyv,
-    Nv12,
-    /// NV12 in two planes, luma and chroma in separate buffers.
-    Nv12m,
-}
-
-impl WantedFormat {
-    pub const NAMES: &'static str = "MJPEG, YUYV, NV12, NV12M";
-
-    /// `MJPEG` (or `MJPG`, `JPEG`), `YUYV` (or `YUY2`), `NV12` (either
-    /// layout), `NV12M` (or `NM12`: only the two-plane one); any case.
-    pub fn parse(s: &str) -> Option<WantedFormat> {
-        let w = match s.to_ascii_uppercase().as_str() {
-            "MJPEG" | "MJPG" | "JPEG" => Wanted::Mjpeg,
-            "YUYV" | "YUY2" => Wanted::Yuyv,
-            "NV12" => Wanted::Nv12,
-            "NV12M" | "NM12" => Wanted::Nv12m,
-            _ => return None,
-        };
-        Some(WantedFormat(w))
-    }
-
-    /// The fourccs that satisfy this wish, best first.
-    fn codes(self) -> &'static [u32] {
-        match self.0 {
-            Wanted::Mjpeg => &[MJPG, JPEG],
-            Wanted::Yuyv => &[YUYV],
-            Wanted::Nv12 => &[NV12, NV12M],
-            Wanted::Nv12m => &[NV12M],
-        }
-    }
-}
-
-impl fmt::Display for WantedFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self.0 {
-            Wanted::Mjpeg => "MJPEG",
-            Wanted::Yuyv => "YUYV",
-            Wanted::Nv12 => "NV12",
-            Wanted::Nv12m => "NV12M",
-        })
+/// The fourccs that satisfy `wanted`, best first.
+fn codes(wanted: WantedFormat) -> &'static [u32] {
+    match wanted {
+        WantedFormat::Mjpeg => &[MJPG, JPEG],
+        WantedFormat::Yuyv => &[YUYV],
+        WantedFormat::Nv12 => &[NV12, NV12M],
+        WantedFormat::Nv12m => &[NV12M],
     }
 }
 
@@ -107,7 +66,7 @@ impl fmt::Display for WantedFormat {
 /// then NV12. The error lists what the camera has.
 pub fn choose(offers: &[u32], wanted: Option<WantedFormat>) -> Result<u32, String> {
     let preference: &[u32] = match wanted {
-        Some(w) => w.codes(),
+        Some(w) => codes(w),
         None => &[MJPG, JPEG, YUYV, NV12, NV12M],
     };
     if let Some(code) = preference.iter().find(|c| offers.contains(c)) {

@@ -1,9 +1,15 @@
 //! Source specifications as written on the command line (`pattern:640x480@30`,
-//! `dir:/srv/frames@10`, `file:/run/cam.jpg`, `stdin`, `exec:COMMAND`).
+//! `dir:/srv/frames@10`, `file:/run/cam.jpg`, `stdin`, `exec:COMMAND`, relays,
+//! cameras, `nats://`). All parsing of specs lives here, below the sources
+//! that run them.
+
+mod relay;
+mod v4l2;
+
+pub use relay::{RelaySpec, SnapshotSpec};
+pub use v4l2::{V4l2Spec, WantedFormat};
 
 use super::redact::{Secrets, redact};
-use super::relay::{RelaySpec, SnapshotSpec};
-use super::v4l2::V4l2Spec;
 use crate::nats::BusAddress;
 use std::fmt;
 use std::path::PathBuf;
