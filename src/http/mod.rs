@@ -1,7 +1,8 @@
 //! The HTTP side: one task per connection, reading request heads, routing,
 //! and answering. Stream responses are written here directly (not through a
-//! general HTTP library) so that each frame is one write of shared bytes and
-//! the body is delimited by closing the connection, as MJPEG clients expect.
+//! general HTTP library) so that each frame is one vectored write of shared
+//! bytes and the body is delimited by closing the connection, as MJPEG
+//! clients expect.
 //!
 //! This module sees streams only through their `FrameHub`s.
 
