@@ -623,6 +623,16 @@ async fn past_snapshots_come_at_the_size_asked_and_replays_refuse_renditions() {
     let (code, head, body) = get(addr, "/streams/pattern/snapshot?ago=1&width=80&quality=30").await;
     assert_eq!(code, 200, "{head}");
     assert_eq!(decode(&body), (80, 60));
+    // A burst of them takes turns (a few encodes at once) and each is answered.
+    let burst = (0..24).map(|i| {
+        let path = format!("/snapshot?at={at}&width={}", 80 + 16 * (i % 5));
+        tokio::spawn(async move { get(addr, &path).await })
+    });
+    for answer in futures_util::future::join_all(burst).await {
+        let (code, head, body) = answer.expect("request task");
+        assert_eq!(code, 200, "{head}");
+        assert!(decode(&body).0 <= 160, "{head}");
+    }
     // One-off encodes start no live variant.
     let st = status(addr).await;
     assert_eq!(

@@ -63,7 +63,14 @@ pub struct Renditions {
     /// Variant frames encoded for this stream since start, all variants.
     encoded_total: Arc<AtomicU64>,
     tasks: TaskTracker,
+    /// Past frames being encoded for `/snapshot?at=` with a size: each is a
+    /// decode and an encode on the blocking pool, so a flood of such
+    /// requests must not take every core.
+    past_encodes: tokio::sync::Semaphore,
 }
+
+/// Past frames a stream encodes at once; more requests wait for a turn.
+const PAST_ENCODES_AT_ONCE: usize = 2;
 
 /// One live variant.
 pub struct Variant {
@@ -164,6 +171,7 @@ impl Renditions {
             live: Mutex::new(Vec::new()),
             encoded_total: Arc::default(),
             tasks,
+            past_encodes: tokio::sync::Semaphore::new(PAST_ENCODES_AT_ONCE),
         })
     }
 
@@ -273,6 +281,9 @@ impl Renditions {
         };
         let width = key.width.min(w);
         let height = Key { width, ..key }.height_for(w, h);
+        // Never closed, so the wait ends with a turn. A waiting request holds
+        // only its connection, which the connection limits already bound.
+        let _turn = self.past_encodes.acquire().await;
         let job = tokio::task::spawn_blocking(move || {
             scale::render(&frame.jpeg(), width, height, key.quality)
         });
