@@ -159,6 +159,59 @@ const fn stretch(lo: i32, span: i32) -> [u8; 256] {
     t
 }
 
+/// YUYV rows into planar 4:2:2 (`y`: even width × height; `u`, `v`:
+/// half width × height). Rows run whole pixel pairs (checked by
+/// `RawImage::new`), so an odd width's padding column is the camera's own.
+pub(crate) fn split_yuyv(img: &RawImage<'_>, y: &mut [u8], u: &mut [u8], v: &mut [u8]) {
+    let pairs = usize::from(img.width).div_ceil(2);
+    let rows = img.data.chunks(img.stride);
+    let planes = y
+        .chunks_exact_mut(pairs * 2)
+        .zip(u.chunks_exact_mut(pairs))
+        .zip(v.chunks_exact_mut(pairs));
+    for (row, ((yr, ur), vr)) in rows.zip(planes) {
+        let src = row.chunks_exact(4);
+        for (((px, yy), uu), vv) in src
+            .zip(yr.chunks_exact_mut(2))
+            .zip(ur.iter_mut())
+            .zip(vr.iter_mut())
+        {
+            yy[0] = Y_FULL[usize::from(px[0])];
+            *uu = C_FULL[usize::from(px[1])];
+            yy[1] = Y_FULL[usize::from(px[2])];
+            *vv = C_FULL[usize::from(px[3])];
+        }
+    }
+}
+
+/// NV12 into planar 4:2:0 (`y`: even width × even height; `u`, `v`: a
+/// quarter of that), repeating the last column and row into padding.
+pub(crate) fn split_nv12(img: &RawImage<'_>, y: &mut [u8], u: &mut [u8], v: &mut [u8]) {
+    let (w, h) = (usize::from(img.width), usize::from(img.height));
+    let pw = w.next_multiple_of(2);
+    let cw = pw / 2;
+    let (luma, chroma) = img.data.split_at(img.stride * h);
+    for (yr, row) in y.chunks_exact_mut(pw).zip(luma.chunks(img.stride)) {
+        for (d, s) in yr.iter_mut().zip(&row[..w]) {
+            *d = Y_FULL[usize::from(*s)];
+        }
+        if pw > w {
+            yr[w] = yr[w - 1];
+        }
+    }
+    if y.len() > pw * h {
+        let (done, pad) = y.split_at_mut(pw * h);
+        pad.copy_from_slice(&done[pw * (h - 1)..]);
+    }
+    let planes = u.chunks_exact_mut(cw).zip(v.chunks_exact_mut(cw));
+    for (row, (ur, vr)) in chroma.chunks(img.stride).zip(planes) {
+        for ((cbcr, uu), vv) in row.chunks_exact(2).zip(ur.iter_mut()).zip(vr.iter_mut()) {
+            *uu = C_FULL[usize::from(cbcr[0])];
+            *vv = C_FULL[usize::from(cbcr[1])];
+        }
+    }
+}
+
 /// The pure-Rust backend: `jpeg-encoder`, fed camera pictures row by row
 /// straight from the capture buffer.
 #[cfg(not(feature = "turbojpeg"))]
@@ -316,7 +369,7 @@ mod backend {
 /// way), which skips its colour conversion and downsampling entirely.
 #[cfg(feature = "turbojpeg")]
 mod backend {
-    use super::{C_FULL, EncodeError, Planes, RawFormat, RawImage, Y_FULL};
+    use super::{C_FULL, EncodeError, Planes, RawFormat, RawImage, Y_FULL, split_nv12, split_yuyv};
     use std::cell::RefCell;
     use turbojpeg::{Compressor, Image, PixelFormat, Subsamp, YuvPlanesImage};
 
@@ -484,31 +537,6 @@ mod backend {
         })
     }
 
-    /// YUYV rows into planar 4:2:2 (`y`: even width × height; `u`, `v`:
-    /// half width × height). Rows run whole pixel pairs (checked by
-    /// `RawImage::new`), so an odd width's padding column is the camera's own.
-    fn split_yuyv(img: &RawImage<'_>, y: &mut [u8], u: &mut [u8], v: &mut [u8]) {
-        let pairs = usize::from(img.width).div_ceil(2);
-        let rows = img.data.chunks(img.stride);
-        let planes = y
-            .chunks_exact_mut(pairs * 2)
-            .zip(u.chunks_exact_mut(pairs))
-            .zip(v.chunks_exact_mut(pairs));
-        for (row, ((yr, ur), vr)) in rows.zip(planes) {
-            let src = row.chunks_exact(4);
-            for (((px, yy), uu), vv) in src
-                .zip(yr.chunks_exact_mut(2))
-                .zip(ur.iter_mut())
-                .zip(vr.iter_mut())
-            {
-                yy[0] = Y_FULL[usize::from(px[0])];
-                *uu = C_FULL[usize::from(px[1])];
-                yy[1] = Y_FULL[usize::from(px[2])];
-                *vv = C_FULL[usize::from(px[3])];
-            }
-        }
-    }
-
     /// YUYV rows into planar 4:2:0 (`y`: even width × even height; `u`,
     /// `v`: half width × half height, each the mean of two camera rows),
     /// repeating the last row into the padding of an odd height.
@@ -528,34 +556,6 @@ mod backend {
             for (((a, b), uu), vv) in top.zip(bottom).zip(ur.iter_mut()).zip(vr.iter_mut()) {
                 *uu = C_FULL[(usize::from(a[1]) + usize::from(b[1])).div_ceil(2)];
                 *vv = C_FULL[(usize::from(a[3]) + usize::from(b[3])).div_ceil(2)];
-            }
-        }
-    }
-
-    /// NV12 into planar 4:2:0 (`y`: even width × even height; `u`, `v`: a
-    /// quarter of that), repeating the last column and row into padding.
-    fn split_nv12(img: &RawImage<'_>, y: &mut [u8], u: &mut [u8], v: &mut [u8]) {
-        let (w, h) = (usize::from(img.width), usize::from(img.height));
-        let pw = w.next_multiple_of(2);
-        let cw = pw / 2;
-        let (luma, chroma) = img.data.split_at(img.stride * h);
-        for (yr, row) in y.chunks_exact_mut(pw).zip(luma.chunks(img.stride)) {
-            for (d, s) in yr.iter_mut().zip(&row[..w]) {
-                *d = Y_FULL[usize::from(*s)];
-            }
-            if pw > w {
-                yr[w] = yr[w - 1];
-            }
-        }
-        if y.len() > pw * h {
-            let (done, pad) = y.split_at_mut(pw * h);
-            pad.copy_from_slice(&done[pw * (h - 1)..]);
-        }
-        let planes = u.chunks_exact_mut(cw).zip(v.chunks_exact_mut(cw));
-        for (row, (ur, vr)) in chroma.chunks(img.stride).zip(planes) {
-            for ((cbcr, uu), vv) in row.chunks_exact(2).zip(ur.iter_mut()).zip(vr.iter_mut()) {
-                *uu = C_FULL[usize::from(cbcr[0])];
-                *vv = C_FULL[usize::from(cbcr[1])];
             }
         }
     }

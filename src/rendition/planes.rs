@@ -8,7 +8,7 @@
 //! planar input wants.
 
 use super::decode::{DecodedPlanes, Plane};
-use crate::encode::{C_FULL, Y_FULL};
+use crate::encode::{split_nv12, split_yuyv};
 use crate::source::yuv::{RawFormat, RawImage};
 
 /// A 4:2:0 full-range Y'CbCr picture.
@@ -46,14 +46,15 @@ impl Planes {
     /// stretched to JPEG's full range, never converted through RGB.
     pub fn from_raw(img: &RawImage<'_>, width: usize, height: usize) -> Planes {
         let (w, h) = (usize::from(img.width), usize::from(img.height));
-        let cw = w.div_ceil(2);
-        let ch = match img.format {
-            RawFormat::Yuyv => h,
-            RawFormat::Nv12 => h.div_ceil(2),
+        // The encoder's own split, into planes padded to even sizes.
+        let (pw, cw) = (w.next_multiple_of(2), w.div_ceil(2));
+        let (lh, ch) = match img.format {
+            RawFormat::Yuyv => (h, h),
+            RawFormat::Nv12 => (h.next_multiple_of(2), h.div_ceil(2)),
         };
         let mut luma = Plane {
-            data: vec![0; w * h],
-            stride: w,
+            data: vec![0; pw * lh],
+            stride: pw,
             width: w,
             height: h,
         };
@@ -64,43 +65,9 @@ impl Planes {
             height: ch,
         };
         let (mut cb, mut cr) = (chroma(), chroma());
-        // `RawImage::new` checked the buffer covers every row.
         match img.format {
-            RawFormat::Yuyv => {
-                for y in 0..h {
-                    let Some(row) = img.data.get(y * img.stride..y * img.stride + cw * 4) else {
-                        continue;
-                    };
-                    let yr = &mut luma.data[y * w..(y + 1) * w];
-                    for (x, pair) in row.chunks_exact(4).enumerate() {
-                        yr[2 * x] = Y_FULL[usize::from(pair[0])];
-                        if let Some(second) = yr.get_mut(2 * x + 1) {
-                            *second = Y_FULL[usize::from(pair[2])];
-                        }
-                        cb.data[y * cw + x] = C_FULL[usize::from(pair[1])];
-                        cr.data[y * cw + x] = C_FULL[usize::from(pair[3])];
-                    }
-                }
-            }
-            RawFormat::Nv12 => {
-                for y in 0..h {
-                    if let Some(row) = img.data.get(y * img.stride..y * img.stride + w) {
-                        for (d, &s) in luma.data[y * w..(y + 1) * w].iter_mut().zip(row) {
-                            *d = Y_FULL[usize::from(s)];
-                        }
-                    }
-                }
-                for y in 0..ch {
-                    let start = (h + y) * img.stride;
-                    let Some(row) = img.data.get(start..start + cw * 2) else {
-                        continue;
-                    };
-                    for (x, pair) in row.chunks_exact(2).enumerate() {
-                        cb.data[y * cw + x] = C_FULL[usize::from(pair[0])];
-                        cr.data[y * cw + x] = C_FULL[usize::from(pair[1])];
-                    }
-                }
-            }
+            RawFormat::Yuyv => split_yuyv(img, &mut luma.data, &mut cb.data, &mut cr.data),
+            RawFormat::Nv12 => split_nv12(img, &mut luma.data, &mut cb.data, &mut cr.data),
         }
         let decoded = DecodedPlanes {
             planes: vec![luma, cb, cr],
