@@ -116,6 +116,39 @@ async fn a_paused_slow_viewer_ends_on_the_newest_frame() {
     }
 }
 
+/// A viewer that stops reading in the middle of a big frame of a still
+/// picture: no new frame ever comes to push it along, yet it is dropped
+/// once its socket has taken nothing for the send timeout, and a viewer
+/// beside it is not held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_that_stops_reading_a_still_stream_is_dropped() {
+    let a = test_jpeg(160, 120, 1);
+    let b = big_jpeg(4);
+    for method in SEND_METHODS {
+        let image = ImageFile::new(&a);
+        let d = start(&image.spec(), method, &["--send-timeout", "1"]);
+        let addr = d.addr(0);
+        let mut stalled = StreamClient::over_slow_link(addr, "/stream", 4096).await;
+        assert_eq!(stalled.next_frame().await.jpeg, a, "{method}: first frame");
+        let mut reader = StreamClient::connect(addr, "/stream").await;
+        assert_eq!(reader.next_frame().await.jpeg, a, "{method}: first frame");
+
+        replace_file(&image.path(), &b);
+        // The reader gets B whole while the other viewer's socket is full.
+        assert_eq!(reader.next_frame().await.jpeg, b, "{method}: reader gets B");
+        let took = wait_clients(addr, 1, Duration::from_secs(5)).await;
+        println!("{method}: the stalled viewer was dropped after {took:?}");
+        // The one left is the reader, still served.
+        replace_file(&image.path(), &a);
+        assert_eq!(
+            reader.next_frame().await.jpeg,
+            a,
+            "{method}: reader goes on"
+        );
+        drop(stalled);
+    }
+}
+
 /// `jpeg` with a comment segment holding `n`: a different file, the same
 /// picture (cheap unique big frames).
 fn numbered(jpeg: &[u8], n: u32) -> Vec<u8> {
@@ -191,8 +224,15 @@ async fn viewers_who_leave_a_still_stream_are_gone_at_once() {
         let image = ImageFile::new(&test_jpeg(160, 120, 7));
         let d = start(&image.spec(), method, &["--max-clients", "3"]);
         let addr = d.addr(0);
-        // Let the source settle before counting descriptors.
+        // Let the source settle, and the stream's send loops (with their
+        // own descriptors) start with a first viewer, before counting
+        // descriptors.
         get(addr, "/snapshot?max_age=60000").await;
+        StreamClient::connect(addr, "/stream")
+            .await
+            .next_frame()
+            .await;
+        wait_clients(addr, 0, Duration::from_secs(1)).await;
         let fds_before = d.open_fds();
         for round in 0..3 {
             let mut viewers = Vec::new();

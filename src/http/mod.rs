@@ -64,7 +64,7 @@ pub struct HttpOptions {
     /// frame's memory file (else with `write` from the shared buffer).
     pub zero_copy: bool,
     /// With `zero_copy`: each stream's frames go to its plain-TCP clients
-    /// from send loops (`fanout.rs`) rather than from every client's task.
+    /// from send loops (`fanout/`) rather than from every client's task.
     pub batch_sends: bool,
     /// Send loops per stream with `batch_sends` (at least 1).
     pub send_loops: usize,
@@ -97,7 +97,7 @@ pub struct HttpContext {
     /// Live connection and stream client counts for `options.limits`.
     pub gate: Arc<Gate>,
     /// Each stream's send loops, started with its first client.
-    fanouts: Vec<std::sync::OnceLock<Arc<fanout::Fanout>>>,
+    fanouts: Vec<std::sync::OnceLock<Option<Arc<fanout::Fanout>>>>,
     /// Tracks the send loops, so shutdown waits for them.
     tasks: TaskTracker,
     /// Each stream's rendition settings, and its live variants (made on
@@ -172,17 +172,10 @@ impl HttpContext {
     ) -> Option<Arc<fanout::Fanout>> {
         let i = self.streams.iter().position(|h| Arc::ptr_eq(h, hub))?;
         let cell = self.fanouts.get(i)?;
-        Some(
-            cell.get_or_init(|| {
-                fanout::Fanout::start(
-                    hub.clone(),
-                    self.options.send_loops,
-                    &self.tasks,
-                    shutdown.clone(),
-                )
-            })
-            .clone(),
-        )
+        cell.get_or_init(|| {
+            fanout::Fanout::start_or_warn(hub.clone(), &self.options, &self.tasks, shutdown.clone())
+        })
+        .clone()
     }
 
     /// The stream named `name`.

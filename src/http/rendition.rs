@@ -31,14 +31,16 @@ impl Served {
     ) -> Option<Arc<Fanout>> {
         match &self.lease {
             None => ctx.fanout(&self.hub, shutdown),
-            Some(lease) => lease.sender(|| {
-                Fanout::start(
-                    lease.hub().clone(),
-                    ctx.options.send_loops,
-                    &ctx.tasks,
-                    lease.stopped().clone(),
-                )
-            }),
+            Some(lease) => lease
+                .sender(|| {
+                    Arc::new(Fanout::start_or_warn(
+                        lease.hub().clone(),
+                        &ctx.options,
+                        &ctx.tasks,
+                        lease.stopped().clone(),
+                    ))
+                })
+                .and_then(|fanout| (*fanout).clone()),
         }
     }
 }
