@@ -17,6 +17,10 @@
 # Knobs (environment): SERVERS="mjpegd limit mjpg-streamer" RES="480p 720p"
 #   CLIENTS="1 10 100 500 2000" DURATION=10 FPS=30 OUT=/tmp/mjpegd-bench
 #   EXTRA="fps1-10k" adds the 10,000-client ?fps=1 cell for mjpegd.
+#   WARMUP=3: seconds between the server listening and the measurement. limit
+#   loads every frame before it listens; mjpegd's `dir:` source reads each
+#   file when it first plays it (60 frames: 2 s at 30 fps), so a shorter
+#   wait measures mjpegd's file reading along with its sending.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -26,6 +30,7 @@ SERVERS=${SERVERS:-"mjpegd limit mjpg-streamer"}
 RES=${RES:-"480p 720p"}
 CLIENTS=${CLIENTS:-"1 10 100 500 2000"}
 DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-3}
 FPS=${FPS:-30}
 EXTRA=${EXTRA:-}
 PORT=${PORT:-19080}
@@ -90,7 +95,7 @@ run_cell() { # server res clients [url-suffix] [label]
   setsid bash -c "$cmd" >"$OUT/logs/$label-$res-$clients.log" 2>&1 &
   local pid=$!
   for _ in $(seq 200); do ss -ltn "sport = :$PORT" | grep -q LISTEN && break; sleep 0.05; done
-  sleep 1
+  sleep "$WARMUP"
   # bash -c exec'd the server, so $pid is the server itself.
   local json
   json=$("$BENCH" "$(server_url "$server")$suffix" -c "$clients" -d "$DURATION" --pid "$pid" --json)
