@@ -393,13 +393,22 @@ impl Fanout {
                     shard.woken();
                     continue;
                 }
-                let slots = slots.get_or_insert_with(|| shard.snapshot());
-                let Ok(at) = slots.binary_search_by_key(&id, |s| s.id) else {
-                    continue; // a client that joined after the list was taken
+                let list = slots.get_or_insert_with(|| shard.snapshot());
+                let slot = match find(list, id) {
+                    Some(slot) => slot,
+                    // Joined after the list was taken: take it again (a
+                    // report missed here would never come again). Not in
+                    // the new list either: it has left.
+                    None => {
+                        *list = shard.snapshot();
+                        match find(list, id) {
+                            Some(slot) => slot,
+                            None => continue,
+                        }
+                    }
                 };
-                let slot = &slots[at];
                 if let Some(p) = slot.on_writable() {
-                    self.drive(i, hub, slot, p.frame, p.offset, p.progress, &mut tally);
+                    self.drive(i, hub, &slot, p.frame, p.offset, p.progress, &mut tally);
                 }
             }
             if !full {
@@ -479,6 +488,12 @@ impl Drop for Membership {
         self.fanout.clients.fetch_sub(1, Ordering::AcqRel);
         self.slot.clear_pending();
     }
+}
+
+/// The client `id` in a list sorted by id.
+fn find(slots: &[Arc<Slot>], id: u64) -> Option<Arc<Slot>> {
+    let at = slots.binary_search_by_key(&id, |s| s.id).ok()?;
+    Some(slots[at].clone())
 }
 
 /// A send loop, on a thread of its own: finishes parked parts whenever
