@@ -41,10 +41,11 @@ impl PlaneRef<'_> {
         for (r, out) in block.iter_mut().enumerate() {
             let y = (by * 8 + r).min(self.height - 1);
             let row = &self.data[y * self.stride..][..self.width];
-            if let Some(src) = row.get(x0..x0 + 8) {
-                for (o, &s) in out.iter_mut().zip(src) {
-                    *o = f32::from(s) - 128.0;
-                }
+            if let Some(src) = row
+                .get(x0..x0 + 8)
+                .and_then(|s| <&[u8; 8]>::try_from(s).ok())
+            {
+                *out = src.map(|s| f32::from(s) - 128.0);
             } else {
                 for (c, o) in out.iter_mut().enumerate() {
                     *o = f32::from(row[(x0 + c).min(self.width - 1)]) - 128.0;

@@ -51,19 +51,34 @@ impl Quantizer {
             .zip(block.as_flattened())
             .zip(&self.reciprocals)
         {
-            // Round half up, as libjpeg's float path does; the offset keeps
-            // the float positive so truncation is a floor. The clamp keeps
-            // every value codable in baseline (at most 10 bits).
-            *q = (((c * r) + 16384.5) as i32 - 16384).clamp(-1023, 1023);
+            // Clamped to what baseline codes (at most 10 bits), then
+            // rounded to nearest by adding 1.5 * 2^23: the sum's low
+            // mantissa bits are then the integer itself. Unlike `as i32`
+            // (which must saturate and catch NaN) this stays in SIMD lanes.
+            let v = (c * r).clamp(-1023.0, 1023.0) + ROUNDING_BIAS;
+            *q = v.to_bits() as i32 - ROUNDING_BIAS.to_bits() as i32;
         }
-        let mut mask = 0u64;
-        for (k, (o, &n)) in out.iter_mut().zip(&TRANSPOSED_ZIGZAG).enumerate() {
+        // Gathered into zigzag order with a nonzero flag byte each: every
+        // position independent of the others (no chain through one mask).
+        let mut flags = [0u8; 64];
+        for ((o, f), &n) in out.iter_mut().zip(&mut flags).zip(&TRANSPOSED_ZIGZAG) {
             *o = natural[n];
-            mask |= u64::from(*o != 0) << k;
+            *f = u8::from(*o != 0);
+        }
+        // Eight flag bytes (each 0 or 1) to eight bits: the multiply moves
+        // byte i's bit to bit 56 + i without carries.
+        let mut mask = 0u64;
+        for (i, eight) in flags.chunks_exact(8).enumerate() {
+            let word = u64::from_le_bytes(eight.try_into().unwrap_or_default());
+            mask |= (word.wrapping_mul(0x0102_0408_1020_4080) >> 56) << (i * 8);
         }
         mask & !1
     }
 }
+
+/// 1.5 * 2^23: adding it to a float of magnitude below 2^22 leaves the
+/// float's integer rounded into the low mantissa bits.
+const ROUNDING_BIAS: f32 = 12_582_912.0;
 
 /// [`ZIGZAG`] into the transposed layout.
 const TRANSPOSED_ZIGZAG: [usize; 64] = {
