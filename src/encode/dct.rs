@@ -96,15 +96,15 @@ const TRANSPOSED_ZIGZAG: [usize; 64] = {
 /// accounts for both.
 #[inline(always)]
 pub(super) fn forward_dct(block: &mut Block) {
-    columns(block);
-    transpose(block);
-    columns(block);
+    // Each pass writes a fresh block: no copy of its input first.
+    *block = columns(&transpose(&columns(block)));
 }
 
 /// The 1-D DCT of each column, all 8 columns at once.
 #[inline(always)]
-fn columns(b: &mut Block) {
-    let [r0, r1, r2, r3, r4, r5, r6, r7] = *b;
+fn columns(input: &Block) -> Block {
+    let [r0, r1, r2, r3, r4, r5, r6, r7] = input;
+    let mut b = [[0f32; 8]; 8];
     for i in 0..8 {
         let t0 = r0[i] + r7[i];
         let t7 = r0[i] - r7[i];
@@ -141,16 +141,18 @@ fn columns(b: &mut Block) {
         b[1][i] = z11 + z4;
         b[7][i] = z11 - z4;
     }
+    b
 }
 
 #[inline(always)]
-fn transpose(b: &mut Block) {
-    let src = *b;
+fn transpose(src: &Block) -> Block {
+    let mut b = [[0f32; 8]; 8];
     for (r, row) in b.iter_mut().enumerate() {
         for (c, v) in row.iter_mut().enumerate() {
             *v = src[c][r];
         }
     }
+    b
 }
 
 #[cfg(test)]

@@ -5,10 +5,10 @@ use super::bits::BitWriter;
 use super::tables::HuffmanSpec;
 
 /// The code and its length in bits for each of the 256 symbols (a length
-/// of 0 for a symbol the table lacks).
+/// of 0 for a symbol the table lacks), as `code << 8 | length`: one load
+/// per symbol.
 pub(super) struct HuffmanCodes {
-    codes: [u16; 256],
-    lengths: [u8; 256],
+    packed: [u32; 256],
 }
 
 impl HuffmanCodes {
@@ -29,17 +29,20 @@ impl HuffmanCodes {
             }
             code <<= 1;
         }
-        HuffmanCodes { codes, lengths }
+        let mut packed = [0u32; 256];
+        for ((p, &c), &l) in packed.iter_mut().zip(&codes).zip(&lengths) {
+            *p = u32::from(c) << 8 | u32::from(l);
+        }
+        HuffmanCodes { packed }
     }
 
     /// The symbol's code followed by the low `extra_len` bits of `extra`,
     /// as one value and its length.
     #[inline(always)]
     fn with_extra(&self, symbol: u32, extra: u32, extra_len: u32) -> (u32, u32) {
-        let s = symbol as usize & 0xff;
-        let len = u32::from(self.lengths[s]);
-        let value = (u32::from(self.codes[s]) << extra_len) | (extra & ((1 << extra_len) - 1));
-        (value, len + extra_len)
+        let packed = self.packed[symbol as usize & 0xff];
+        let value = ((packed >> 8) << extra_len) | (extra & ((1 << extra_len) - 1));
+        (value, (packed & 0xff) + extra_len)
     }
 }
 
@@ -100,9 +103,9 @@ mod tests {
     fn canonical_codes_and_categories() {
         let dc = HuffmanCodes::new(&LUMA_DC);
         // Annex K.3: category 0 is "00", 1 is "010", 11 is "111111110".
-        assert_eq!((dc.codes[0], dc.lengths[0]), (0b00, 2));
-        assert_eq!((dc.codes[1], dc.lengths[1]), (0b010, 3));
-        assert_eq!((dc.codes[11], dc.lengths[11]), (0b1_1111_1110, 9));
+        assert_eq!(dc.with_extra(0, 0, 0), (0b00, 2));
+        assert_eq!(dc.with_extra(1, 1, 1), (0b0101, 4));
+        assert_eq!(dc.with_extra(11, 0, 0), (0b1_1111_1110, 9));
         assert_eq!(category(0), (0, 0));
         assert_eq!(category(-1), (1, 0xffff_fffe));
         assert_eq!(category(5), (3, 5));
