@@ -5,7 +5,7 @@
 //! build uses.
 //!
 //! ```sh
-//! cargo bench --bench encode                        # jpeg-encoder (pure Rust)
+//! cargo bench --bench encode                        # pure Rust (RGB: jpeg-encoder)
 //! cargo bench --bench encode --features turbojpeg   # libjpeg-turbo
 //! ```
 //! Figures are kept in `bench/ENCODE.md`.
