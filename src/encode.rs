@@ -22,10 +22,16 @@
 //! with the BT.601 matrix, so samples are only stretched, never converted
 //! through RGB.
 
+// mjpegd's own encoder: the pure-Rust backend's; libjpeg-turbo replaces it.
+#[cfg(not(feature = "turbojpeg"))]
 mod baseline;
+#[cfg(not(feature = "turbojpeg"))]
 mod bits;
+#[cfg(not(feature = "turbojpeg"))]
 mod dct;
+#[cfg(not(feature = "turbojpeg"))]
 mod huffman;
+#[cfg(not(feature = "turbojpeg"))]
 mod tables;
 
 use crate::rendition::planes::Planes;
