@@ -5,7 +5,7 @@
 //! build uses.
 //!
 //! ```sh
-//! cargo bench --bench encode                        # jpeg-encoder (pure Rust)
+//! cargo bench --bench encode                        # pure Rust (RGB: jpeg-encoder)
 //! cargo bench --bench encode --features turbojpeg   # libjpeg-turbo
 //! ```
 //! Figures are kept in `bench/ENCODE.md`.
@@ -31,10 +31,11 @@ fn main() {
     let w = usize::from(W);
     let size = |r: Result<_, encode::EncodeError>| r.map_or(0, |j: Vec<u8>| j.len());
     println!(
-        "JPEG backend: {}; {W}x{H} q{QUALITY} JPEG bytes: pattern {}, yuyv {}, nv12 {}",
+        "JPEG backend: {}; {W}x{H} q{QUALITY} JPEG bytes: pattern {}, yuyv {}, yuyv 4:2:0 {}, nv12 {}",
         encode::BACKEND,
         pattern().encode_jpeg(QUALITY).map_or(0, |j| j.len()),
         size(raw(&yuyv(), w * 2, RawFormat::Yuyv)),
+        size(raw_at(&yuyv(), w * 2, RawFormat::Yuyv, Subsampling::Yuv420)),
         size(raw(&nv12(), w, RawFormat::Nv12)),
     );
     divan::main();
@@ -89,8 +90,18 @@ fn pattern_rgb(bencher: Bencher) {
 
 /// A camera picture of W x H with `stride`-byte rows, encoded.
 fn raw(data: &[u8], stride: usize, format: RawFormat) -> Result<Vec<u8>, encode::EncodeError> {
+    raw_at(data, stride, format, Subsampling::Yuv422)
+}
+
+/// As [`raw`], at the chosen chroma subsampling.
+fn raw_at(
+    data: &[u8],
+    stride: usize,
+    format: RawFormat,
+    subsampling: Subsampling,
+) -> Result<Vec<u8>, encode::EncodeError> {
     let img = RawImage::new(data, W, H, stride, format).map_err(encode::EncodeError::BadInput)?;
-    img.encode(QUALITY, Subsampling::Yuv422)
+    img.encode(QUALITY, subsampling)
 }
 
 fn raw_jpeg(data: &[u8], stride: usize, format: RawFormat) -> Vec<u8> {
@@ -104,6 +115,22 @@ fn camera_yuyv(bencher: Bencher) {
     bencher
         .counter(ItemsCount::new(PIXELS))
         .bench(|| raw_jpeg(black_box(&raw), stride, RawFormat::Yuyv));
+}
+
+/// YUYV encoded at 4:2:0, as the `v4l2` source does by default.
+#[divan::bench]
+fn camera_yuyv_420(bencher: Bencher) {
+    let raw = yuyv();
+    let stride = usize::from(W) * 2;
+    bencher.counter(ItemsCount::new(PIXELS)).bench(|| {
+        raw_at(
+            black_box(&raw),
+            stride,
+            RawFormat::Yuyv,
+            Subsampling::Yuv420,
+        )
+        .expect("encodes")
+    });
 }
 
 #[divan::bench]

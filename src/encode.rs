@@ -5,8 +5,9 @@
 //! in Y'CbCr (YUYV 4:2:2 and NV12 4:2:0, see [`crate::source::yuv`]).
 //!
 //! Two backends sit behind the same functions:
-//! - by default the pure-Rust `jpeg-encoder` crate (SIMD on x86-64), so a
-//!   plain `cargo build` needs nothing but Rust;
+//! - by default pure Rust, so a plain `cargo build` needs nothing but Rust:
+//!   mjpegd's own baseline encoder ([`baseline`]) for Y'CbCr input
+//!   (renditions, camera pictures), the `jpeg-encoder` crate for RGB;
 //! - with the cargo feature `turbojpeg`, libjpeg-turbo (compiled from
 //!   source by the `turbojpeg` crate; needs cmake and nasm at build time),
 //!   several times faster (figures in `bench/ENCODE.md`).
@@ -21,15 +22,28 @@
 //! with the BT.601 matrix, so samples are only stretched, never converted
 //! through RGB.
 
+// mjpegd's own encoder: the pure-Rust backend's; libjpeg-turbo replaces it.
+#[cfg(not(feature = "turbojpeg"))]
+mod baseline;
+#[cfg(not(feature = "turbojpeg"))]
+mod bits;
+#[cfg(not(feature = "turbojpeg"))]
+mod dct;
+#[cfg(not(feature = "turbojpeg"))]
+mod huffman;
+#[cfg(not(feature = "turbojpeg"))]
+mod tables;
+
 use crate::rendition::planes::Planes;
 use crate::source::yuv::{RawFormat, RawImage};
 use std::fmt;
 
-/// Which library encodes: `"jpeg-encoder"` or `"libjpeg-turbo"`.
+/// Which encoder this build uses: `"mjpegd"` (pure Rust: its own for
+/// Y'CbCr, `jpeg-encoder` for RGB) or `"libjpeg-turbo"`.
 pub const BACKEND: &str = if cfg!(feature = "turbojpeg") {
     "libjpeg-turbo"
 } else {
-    "jpeg-encoder"
+    "mjpegd"
 };
 
 /// Why a picture could not be encoded.
@@ -212,15 +226,47 @@ pub(crate) fn split_nv12(img: &RawImage<'_>, y: &mut [u8], u: &mut [u8], v: &mut
     }
 }
 
-/// The pure-Rust backend: `jpeg-encoder`, fed camera pictures row by row
-/// straight from the capture buffer.
+/// YUYV rows into planar 4:2:0 (`y`: even width × even height; `u`,
+/// `v`: half width × half height, each the mean of two camera rows),
+/// repeating the last row into the padding of an odd height.
+pub(crate) fn split_yuyv_420(img: &RawImage<'_>, y: &mut [u8], u: &mut [u8], v: &mut [u8]) {
+    let (pairs, h) = (usize::from(img.width).div_ceil(2), usize::from(img.height));
+    // `RawImage::new` checked that every row holds `pairs` whole pairs.
+    let row = |i: usize| &img.data[i.min(h - 1) * img.stride..][..pairs * 4];
+    for (i, yr) in y.chunks_exact_mut(pairs * 2).enumerate() {
+        for (px, yy) in row(i).chunks_exact(4).zip(yr.chunks_exact_mut(2)) {
+            yy[0] = Y_FULL[usize::from(px[0])];
+            yy[1] = Y_FULL[usize::from(px[2])];
+        }
+    }
+    let planes = u.chunks_exact_mut(pairs).zip(v.chunks_exact_mut(pairs));
+    for (i, (ur, vr)) in planes.enumerate() {
+        let (top, bottom) = (row(2 * i).chunks_exact(4), row(2 * i + 1).chunks_exact(4));
+        for (((a, b), uu), vv) in top.zip(bottom).zip(ur.iter_mut()).zip(vr.iter_mut()) {
+            *uu = C_FULL[(usize::from(a[1]) + usize::from(b[1])).div_ceil(2)];
+            *vv = C_FULL[(usize::from(a[3]) + usize::from(b[3])).div_ceil(2)];
+        }
+    }
+}
+
+/// The pure-Rust backend: mjpegd's own encoder ([`baseline`]) for
+/// Y'CbCr input (renditions' planes, camera pictures split into planes the
+/// way the libjpeg-turbo backend splits them), `jpeg-encoder` for RGB (it
+/// converts colour and picks the subsampling by quality).
 #[cfg(not(feature = "turbojpeg"))]
 mod backend {
-    use super::{C_FULL, EncodeError, Planes, RawFormat, RawImage, Y_FULL};
-    use jpeg_encoder::{ColorType, Encoder, ImageBuffer, JpegColorType, SamplingFactor};
+    use super::baseline::{PlanarEncoder, PlaneRef};
+    use super::{
+        EncodeError, Planes, RawFormat, RawImage, Subsampling, split_nv12, split_yuyv,
+        split_yuyv_420,
+    };
+    use jpeg_encoder::{ColorType, Encoder};
+    use std::cell::RefCell;
 
-    fn failed(e: jpeg_encoder::EncodingError) -> EncodeError {
-        EncodeError::Encoder(e.to_string())
+    thread_local! {
+        /// The planes a camera picture is split into, reused from frame to
+        /// frame (camera frames are encoded on a pool of threads).
+        static SCRATCH: RefCell<[Vec<u8>; 3]> = RefCell::default();
     }
 
     pub(super) fn rgb(
@@ -232,27 +278,61 @@ mod backend {
         let mut out = Vec::with_capacity(pixels.len() / 8);
         Encoder::new(&mut out, quality)
             .encode(pixels, width, height, ColorType::Rgb)
-            .map_err(failed)?;
+            .map_err(|e| EncodeError::Encoder(e.to_string()))?;
         Ok(out)
     }
 
-    /// `half_height`: chroma at half height too (4:2:0; the encoder
-    /// averages the rows it is given), else 4:2:2.
+    /// `half_height`: chroma at half height too (4:2:0), else 4:2:2.
     pub(super) fn yuv(
         img: &RawImage<'_>,
         quality: u8,
         half_height: bool,
     ) -> Result<Vec<u8>, EncodeError> {
         let (w, h) = (usize::from(img.width), usize::from(img.height));
-        let mut out = Vec::with_capacity(w * h / 4);
-        let mut encoder = Encoder::new(&mut out, quality);
-        encoder.set_sampling_factor(if half_height {
-            SamplingFactor::R_4_2_0
+        // Luma padded to even width (and to even height at 4:2:0) so chroma
+        // covers whole pixel pairs, as the splitters write it.
+        let pw = w.next_multiple_of(2);
+        let (subsampling, ph, ch) = if half_height {
+            let ph = h.next_multiple_of(2);
+            (Subsampling::Yuv420, ph, ph / 2)
         } else {
-            SamplingFactor::R_4_2_2
-        });
-        encoder.encode_image(*img).map_err(failed)?;
-        Ok(out)
+            (Subsampling::Yuv422, h, h)
+        };
+        let cw = pw / 2;
+        SCRATCH.with(|cell| {
+            // Re-entry is impossible, but a failed borrow must not panic.
+            let mut fresh = <[Vec<u8>; 3]>::default();
+            let mut borrowed = cell.try_borrow_mut();
+            let [yp, up, vp] = match borrowed.as_mut() {
+                Ok(s) => &mut **s,
+                Err(_) => &mut fresh,
+            };
+            yp.resize(pw * ph, 0);
+            up.resize(cw * ch, 0);
+            vp.resize(cw * ch, 0);
+            match img.format {
+                RawFormat::Yuyv if half_height => split_yuyv_420(img, yp, up, vp),
+                RawFormat::Yuyv => split_yuyv(img, yp, up, vp),
+                RawFormat::Nv12 => split_nv12(img, yp, up, vp),
+            }
+            PlanarEncoder::new(quality, subsampling).encode(
+                img.width,
+                img.height,
+                whole(yp, pw, ph),
+                whole(up, cw, ch),
+                whole(vp, cw, ch),
+            )
+        })
+    }
+
+    /// A plane that is all picture, no padding past `stride`.
+    fn whole(data: &[u8], stride: usize, height: usize) -> PlaneRef<'_> {
+        PlaneRef {
+            data,
+            stride,
+            width: stride,
+            height,
+        }
     }
 
     pub(super) fn planes(
@@ -261,106 +341,20 @@ mod backend {
         height: u16,
         quality: u8,
     ) -> Result<Vec<u8>, EncodeError> {
-        let mut out = Vec::with_capacity(planes.y.len() / 4);
-        let mut encoder = Encoder::new(&mut out, quality);
-        encoder.set_sampling_factor(SamplingFactor::R_4_2_0);
-        encoder
-            .encode_image(PlanesImage {
-                planes,
-                width,
-                height,
-            })
-            .map_err(failed)?;
-        Ok(out)
-    }
-
-    /// Planes as `jpeg-encoder` reads them: a row of Y' with each chroma
-    /// sample repeated for the two pixels it covers (the encoder averages
-    /// them back).
-    struct PlanesImage<'a> {
-        planes: &'a Planes,
-        width: u16,
-        height: u16,
-    }
-
-    impl ImageBuffer for PlanesImage<'_> {
-        fn get_jpeg_color_type(&self) -> JpegColorType {
-            JpegColorType::Ycbcr
-        }
-
-        fn width(&self) -> u16 {
-            self.width
-        }
-
-        fn height(&self) -> u16 {
-            self.height
-        }
-
-        fn fill_buffers(&self, y: u16, buffers: &mut [Vec<u8>; 4]) {
-            let p = self.planes;
-            let (w, y) = (usize::from(self.width), usize::from(y));
-            let [luma, cb, cr, _] = buffers;
-            // `encode_planes` checked the planes cover the picture.
-            let cw = p.stride / 2;
-            let row = &p.y[y * p.stride..][..w];
-            let cbr = &p.cb[y / 2 * cw..][..w.div_ceil(2)];
-            let crr = &p.cr[y / 2 * cw..][..w.div_ceil(2)];
-            luma.extend_from_slice(row);
-            for (&b, &r) in cbr.iter().zip(crr) {
-                cb.extend_from_slice(&[b, b]);
-                cr.extend_from_slice(&[r, r]);
-            }
-            cb.truncate(luma.len());
-            cr.truncate(luma.len());
-        }
-    }
-
-    impl ImageBuffer for RawImage<'_> {
-        fn get_jpeg_color_type(&self) -> JpegColorType {
-            JpegColorType::Ycbcr
-        }
-
-        fn width(&self) -> u16 {
-            self.width
-        }
-
-        fn height(&self) -> u16 {
-            self.height
-        }
-
-        fn fill_buffers(&self, y: u16, buffers: &mut [Vec<u8>; 4]) {
-            let (w, y) = (usize::from(self.width), usize::from(y));
-            // `RawImage::new` checked the buffer covers every row: slicing cannot
-            // fail, but stay panic-free anyway by padding with grey.
-            let [luma, cb, cr, _] = buffers;
-            match self.format {
-                RawFormat::Yuyv => {
-                    let row = self.data.get(y * self.stride..).unwrap_or_default();
-                    for x in 0..w {
-                        let pair = row
-                            .get(x / 2 * 4..x / 2 * 4 + 4)
-                            .unwrap_or(&[16, 128, 16, 128]);
-                        luma.push(Y_FULL[usize::from(pair[(x & 1) * 2])]);
-                        cb.push(C_FULL[usize::from(pair[1])]);
-                        cr.push(C_FULL[usize::from(pair[3])]);
-                    }
-                }
-                RawFormat::Nv12 => {
-                    let h = usize::from(self.height);
-                    let row = self.data.get(y * self.stride..).unwrap_or_default();
-                    let chroma = self
-                        .data
-                        .get((h + y / 2) * self.stride..)
-                        .unwrap_or_default();
-                    for x in 0..w {
-                        luma.push(Y_FULL[usize::from(row.get(x).copied().unwrap_or(16))]);
-                        let c = chroma.get(x / 2 * 2..x / 2 * 2 + 2).unwrap_or(&[128, 128]);
-                        cb.push(C_FULL[usize::from(c[0])]);
-                        cr.push(C_FULL[usize::from(c[1])]);
-                    }
-                }
-            }
-        }
+        let luma = PlaneRef {
+            data: &planes.y,
+            stride: planes.stride,
+            width: planes.width,
+            height: planes.height,
+        };
+        let (cw, ch) = (planes.stride / 2, planes.rows / 2);
+        PlanarEncoder::new(quality, Subsampling::Yuv420).encode(
+            width,
+            height,
+            luma,
+            whole(&planes.cb, cw, ch),
+            whole(&planes.cr, cw, ch),
+        )
     }
 }
 
@@ -369,7 +363,7 @@ mod backend {
 /// way), which skips its colour conversion and downsampling entirely.
 #[cfg(feature = "turbojpeg")]
 mod backend {
-    use super::{C_FULL, EncodeError, Planes, RawFormat, RawImage, Y_FULL, split_nv12, split_yuyv};
+    use super::{EncodeError, Planes, RawFormat, RawImage, split_nv12, split_yuyv, split_yuyv_420};
     use std::cell::RefCell;
     use turbojpeg::{Compressor, Image, PixelFormat, Subsamp, YuvPlanesImage};
 
@@ -536,29 +530,6 @@ mod backend {
             })
         })
     }
-
-    /// YUYV rows into planar 4:2:0 (`y`: even width × even height; `u`,
-    /// `v`: half width × half height, each the mean of two camera rows),
-    /// repeating the last row into the padding of an odd height.
-    fn split_yuyv_420(img: &RawImage<'_>, y: &mut [u8], u: &mut [u8], v: &mut [u8]) {
-        let (pairs, h) = (usize::from(img.width).div_ceil(2), usize::from(img.height));
-        // `RawImage::new` checked that every row holds `pairs` whole pairs.
-        let row = |i: usize| &img.data[i.min(h - 1) * img.stride..][..pairs * 4];
-        for (i, yr) in y.chunks_exact_mut(pairs * 2).enumerate() {
-            for (px, yy) in row(i).chunks_exact(4).zip(yr.chunks_exact_mut(2)) {
-                yy[0] = Y_FULL[usize::from(px[0])];
-                yy[1] = Y_FULL[usize::from(px[2])];
-            }
-        }
-        let planes = u.chunks_exact_mut(pairs).zip(v.chunks_exact_mut(pairs));
-        for (i, (ur, vr)) in planes.enumerate() {
-            let (top, bottom) = (row(2 * i).chunks_exact(4), row(2 * i + 1).chunks_exact(4));
-            for (((a, b), uu), vv) in top.zip(bottom).zip(ur.iter_mut()).zip(vr.iter_mut()) {
-                *uu = C_FULL[(usize::from(a[1]) + usize::from(b[1])).div_ceil(2)];
-                *vv = C_FULL[(usize::from(a[3]) + usize::from(b[3])).div_ceil(2)];
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -649,5 +620,37 @@ mod tests {
         assert_eq!(Subsampling::parse("422"), Some(Subsampling::Yuv422));
         assert_eq!(Subsampling::parse("4:2:0"), Some(Subsampling::Yuv420));
         assert_eq!(Subsampling::parse("4:4:4"), None);
+    }
+
+    /// Flat video-range camera colours come out as the same full-range
+    /// Y'CbCr the range tables give (decoded to Y'CbCr by zune-jpeg).
+    #[test]
+    fn camera_colours_are_stretched_not_converted() {
+        use zune_jpeg::zune_core::bytestream::ZCursor;
+        use zune_jpeg::zune_core::colorspace::ColorSpace;
+        use zune_jpeg::zune_core::options::DecoderOptions;
+        let (w, h) = (40u16, 24u16);
+        let (luma, cb, cr) = (100u8, 60u8, 200u8);
+        let yuyv = [luma, cb, luma, cr].repeat(usize::from(w) / 2 * usize::from(h));
+        let mut nv12 = vec![luma; usize::from(w) * usize::from(h)];
+        nv12.extend([cb, cr].repeat(usize::from(w) / 2 * usize::from(h) / 2));
+        let want = [Y_FULL[100], C_FULL[60], C_FULL[200]];
+        for (data, stride, format) in [
+            (&yuyv, usize::from(w) * 2, RawFormat::Yuyv),
+            (&nv12, usize::from(w), RawFormat::Nv12),
+        ] {
+            let img = RawImage::new(data, w, h, stride, format).expect("fits");
+            for sub in [Subsampling::Yuv420, Subsampling::Yuv422] {
+                let jpeg = encode_raw(&img, 90, sub).expect("encodes");
+                let options = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::YCbCr);
+                let mut d =
+                    zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(&jpeg[..]), options);
+                let px = d.decode().expect("decodes");
+                for got in px.chunks_exact(3) {
+                    let off = got.iter().zip(want).map(|(&a, b)| a.abs_diff(b)).max();
+                    assert!(off <= Some(1), "{format} {sub}: {got:?} vs {want:?}");
+                }
+            }
+        }
     }
 }
