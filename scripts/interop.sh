@@ -183,14 +183,26 @@ tls=(--cacert "$work/proxy.crt" --resolve "camera.example.com:$tls_port:127.0.0.
 for _ in $(seq 100); do curl -sf "${tls[@]}" -o /dev/null "$site/camera/status" && break; sleep 0.05; done
 code=$(curl -s "${tls[@]}" -o "$work/proxy-snap.jpg" -w '%{http_code} %{content_type}' "$site/camera/snapshot")
 [ "$code" = "200 image/jpeg" ] || fail "snapshot through nginx: $code $(tail -3 "$work/nginx/error.log")"
-start=$(date +%s%N)
-timeout 30 ffmpeg -v error -f mpjpeg -i "https://127.0.0.1:$tls_port/camera/stream" -frames:v 30 -f null - \
-  2>"$work/nginx-ffmpeg.err" || fail "ffmpeg through nginx: $(cat "$work/nginx-ffmpeg.err")"
-[ ! -s "$work/nginx-ffmpeg.err" ] || fail "ffmpeg through nginx reported: $(head -5 "$work/nginx-ffmpeg.err")"
-ms=$(( ($(date +%s%N) - start) / 1000000 ))
-# 30 frames at 30 fps: about a second when nginx passes each frame on at once.
-[ "$ms" -lt 5000 ] || fail "30 frames through nginx took $ms ms"
-curl -sf "${tls[@]}" "$site/camera/" | grep -q 'src="streams/cam2/stream"' || fail "index through nginx"
+# What nginx and mjpegd said, for a failure's message.
+proxy_logs() { echo "nginx: $(tail -3 "$work/nginx/error.log"); mjpegd: $(tail -3 "$work/unix.err")"; }
+through_nginx() {
+  local start
+  start=$(date +%s%N)
+  timeout 30 ffmpeg -v error -f mpjpeg -i "https://127.0.0.1:$tls_port/camera/stream" -frames:v 30 -f null - \
+    2>"$work/nginx-ffmpeg.err" || fail "ffmpeg through nginx: $(cat "$work/nginx-ffmpeg.err"); $(proxy_logs)"
+  [ ! -s "$work/nginx-ffmpeg.err" ] || fail "ffmpeg through nginx reported: $(head -5 "$work/nginx-ffmpeg.err")"
+  ms=$(( ($(date +%s%N) - start) / 1000000 ))
+}
+# 30 frames at 30 fps: about a second when nginx passes each frame on at once
+# (a buffering proxy holds them for many seconds, every time). The first
+# connection also pays ffmpeg's start and the TLS handshakes, which a
+# machine busy with other work can stretch: a slow first one is tried again.
+through_nginx
+[ "$ms" -lt 5000 ] || { echo "interop: 30 frames through nginx took $ms ms, again"; through_nginx; }
+[ "$ms" -lt 5000 ] || fail "30 frames through nginx took $ms ms; $(proxy_logs)"
+index=$(curl -s "${tls[@]}" -w '\n%{http_code}' "$site/camera/")
+grep -q 'src="streams/cam2/stream"' <<<"$index" \
+  || fail "index through nginx: HTTP $(tail -n1 <<<"$index"); $(proxy_logs)"
 code=$(curl -s "${tls[@]}" -o /dev/null -w '%{http_code} %{redirect_url}' "$site/camera")
 [ "$code" = "301 $site/camera/" ] || fail "/camera without slash: $code"
 code=$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "http://127.0.0.1:$port/camera/")
