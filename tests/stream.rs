@@ -196,3 +196,34 @@ async fn shutdown_ends_open_streams() {
         .expect("stream closed by shutdown");
     assert!(rest.len() < 1_000_000);
 }
+
+/// A runtime that ends while a stream's send loops run (a program that
+/// returns without stopping the server, a test that fails half-way) ends
+/// at once: the loops, threads of their own, are told to stop when the
+/// runtime drops its tasks.
+#[test]
+fn a_runtime_with_running_send_loops_shuts_down() {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let server = TestServer::start(&["--source", "pattern:160x120@30"]).await;
+            let mut client = StreamClient::connect(server.addr, "/stream").await;
+            client.next_frame().await;
+            client.next_frame().await;
+            // Neither the server nor the client is stopped.
+            std::mem::forget(server);
+            std::mem::forget(client);
+        });
+        drop(rt);
+        let _ = done_tx.send(());
+    });
+    assert!(
+        done_rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+        "the runtime did not end within 10 s"
+    );
+}

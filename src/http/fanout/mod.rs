@@ -229,14 +229,14 @@ impl Fanout {
             tasks.spawn_blocking(move || run(&hub, &loop_fanout, i));
         }
         // The loops block in the kernel, not in the runtime: this task tells
-        // them when the server (or the stream's variant) stops.
-        let stopper = fanout.clone();
+        // them when the server (or the stream's variant) stops. Its guard
+        // also tells them when the runtime drops the task unfinished (a
+        // runtime that shuts down waits for its blocking threads, so a loop
+        // left running would hold the runtime's end for ever).
+        let stop = StopLoops(fanout.clone());
         tasks.spawn(async move {
+            let _stop = stop;
             shutdown.cancelled().await;
-            for shard in &stopper.shards {
-                shard.stop.store(true, Ordering::Release);
-                shard.wake();
-            }
         });
         let listener: Arc<dyn FrameListener> = fanout.clone();
         hub.set_listener(Arc::downgrade(&listener));
@@ -487,6 +487,18 @@ impl Drop for Membership {
         self.fanout.shards[self.shard].remove(&self.slot);
         self.fanout.clients.fetch_sub(1, Ordering::AcqRel);
         self.slot.clear_pending();
+    }
+}
+
+/// Ends a stream's send loops when dropped.
+struct StopLoops(Arc<Fanout>);
+
+impl Drop for StopLoops {
+    fn drop(&mut self) {
+        for shard in &self.0.shards {
+            shard.stop.store(true, Ordering::Release);
+            shard.wake();
+        }
     }
 }
 
