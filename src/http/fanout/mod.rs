@@ -309,9 +309,12 @@ impl Fanout {
         // long (a saturated machine) no client is always served last.
         let start = (frame.seq as usize) % slots.len();
         let (later, first) = slots.split_at(start);
+        // When a pass began is close enough to when each send began (a pass
+        // is milliseconds, the stall limit seconds): one clock read a frame.
+        let began = Instant::now();
         for slot in first.iter().chain(later) {
             if slot.claim(frame) {
-                self.drive(i, hub, slot, frame.clone(), 0, Instant::now(), &mut tally);
+                self.drive(i, hub, slot, frame.clone(), 0, began, &mut tally);
             }
         }
         tally.record(hub);
