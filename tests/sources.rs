@@ -387,9 +387,12 @@ async fn exec_ffmpeg_test_source() {
         assert_eq!(decode(&f.jpeg), (320, 240));
         last = f.at;
     }
+    // 2 s at 10 fps. The bounds only say the frames are paced (not a burst
+    // of everything ffmpeg buffered) and keep coming: a machine busy with
+    // other tests delays some of them by a second or more.
     let took = last.duration_since(first.at).as_secs_f64();
     assert!(
-        (1.2..4.0).contains(&took),
+        (0.9..8.0).contains(&took),
         "20 frames at 10 fps in {took:.2} s"
     );
     let st = stream_of(&status(server.addr).await, Some("ff"));
