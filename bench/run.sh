@@ -16,6 +16,10 @@
 #
 # Knobs (environment): SERVERS="mjpegd limit mjpg-streamer" RES="480p 720p"
 #   CLIENTS="1 10 100 500 2000" DURATION=10 FPS=30 OUT=/tmp/mjpegd-bench
+#   ROUNDS=1: each cell this many times, the servers alternated within each
+#   round; the table gives each figure's median over the rounds and the
+#   ratios to limit's cell of the same round (figures drift between runs
+#   on a shared machine, ratios taken minutes apart less so).
 #   EXTRA="fps1-10k" adds the 10,000-client ?fps=1 cell for mjpegd.
 #   WARMUP=3: seconds between the server listening and the measurement. limit
 #   loads every frame before it listens; mjpegd's `dir:` source reads each
@@ -30,6 +34,7 @@ SERVERS=${SERVERS:-"mjpegd limit mjpg-streamer"}
 RES=${RES:-"480p 720p"}
 CLIENTS=${CLIENTS:-"1 10 100 500 2000"}
 DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-1}
 WARMUP=${WARMUP:-3}
 FPS=${FPS:-30}
 EXTRA=${EXTRA:-}
@@ -89,10 +94,10 @@ available() {
   esac
 }
 
-run_cell() { # server res clients [url-suffix] [label]
-  local server=$1 res=$2 clients=$3 suffix=${4:-} label=${5:-$1}
+run_cell() { # server res clients [url-suffix] [label] [round]
+  local server=$1 res=$2 clients=$3 suffix=${4:-} label=${5:-$1} round=${6:-1}
   local cmd; cmd=$(server_cmd "$server" "$FRAMES/$res")
-  setsid bash -c "$cmd" >"$OUT/logs/$label-$res-$clients.log" 2>&1 &
+  setsid bash -c "$cmd" >"$OUT/logs/$label-$res-$clients-$round.log" 2>&1 &
   local pid=$!
   for _ in $(seq 200); do ss -ltn "sport = :$PORT" | grep -q LISTEN && break; sleep 0.05; done
   sleep "$WARMUP"
@@ -103,7 +108,7 @@ run_cell() { # server res clients [url-suffix] [label]
   for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
   kill -KILL -- "-$pid" 2>/dev/null
   wait "$pid" 2>/dev/null
-  echo "{\"server\":\"$label\",\"res\":\"$res\",\"cell_clients\":$clients,\"result\":$json}" >>"$OUT/results.jsonl"
+  echo "{\"server\":\"$label\",\"res\":\"$res\",\"cell_clients\":$clients,\"round\":$round,\"result\":$json}" >>"$OUT/results.jsonl"
   log "$label $res $clients: $(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("fps min {}, frames/CPU-s {}, failed {}".format(r["fps_per_client_min"], r["frames_per_server_cpu_s"], r["clients_failed"]))' "$json")"
   PORT=$((PORT + 1))
 }
@@ -112,9 +117,11 @@ run_cell() { # server res clients [url-suffix] [label]
 log "$(date -u '+%F %T') UTC, $(nproc) cores, servers: $SERVERS"
 for res in $RES; do
   for clients in $CLIENTS; do
-    for server in $SERVERS; do
-      available "$server" || continue
-      run_cell "$server" "$res" "$clients"
+    for round in $(seq "$ROUNDS"); do
+      for server in $SERVERS; do
+        available "$server" || continue
+        run_cell "$server" "$res" "$clients" "" "$server" "$round"
+      done
     done
   done
 done

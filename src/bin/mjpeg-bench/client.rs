@@ -67,6 +67,8 @@ pub struct ClientResult {
     pub window: Duration,
     /// X-Timestamp to receipt, per frame, in milliseconds.
     pub latency_ms: Vec<f32>,
+    /// When each of those frames arrived (seconds since the Unix epoch).
+    pub received_at: Vec<f64>,
     /// When the first complete frame arrived.
     pub first_frame_at: Option<Instant>,
 }
@@ -194,6 +196,7 @@ impl Counter<'_> {
                 .unwrap_or_default()
                 .as_secs_f64();
             r.latency_ms.push(((now - ts) * 1000.0) as f32);
+            r.received_at.push(now);
         }
     }
 }

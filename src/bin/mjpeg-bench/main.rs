@@ -29,10 +29,12 @@ pub struct Args {
     /// `--startup CMD`: measure process start to first frame instead.
     pub startup: Option<String>,
     pub runs: usize,
+    /// `--latency-log FILE`: every frame's client, arrival and latency.
+    pub latency_log: Option<String>,
 }
 
 const USAGE: &str = "usage: mjpeg-bench URL [-c CLIENTS] [-d SECONDS] [--ramp SECONDS] \
-[--pid SERVER_PID] [--threads N] [--http10] [--json]
+[--pid SERVER_PID] [--threads N] [--http10] [--json] [--latency-log FILE]
        mjpeg-bench URL --startup 'SERVER COMMAND' [--runs N]   (process start to first frame)";
 
 fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -47,6 +49,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
         http10: false,
         startup: None,
         runs: 10,
+        latency_log: None,
     };
     let secs = |v: Option<String>, flag: &str| -> Result<Duration, String> {
         let v = v.ok_or(format!("{flag} needs a value"))?;
@@ -72,6 +75,9 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
             "--http10" => args.http10 = true,
             "--startup" => args.startup = Some(argv.next().ok_or("--startup needs a command")?),
             "--runs" => args.runs = num(argv.next(), "--runs")?.max(1),
+            "--latency-log" => {
+                args.latency_log = Some(argv.next().ok_or("--latency-log needs a file")?)
+            }
             "-h" | "--help" => return Err(String::new()),
             s if !s.starts_with('-') && args.url.is_empty() => args.url = s.to_owned(),
             s => return Err(format!("unknown argument '{s}'")),
@@ -162,6 +168,10 @@ fn main() -> ExitCode {
 async fn run(args: Args, target: client::Target) -> report::Report {
     let target = std::sync::Arc::new(target);
     let start = Instant::now();
+    let started_unix_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
     let end = start + args.duration;
     let monitor = args.pid.map(procmon::Monitor::start);
     let self_cpu0 = procmon::self_cpu_seconds();
@@ -189,7 +199,26 @@ async fn run(args: Args, target: client::Target) -> report::Report {
     let elapsed = start.elapsed();
     let server = monitor.map(|m| m.stop());
     let client_cpu = procmon::self_cpu_seconds() - self_cpu0;
-    report::Report::new(&args, results, elapsed, server, client_cpu)
+    if let Some(path) = &args.latency_log
+        && let Err(e) = write_latency_log(path, &results)
+    {
+        eprintln!("mjpeg-bench: cannot write {path}: {e}");
+    }
+    report::Report::new(&args, results, elapsed, server, client_cpu, started_unix_s)
+}
+
+/// One line per frame with a timestamp: client number, arrival (Unix
+/// seconds) and latency in milliseconds, to see whether a latency tail
+/// belongs to a few clients or to a few moments.
+fn write_latency_log(path: &str, results: &[client::ClientResult]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for (i, r) in results.iter().enumerate() {
+        for (at, ms) in r.received_at.iter().zip(&r.latency_ms) {
+            writeln!(out, "{i} {at:.6} {ms:.3}")?;
+        }
+    }
+    out.flush()
 }
 
 #[cfg(test)]

@@ -9,6 +9,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Duration;
 
+/// How long after the start of a run its latency counts as settled.
+const SETTLED: Duration = Duration::from_secs(2);
+
 pub struct Report {
     url: String,
     clients: usize,
@@ -27,6 +30,9 @@ pub struct Report {
     ttff_max: Option<f64>,
     latency_p50: Option<f64>,
     latency_p99: Option<f64>,
+    /// p99 of the frames that arrived once the run was `SETTLED` old: the
+    /// steady state, without the connection storm at the start.
+    latency_p99_settled: Option<f64>,
     latency_max: Option<f64>,
     errors: BTreeMap<String, usize>,
     server: Option<ServerUsage>,
@@ -40,6 +46,7 @@ impl Report {
         elapsed: Duration,
         server: Option<ServerUsage>,
         client_cpu_s: f64,
+        started_unix_s: f64,
     ) -> Report {
         let connected: Vec<&ClientResult> = results.iter().filter(|r| r.connected).collect();
         let mut fps: Vec<f64> = connected
@@ -54,6 +61,14 @@ impl Report {
             .flat_map(|r| r.latency_ms.iter().copied())
             .collect();
         lat.sort_by(f32::total_cmp);
+        let settled_from = started_unix_s + SETTLED.as_secs_f64();
+        let mut settled: Vec<f32> = results
+            .iter()
+            .flat_map(|r| r.received_at.iter().zip(&r.latency_ms))
+            .filter(|&(&at, _)| at >= settled_from)
+            .map(|(_, &ms)| ms)
+            .collect();
+        settled.sort_by(f32::total_cmp);
         let mut errors = BTreeMap::new();
         for e in results.iter().filter_map(|r| r.error.as_ref()) {
             *errors.entry(e.clone()).or_insert(0) += 1;
@@ -76,6 +91,7 @@ impl Report {
             ttff_max: ttff.last().copied(),
             latency_p50: percentile(&lat, 0.5).map(f64::from),
             latency_p99: percentile(&lat, 0.99).map(f64::from),
+            latency_p99_settled: percentile(&settled, 0.99).map(f64::from),
             latency_max: lat.last().map(|&v| f64::from(v)),
             errors,
             server,
@@ -110,6 +126,7 @@ impl Report {
             "ttff_ms_max": self.ttff_max.map(round),
             "latency_ms_p50": self.latency_p50.map(round),
             "latency_ms_p99": self.latency_p99.map(round),
+            "latency_ms_p99_settled": self.latency_p99_settled.map(round),
             "latency_ms_max": self.latency_max.map(round),
             "server_cpu_s": self.server.map(|s| round(s.cpu_s)),
             "server_rss_peak_kb": self.server.map(|s| s.rss_peak_kib),
@@ -162,6 +179,10 @@ impl Report {
                     opt(self.latency_p99),
                     opt(self.latency_max)
                 ),
+            ),
+            (
+                "latency p99 from 2 s on",
+                format!("{} ms", opt(self.latency_p99_settled)),
             ),
             (
                 "server CPU",
