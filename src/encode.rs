@@ -267,6 +267,47 @@ mod backend {
         /// The planes a camera picture is split into, reused from frame to
         /// frame (camera frames are encoded on a pool of threads).
         static SCRATCH: RefCell<[Vec<u8>; 3]> = RefCell::default();
+        /// This thread's encoders, the most recently used first, one per
+        /// kind of picture (size, quality, subsampling) it encoded lately:
+        /// each codes a picture with Huffman tables fitted to the last one
+        /// it coded, so it must see alike pictures (a camera's frames on
+        /// its encoder threads, a rendition variant's on the blocking pool).
+        static ENCODERS: RefCell<Vec<(PictureKind, PlanarEncoder)>> = RefCell::default();
+    }
+
+    /// What makes pictures alike enough to share an encoder.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    struct PictureKind {
+        width: u16,
+        height: u16,
+        quality: u8,
+        subsampling: Subsampling,
+    }
+
+    /// Encoders kept per thread: a camera thread needs one; a blocking-pool
+    /// thread may serve a few rendition variants in turn.
+    const KEPT_ENCODERS: usize = 4;
+
+    /// Runs `f` with this thread's encoder for `kind`, made on first use
+    /// (its first picture gets the standard Huffman tables).
+    fn with_encoder<T>(kind: PictureKind, f: impl FnOnce(&mut PlanarEncoder) -> T) -> T {
+        ENCODERS.with(|cell| {
+            let fresh = || PlanarEncoder::new(kind.quality, kind.subsampling);
+            // Re-entry is impossible, but a failed borrow must not panic.
+            let Ok(mut encoders) = cell.try_borrow_mut() else {
+                return f(&mut fresh());
+            };
+            let found = encoders.iter().position(|(k, _)| *k == kind);
+            let entry = match found {
+                Some(i) => encoders.remove(i),
+                None => {
+                    encoders.truncate(KEPT_ENCODERS - 1);
+                    (kind, fresh())
+                }
+            };
+            encoders.insert(0, entry);
+            f(&mut encoders[0].1)
+        })
     }
 
     pub(super) fn rgb(
@@ -315,13 +356,21 @@ mod backend {
                 RawFormat::Yuyv => split_yuyv(img, yp, up, vp),
                 RawFormat::Nv12 => split_nv12(img, yp, up, vp),
             }
-            PlanarEncoder::new(quality, subsampling).encode(
-                img.width,
-                img.height,
-                whole(yp, pw, ph),
-                whole(up, cw, ch),
-                whole(vp, cw, ch),
-            )
+            let kind = PictureKind {
+                width: img.width,
+                height: img.height,
+                quality,
+                subsampling,
+            };
+            with_encoder(kind, |e| {
+                e.encode(
+                    img.width,
+                    img.height,
+                    whole(yp, pw, ph),
+                    whole(up, cw, ch),
+                    whole(vp, cw, ch),
+                )
+            })
         })
     }
 
@@ -348,13 +397,21 @@ mod backend {
             height: planes.height,
         };
         let (cw, ch) = (planes.stride / 2, planes.rows / 2);
-        PlanarEncoder::new(quality, Subsampling::Yuv420).encode(
+        let kind = PictureKind {
             width,
             height,
-            luma,
-            whole(&planes.cb, cw, ch),
-            whole(&planes.cr, cw, ch),
-        )
+            quality,
+            subsampling: Subsampling::Yuv420,
+        };
+        with_encoder(kind, |e| {
+            e.encode(
+                width,
+                height,
+                luma,
+                whole(&planes.cb, cw, ch),
+                whole(&planes.cr, cw, ch),
+            )
+        })
     }
 }
 
