@@ -1,13 +1,14 @@
 //! Huffman coding of quantized blocks: [`HuffmanTable`] (a table as DHT
-//! carries it, the standard one or one built for a picture's symbol counts
-//! by JPEG Annex K.2), [`CodeBook`] (the four tables of a scan as a
-//! (code, length) per symbol) and [`encode_block`], which turns one block
-//! into symbols for a [`SymbolSink`].
+//! carries it, built for a picture's symbol counts by JPEG Annex K.2),
+//! [`CodeBook`] (the four tables of a scan as a (code, length) per symbol)
+//! and [`encode_block`], which turns one block into symbols for a
+//! [`SymbolSink`].
 //!
 //! Symbols of all four tables share one index space, `table << 8 | symbol`
 //! with the tables numbered luma DC, luma AC, chroma DC, chroma AC (0..=3),
 //! so a code look-up or a count is one array access.
 
+#[cfg(test)]
 use super::tables::HuffmanSpec;
 
 /// Index of the luma DC table in a [`CodeBook`] or [`SymbolCounts`] (its
@@ -20,16 +21,6 @@ pub(super) const CHROMA_DC: usize = 2;
 /// `table << 8 | symbol`.
 pub(super) type SymbolCounts = [u32; 1024];
 
-/// The symbols a DC table can code: difference categories 0..=11.
-const DC_SYMBOLS: usize = 12;
-
-/// Whether `symbol` is one a baseline AC table can code: EOB (0x00),
-/// ZRL (0xF0), or a run of 0..=15 zeros and a size of 1..=10.
-fn is_ac_symbol(symbol: usize) -> bool {
-    let size = symbol & 15;
-    symbol == 0x00 || symbol == 0xf0 || (1..=10).contains(&size)
-}
-
 /// A Huffman table as a DHT segment carries it: how many codes there are
 /// of each length 1..=16, and the symbols in code order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,6 +30,8 @@ pub(super) struct HuffmanTable {
 }
 
 impl HuffmanTable {
+    /// A table of Annex K.3, as the yardstick tests measure against.
+    #[cfg(test)]
     pub(super) fn standard(spec: &HuffmanSpec) -> HuffmanTable {
         HuffmanTable {
             counts: spec.counts,
@@ -147,20 +140,6 @@ impl HuffmanTable {
         }
         HuffmanTable { counts, symbols }
     }
-
-    /// The table for a DC (`ac` false) or AC table's symbol counts, with
-    /// every symbol the table may have to code counted at least once: for
-    /// coding a picture other than the one counted.
-    pub(super) fn optimal_for_any(freq: &[u32], ac: bool) -> HuffmanTable {
-        let mut floored = [0u32; 256];
-        for (s, (f, &count)) in floored.iter_mut().zip(freq).enumerate() {
-            let codable = if ac { is_ac_symbol(s) } else { s < DC_SYMBOLS };
-            if codable {
-                *f = count.max(1);
-            }
-        }
-        HuffmanTable::optimal(&floored)
-    }
 }
 
 /// The four tables of a scan as `code << 8 | length` per symbol (a length
@@ -206,6 +185,9 @@ pub(super) trait SymbolSink {
     /// Symbol `index` (`table << 8 | symbol`), then the low `extra_len`
     /// bits of `extra` (the coefficient's bits, 0..=11 of them).
     fn symbol(&mut self, index: u32, extra: u32, extra_len: u32);
+
+    /// The block's last symbol came.
+    fn end_block(&mut self) {}
 }
 
 /// The number of bits of |v| (JPEG's "size category") and the bits that
@@ -252,6 +234,7 @@ pub(super) fn encode_block(
         // EOB: the rest is zero.
         out.symbol(ac, 0, 0);
     }
+    out.end_block();
 }
 
 #[cfg(test)]
@@ -380,26 +363,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn floored_tables_code_every_codable_symbol() {
-        // Counts from a picture that only ever used EOB and one AC symbol.
-        let mut freq = [0u32; 256];
-        freq[0x00] = 5000;
-        freq[0x01] = 3000;
-        let ac = HuffmanTable::optimal_for_any(&freq, true);
-        check_valid(&ac);
-        assert_eq!(ac.symbols.len(), 162);
-        assert!(ac.symbols.iter().all(|&s| is_ac_symbol(usize::from(s))));
-        let dc = HuffmanTable::optimal_for_any(&[0; 256], false);
-        check_valid(&dc);
-        assert_eq!(dc.symbols.len(), 12);
-        // The standard tables hold the same symbol sets.
-        let mut std_ac = tables::LUMA_AC.symbols.to_vec();
-        let mut ours = ac.symbols.clone();
-        std_ac.sort_unstable();
-        ours.sort_unstable();
-        assert_eq!(ours, std_ac);
     }
 }
