@@ -12,14 +12,17 @@
 //!   source by the `turbojpeg` crate; needs cmake and nasm at build time),
 //!   several times faster (figures in `bench/ENCODE.md`).
 //!
-//! Both produce baseline JFIF with the standard quantization tables. Y'CbCr
-//! pictures (camera frames, renditions) get Huffman tables built for each
-//! picture by the pure-Rust backend (6-20% smaller frames at the same
-//! quality, see [`baseline`]); RGB pictures keep the standard ones. YUYV camera pictures (4:2:2) are encoded 4:2:0 by
-//! default (two camera rows' chroma averaged): what libjpeg's defaults,
-//! µStreamer and mjpg-streamer produce, a quarter fewer blocks to code and
-//! smaller frames; [`Subsampling::Yuv422`] keeps the camera's chroma whole.
-//! NV12 (4:2:0) stays 4:2:0: no detail is invented. Cameras use the
+//! Both produce baseline JFIF with the standard quantization tables. The
+//! pure-Rust backend codes Y'CbCr pictures (camera frames, renditions) with
+//! Huffman tables built for each picture (6-20% smaller frames at the same
+//! quality, see [`baseline`]); RGB pictures, and everything libjpeg-turbo
+//! encodes, keep the standard Huffman tables.
+//!
+//! YUYV camera pictures (4:2:2) are encoded 4:2:0 by default (two camera
+//! rows' chroma averaged): what libjpeg's defaults, µStreamer and
+//! mjpg-streamer produce, a quarter fewer blocks to code and smaller
+//! frames; [`Subsampling::Yuv422`] keeps the camera's chroma whole. NV12
+//! (4:2:0) stays 4:2:0: no detail is invented. Cameras use the
 //! video range (Y' 16..235, Cb/Cr 16..240) and JFIF the full range, both
 //! with the BT.601 matrix, so samples are only stretched, never converted
 //! through RGB.
@@ -271,7 +274,7 @@ mod backend {
         static SCRATCH: RefCell<[Vec<u8>; 3]> = RefCell::default();
         /// The symbols of the picture being encoded, waiting for the
         /// Huffman tables built for them: the buffer is kept from picture to
-        /// picture (about 1 MB for a busy 720p frame).
+        /// picture (0.5-1 MB for a 720p frame).
         static SYMBOLS: RefCell<SymbolBuffer> = RefCell::default();
     }
 
@@ -384,6 +387,12 @@ mod backend {
 /// The libjpeg-turbo backend. Camera pictures are split into the planar
 /// Y'/Cb/Cr layout libjpeg-turbo compresses from (range-stretched on the
 /// way), which skips its colour conversion and downsampling entirely.
+///
+/// It keeps the standard Huffman tables: libjpeg-turbo builds tables for
+/// each picture with one option (`TJPARAM_OPTIMIZE`, frames 6-20% smaller,
+/// as the pure-Rust backend's), but that takes it off its fast path and
+/// doubles the time per frame (2.0-2.6x, `bench/ENCODE.md`), which is the
+/// very reason to build with it.
 #[cfg(feature = "turbojpeg")]
 mod backend {
     use super::{EncodeError, Planes, RawFormat, RawImage, split_nv12, split_yuyv, split_yuyv_420};

@@ -17,19 +17,20 @@
 //! Why two passes rather than one with tables fitted to the previous
 //! picture's counts (counting on the way, the standard tables for a first
 //! picture)? Both were built and measured:
-//! - Size: on 60 frames of moving 640x480 video at quality 80 the previous
-//!   picture's tables gave frames 0.6-0.9% larger than the exact ones, but
-//!   tables fitted to a different picture can do much worse than the
-//!   standard ones: a photo-like picture coded with a camera-like
-//!   picture's tables came out 25% larger than with the standard tables.
+//! - Size: on 60 frames of moving video (640x480, 1280x720) at quality 80
+//!   the previous picture's tables gave frames 0.6-0.9% larger than the
+//!   exact ones, but tables fitted to a different picture can do much
+//!   worse than the standard ones: a photo-like picture coded with a
+//!   camera-like picture's tables came out 25% larger than with the
+//!   standard tables.
 //!   Encoders here are not tied to one picture sequence: renditions of
 //!   every stream are encoded on tokio's shared blocking threads, and a
 //!   snapshot of a past frame is a one-off with nothing before it.
 //! - Time: the exact tables cost nothing measurable against the previous
-//!   encoder (-2% to +3% per frame; the second pass is paid for by the
-//!   fewer bits written), the previous picture's tables were 1-3% faster
-//!   still. The buffer costs 4 bytes a symbol, about 1 MB for a busy 720p
-//!   frame, kept per encoding thread.
+//!   encoder (-3% to +3% per frame; the second pass is paid for by the
+//!   fewer bits written), the previous picture's tables were 1-4% faster
+//!   still. The buffer costs 4 bytes a symbol, 0.5-1 MB for a 720p frame,
+//!   kept per encoding thread.
 //!
 //! So each frame is coded exactly, statelessly and the same way whichever
 //! thread encodes it.
@@ -95,7 +96,7 @@ impl PlaneRef<'_> {
 /// occurs: kept from picture to picture so the buffer is allocated once.
 pub(crate) struct SymbolBuffer {
     /// Each as `extra << 16 | extra_len << 10 | index` (see [`huffman`]
-    /// for the index): 4 bytes a symbol, about 1 MB for a busy 720p frame.
+    /// for the index): 4 bytes a symbol, 0.5-1 MB for a 720p frame.
     ///
     /// [`huffman`]: super::huffman
     symbols: Vec<u32>,
@@ -947,6 +948,11 @@ mod measure {
             }
         }
         let n = frames.len() as f64;
+        println!(
+            "symbol buffer after the last frame: {} symbols, {} bytes allocated",
+            buffer.symbols.len(),
+            buffer.symbols.capacity() * 4
+        );
         for i in 0..2 {
             println!(
                 "{}: {:.0} bytes/frame, {:.3} ms/frame (fastest of {rounds} rounds)",
