@@ -391,7 +391,7 @@ mod backend {
 /// It keeps the standard Huffman tables: libjpeg-turbo builds tables for
 /// each picture with one option (`TJPARAM_OPTIMIZE`, frames 6-20% smaller,
 /// as the pure-Rust backend's), but that takes it off its fast path and
-/// doubles the time per frame (2.0-2.6x, `bench/ENCODE.md`), which is the
+/// doubles the time per frame (1.8-2.6x, `bench/ENCODE.md`), which is the
 /// very reason to build with it.
 #[cfg(feature = "turbojpeg")]
 mod backend {
