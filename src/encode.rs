@@ -567,9 +567,93 @@ mod backend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::Command;
 
     fn is_jpeg(b: &[u8]) -> bool {
         b.starts_with(&[0xff, 0xd8]) && b.ends_with(&[0xff, 0xd9])
+    }
+
+    /// Decodes with ffmpeg, which must exit 0 and print nothing; a missing
+    /// ffmpeg fails the test (install the `ffmpeg` package).
+    pub(super) fn ffmpeg_decodes_cleanly(jpeg: &[u8], name: &str) {
+        let dir = std::env::temp_dir().join(format!("mjpegd-enc-ffmpeg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join(format!("{name}.jpg"));
+        std::fs::write(&path, jpeg).expect("writes");
+        let decode = Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&path)
+            .args(["-f", "null", "-"])
+            .output()
+            .expect("ffmpeg must be installed for this test (apt-get install ffmpeg)");
+        assert!(
+            decode.status.success() && decode.stdout.is_empty() && decode.stderr.is_empty(),
+            "{name}: ffmpeg says {}",
+            String::from_utf8_lossy(&decode.stderr)
+        );
+        std::fs::remove_file(&path).ok();
+    }
+
+    /// A noisy video-range YUYV picture, `shift` pixels further along.
+    fn noisy_yuyv(w: usize, h: usize, shift: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(w * h * 2);
+        for y in 0..h {
+            for x in (0..w).step_by(2) {
+                let n = |x: usize| {
+                    let v = ((x + shift) as u32).wrapping_mul(0x9e37_79b9)
+                        ^ (y as u32).wrapping_mul(0x85eb_ca6b);
+                    (v.wrapping_mul(0x2c1b_3c6d) >> 27) as usize
+                };
+                let luma =
+                    |x: usize| (40 + (x + shift) * 150 / w + y * 40 / h + n(x)).min(235) as u8;
+                let chroma = 100 + (x * 50 / w) as u8 + n(x + 1) as u8 / 4;
+                out.extend([luma(x), chroma, luma(x + 1), 250 - chroma]);
+            }
+        }
+        out
+    }
+
+    /// Camera pictures of several sizes on one thread, in turn: each
+    /// decodes (jpeg-decoder, ffmpeg) and encodes the same whatever came
+    /// before it (nothing is carried from one picture to the next).
+    #[test]
+    fn camera_pictures_decode_and_do_not_depend_on_the_last_one() {
+        let sizes = [(640usize, 480usize), (33, 17), (1280, 720), (640, 480)];
+        let mut first = Vec::new();
+        for (i, &(w, h)) in sizes.iter().enumerate() {
+            let data = noisy_yuyv(w, h, i * 3);
+            let img = RawImage::new(
+                &data,
+                w as u16,
+                h as u16,
+                w.div_ceil(2) * 4,
+                RawFormat::Yuyv,
+            )
+            .expect("fits");
+            for sub in [Subsampling::Yuv420, Subsampling::Yuv422] {
+                let jpeg = encode_raw(&img, 80, sub).expect("encodes");
+                let mut d = jpeg_decoder::Decoder::new(&jpeg[..]);
+                let pixels = d.decode().expect("jpeg-decoder decodes");
+                let info = d.info().expect("info");
+                assert_eq!((usize::from(info.width), usize::from(info.height)), (w, h));
+                assert_eq!(pixels.len(), w * h * 3);
+                ffmpeg_decodes_cleanly(
+                    &jpeg,
+                    &format!("camera-{w}x{h}-{i}-{sub}").replace(':', ""),
+                );
+                if i == 0 {
+                    first.push(jpeg);
+                } else if (w, h) == sizes[0] {
+                    // The same picture as the first (shift aside): encoded
+                    // again after others, the same bytes as a fresh encode.
+                    let again = noisy_yuyv(w, h, 0);
+                    let img = RawImage::new(&again, w as u16, h as u16, w * 2, RawFormat::Yuyv)
+                        .expect("fits");
+                    let jpeg = encode_raw(&img, 80, sub).expect("encodes");
+                    assert!(first.contains(&jpeg), "{sub}: not the first encode's bytes");
+                }
+            }
+        }
     }
 
     #[test]

@@ -391,6 +391,7 @@ fn write_huffman_table(out: &mut Vec<u8>, class_id: u8, table: &HuffmanTable) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::ffmpeg_decodes_cleanly;
     use super::*;
     use std::process::Command;
 
@@ -676,27 +677,6 @@ mod tests {
             );
         }
         std::fs::remove_dir_all(&dir).ok();
-    }
-
-    /// Decodes with ffmpeg, which must exit 0 and print nothing; a missing
-    /// ffmpeg fails the test (install the `ffmpeg` package).
-    fn ffmpeg_decodes_cleanly(jpeg: &[u8], name: &str) {
-        let dir = std::env::temp_dir().join(format!("mjpegd-huff-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join(format!("{name}.jpg"));
-        std::fs::write(&path, jpeg).expect("writes");
-        let decode = Command::new("ffmpeg")
-            .args(["-v", "error", "-i"])
-            .arg(&path)
-            .args(["-f", "null", "-"])
-            .output()
-            .expect("ffmpeg must be installed for this test (apt-get install ffmpeg)");
-        assert!(
-            decode.status.success() && decode.stdout.is_empty() && decode.stderr.is_empty(),
-            "{name}: ffmpeg says {}",
-            String::from_utf8_lossy(&decode.stderr)
-        );
-        std::fs::remove_file(&path).ok();
     }
 
     /// The DHT segments of a JPEG, whole.
