@@ -12,12 +12,17 @@
 //!   source by the `turbojpeg` crate; needs cmake and nasm at build time),
 //!   several times faster (figures in `bench/ENCODE.md`).
 //!
-//! Both produce baseline JFIF with the standard quantization and Huffman
-//! tables. YUYV camera pictures (4:2:2) are encoded 4:2:0 by default (two
-//! camera rows' chroma averaged): what libjpeg's defaults, µStreamer and
-//! mjpg-streamer produce, a quarter fewer blocks to code and smaller frames;
-//! [`Subsampling::Yuv422`] keeps the camera's chroma whole. NV12 (4:2:0)
-//! stays 4:2:0: no detail is invented. Cameras use the
+//! Both produce baseline JFIF with the standard quantization tables. The
+//! pure-Rust backend codes Y'CbCr pictures (camera frames, renditions) with
+//! Huffman tables built for each picture (6-20% smaller frames at the same
+//! quality, see [`baseline`]); RGB pictures, and everything libjpeg-turbo
+//! encodes, keep the standard Huffman tables.
+//!
+//! YUYV camera pictures (4:2:2) are encoded 4:2:0 by default (two camera
+//! rows' chroma averaged): what libjpeg's defaults, µStreamer and
+//! mjpg-streamer produce, a quarter fewer blocks to code and smaller
+//! frames; [`Subsampling::Yuv422`] keeps the camera's chroma whole. NV12
+//! (4:2:0) stays 4:2:0: no detail is invented. Cameras use the
 //! video range (Y' 16..235, Cb/Cr 16..240) and JFIF the full range, both
 //! with the BT.601 matrix, so samples are only stretched, never converted
 //! through RGB.
@@ -255,7 +260,7 @@ pub(crate) fn split_yuyv_420(img: &RawImage<'_>, y: &mut [u8], u: &mut [u8], v: 
 /// converts colour and picks the subsampling by quality).
 #[cfg(not(feature = "turbojpeg"))]
 mod backend {
-    use super::baseline::{PlanarEncoder, PlaneRef};
+    use super::baseline::{PlanarEncoder, PlaneRef, SymbolBuffer};
     use super::{
         EncodeError, Planes, RawFormat, RawImage, Subsampling, split_nv12, split_yuyv,
         split_yuyv_420,
@@ -267,6 +272,29 @@ mod backend {
         /// The planes a camera picture is split into, reused from frame to
         /// frame (camera frames are encoded on a pool of threads).
         static SCRATCH: RefCell<[Vec<u8>; 3]> = RefCell::default();
+        /// The symbols of the picture being encoded, waiting for the
+        /// Huffman tables built for them: the buffer is kept from picture to
+        /// picture (0.5-1 MB for a 720p frame).
+        static SYMBOLS: RefCell<SymbolBuffer> = RefCell::default();
+    }
+
+    /// Encodes with this thread's symbol buffer.
+    fn encode_planes_with(
+        encoder: PlanarEncoder,
+        width: u16,
+        height: u16,
+        [y, cb, cr]: [PlaneRef<'_>; 3],
+    ) -> Result<Vec<u8>, EncodeError> {
+        SYMBOLS.with(|cell| {
+            // Re-entry is impossible, but a failed borrow must not panic.
+            let mut fresh = SymbolBuffer::default();
+            let mut borrowed = cell.try_borrow_mut();
+            let buffer = match borrowed.as_mut() {
+                Ok(b) => &mut **b,
+                Err(_) => &mut fresh,
+            };
+            encoder.encode(width, height, y, cb, cr, buffer)
+        })
     }
 
     pub(super) fn rgb(
@@ -315,12 +343,11 @@ mod backend {
                 RawFormat::Yuyv => split_yuyv(img, yp, up, vp),
                 RawFormat::Nv12 => split_nv12(img, yp, up, vp),
             }
-            PlanarEncoder::new(quality, subsampling).encode(
+            encode_planes_with(
+                PlanarEncoder::new(quality, subsampling),
                 img.width,
                 img.height,
-                whole(yp, pw, ph),
-                whole(up, cw, ch),
-                whole(vp, cw, ch),
+                [whole(yp, pw, ph), whole(up, cw, ch), whole(vp, cw, ch)],
             )
         })
     }
@@ -348,12 +375,11 @@ mod backend {
             height: planes.height,
         };
         let (cw, ch) = (planes.stride / 2, planes.rows / 2);
-        PlanarEncoder::new(quality, Subsampling::Yuv420).encode(
+        encode_planes_with(
+            PlanarEncoder::new(quality, Subsampling::Yuv420),
             width,
             height,
-            luma,
-            whole(&planes.cb, cw, ch),
-            whole(&planes.cr, cw, ch),
+            [luma, whole(&planes.cb, cw, ch), whole(&planes.cr, cw, ch)],
         )
     }
 }
@@ -361,6 +387,12 @@ mod backend {
 /// The libjpeg-turbo backend. Camera pictures are split into the planar
 /// Y'/Cb/Cr layout libjpeg-turbo compresses from (range-stretched on the
 /// way), which skips its colour conversion and downsampling entirely.
+///
+/// It keeps the standard Huffman tables: libjpeg-turbo builds tables for
+/// each picture with one option (`TJPARAM_OPTIMIZE`, frames 6-20% smaller,
+/// as the pure-Rust backend's), but that takes it off its fast path and
+/// doubles the time per frame (1.8-2.6x, `bench/ENCODE.md`), which is the
+/// very reason to build with it.
 #[cfg(feature = "turbojpeg")]
 mod backend {
     use super::{EncodeError, Planes, RawFormat, RawImage, split_nv12, split_yuyv, split_yuyv_420};
@@ -535,9 +567,93 @@ mod backend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::Command;
 
     fn is_jpeg(b: &[u8]) -> bool {
         b.starts_with(&[0xff, 0xd8]) && b.ends_with(&[0xff, 0xd9])
+    }
+
+    /// Decodes with ffmpeg, which must exit 0 and print nothing; a missing
+    /// ffmpeg fails the test (install the `ffmpeg` package).
+    pub(super) fn ffmpeg_decodes_cleanly(jpeg: &[u8], name: &str) {
+        let dir = std::env::temp_dir().join(format!("mjpegd-enc-ffmpeg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join(format!("{name}.jpg"));
+        std::fs::write(&path, jpeg).expect("writes");
+        let decode = Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&path)
+            .args(["-f", "null", "-"])
+            .output()
+            .expect("ffmpeg must be installed for this test (apt-get install ffmpeg)");
+        assert!(
+            decode.status.success() && decode.stdout.is_empty() && decode.stderr.is_empty(),
+            "{name}: ffmpeg says {}",
+            String::from_utf8_lossy(&decode.stderr)
+        );
+        std::fs::remove_file(&path).ok();
+    }
+
+    /// A noisy video-range YUYV picture, `shift` pixels further along.
+    fn noisy_yuyv(w: usize, h: usize, shift: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(w * h * 2);
+        for y in 0..h {
+            for x in (0..w).step_by(2) {
+                let n = |x: usize| {
+                    let v = ((x + shift) as u32).wrapping_mul(0x9e37_79b9)
+                        ^ (y as u32).wrapping_mul(0x85eb_ca6b);
+                    (v.wrapping_mul(0x2c1b_3c6d) >> 27) as usize
+                };
+                let luma =
+                    |x: usize| (40 + (x + shift) * 150 / w + y * 40 / h + n(x)).min(235) as u8;
+                let chroma = 100 + (x * 50 / w) as u8 + n(x + 1) as u8 / 4;
+                out.extend([luma(x), chroma, luma(x + 1), 250 - chroma]);
+            }
+        }
+        out
+    }
+
+    /// Camera pictures of several sizes on one thread, in turn: each
+    /// decodes (jpeg-decoder, ffmpeg) and encodes the same whatever came
+    /// before it (nothing is carried from one picture to the next).
+    #[test]
+    fn camera_pictures_decode_and_do_not_depend_on_the_last_one() {
+        let sizes = [(640usize, 480usize), (33, 17), (1280, 720), (640, 480)];
+        let mut first = Vec::new();
+        for (i, &(w, h)) in sizes.iter().enumerate() {
+            let data = noisy_yuyv(w, h, i * 3);
+            let img = RawImage::new(
+                &data,
+                w as u16,
+                h as u16,
+                w.div_ceil(2) * 4,
+                RawFormat::Yuyv,
+            )
+            .expect("fits");
+            for sub in [Subsampling::Yuv420, Subsampling::Yuv422] {
+                let jpeg = encode_raw(&img, 80, sub).expect("encodes");
+                let mut d = jpeg_decoder::Decoder::new(&jpeg[..]);
+                let pixels = d.decode().expect("jpeg-decoder decodes");
+                let info = d.info().expect("info");
+                assert_eq!((usize::from(info.width), usize::from(info.height)), (w, h));
+                assert_eq!(pixels.len(), w * h * 3);
+                ffmpeg_decodes_cleanly(
+                    &jpeg,
+                    &format!("camera-{w}x{h}-{i}-{sub}").replace(':', ""),
+                );
+                if i == 0 {
+                    first.push(jpeg);
+                } else if (w, h) == sizes[0] {
+                    // The same picture as the first (shift aside): encoded
+                    // again after others, the same bytes as a fresh encode.
+                    let again = noisy_yuyv(w, h, 0);
+                    let img = RawImage::new(&again, w as u16, h as u16, w * 2, RawFormat::Yuyv)
+                        .expect("fits");
+                    let jpeg = encode_raw(&img, 80, sub).expect("encodes");
+                    assert!(first.contains(&jpeg), "{sub}: not the first encode's bytes");
+                }
+            }
+        }
     }
 
     #[test]
