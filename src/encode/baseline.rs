@@ -27,7 +27,7 @@
 //!   every stream are encoded on tokio's shared blocking threads, and a
 //!   snapshot of a past frame is a one-off with nothing before it.
 //! - Time: the exact tables cost nothing measurable against the previous
-//!   encoder (-3% to +3% per frame; the second pass is paid for by the
+//!   encoder (-4% to +3% per frame; the second pass is paid for by the
 //!   fewer bits written), the previous picture's tables were 1-4% faster
 //!   still. The buffer costs 4 bytes a symbol, 0.5-1 MB for a 720p frame,
 //!   kept per encoding thread.
