@@ -27,7 +27,7 @@
 //!   every stream are encoded on tokio's shared blocking threads, and a
 //!   snapshot of a past frame is a one-off with nothing before it.
 //! - Time: the exact tables cost nothing measurable against the previous
-//!   encoder (-3% to +3% per frame; the second pass is paid for by the
+//!   encoder (-4% to +3% per frame; the second pass is paid for by the
 //!   fewer bits written), the previous picture's tables were 1-4% faster
 //!   still. The buffer costs 4 bytes a symbol, 0.5-1 MB for a 720p frame,
 //!   kept per encoding thread.
@@ -171,7 +171,14 @@ impl PlanarEncoder {
         buffer.counts.fill(0);
         scan.run(buffer);
         let tables = Tables::optimal(&buffer.counts);
-        let mut out = Vec::with_capacity(buffer.symbols.len() * 3 / 2 + 1024);
+        // The JPEG's size is known now, but for the zero byte stuffed after
+        // each 0xFF byte of coded data (about 1 in 256): room for twice
+        // that, so the frame (kept whole by the frame hub) needs neither a
+        // reallocation nor a shrinking copy.
+        let coded = usize::try_from(tables.book.coded_bits(&buffer.counts).div_ceil(8))
+            .unwrap_or(usize::MAX / 2);
+        let headers = headers_len(tables.tables());
+        let mut out = Vec::with_capacity(headers + coded + coded / 128 + 8);
         scan.write_headers(&mut out, tables.tables());
         let mut bits = BitWriter::new(&mut out);
         for &s in &buffer.symbols {
@@ -378,6 +385,16 @@ impl Scan<'_> {
         }
         out.extend_from_slice(&[0xff, 0xda, 0, 12, 3, 1, 0x00, 2, 0x11, 3, 0x11, 0, 63, 0]);
     }
+}
+
+/// How many bytes [`Scan::write_headers`] writes with these Huffman
+/// tables: SOI, JFIF, two DQT, SOF, the four DHT, SOS.
+fn headers_len(huffman: [&HuffmanTable; 4]) -> usize {
+    let dht: usize = huffman
+        .iter()
+        .map(|t| 2 + 2 + 1 + 16 + t.symbols.len())
+        .sum();
+    2 + 18 + 2 * 69 + 19 + dht + 14
 }
 
 fn write_huffman_table(out: &mut Vec<u8>, class_id: u8, table: &HuffmanTable) {
@@ -712,6 +729,12 @@ mod tests {
                 assert!(zune_ycbcr(&fitted).2 == zune_ycbcr(&standard).2, "{case}");
                 ffmpeg_decodes_cleanly(&fitted, &format!("fitted-{w}x{h}-{quality}"));
                 assert_ne!(huffman_segments(&fitted), huffman_segments(&standard));
+                // Allocated once, to within the frame hub's 1/16 of slack.
+                let cap = fitted.capacity();
+                assert!(
+                    cap >= fitted.len() && cap - fitted.len() <= fitted.len() / 16,
+                    "{case}"
+                );
                 assert!(
                     fitted.len() * 100 < standard.len() * 95,
                     "{case}: {} bytes vs {} with the standard tables",
@@ -763,6 +786,23 @@ mod tests {
             );
             ffmpeg_decodes_cleanly(&jpeg, name);
         }
+        // The headers are as long as reckoned (the coded data follows SOS).
+        let jpeg = busy.encode(95, sub);
+        let sos = jpeg
+            .windows(2)
+            .position(|w| w == [0xff, 0xda])
+            .expect("SOS");
+        let tables: Vec<HuffmanTable> = huffman_segments(&jpeg)
+            .iter()
+            .map(|d| HuffmanTable {
+                counts: d[5..21].try_into().expect("16 counts"),
+                symbols: d[21..].to_vec(),
+            })
+            .collect();
+        let [a, b, c, d] = &tables[..] else {
+            panic!("four DHT segments");
+        };
+        assert_eq!(headers_len([a, b, c, d]), sos + 14);
         // The grey picture's tables hold only the symbols it uses.
         let jpeg = grey.encode(95, sub);
         let symbols: Vec<usize> = huffman_segments(&jpeg)

@@ -170,6 +170,19 @@ impl CodeBook {
         CodeBook { packed }
     }
 
+    /// How many bits these counts of symbols take to code: each symbol's
+    /// code and the coefficient bits that follow it (as many as its size
+    /// category: the symbol itself for DC, its low four bits for AC).
+    pub(super) fn coded_bits(&self, counts: &SymbolCounts) -> u64 {
+        let mut bits = 0u64;
+        for (index, (&count, &packed)) in counts.iter().zip(self.packed.iter()).enumerate() {
+            let (table, symbol) = (index >> 8, index as u32 & 0xff);
+            let extra = if table % 2 == 0 { symbol } else { symbol & 15 };
+            bits += u64::from(count) * u64::from((packed & 0xff) + extra);
+        }
+        bits
+    }
+
     /// Symbol `index` (`table << 8 | symbol`)'s code followed by the low
     /// `extra_len` bits of `extra`, as one value and its length.
     #[inline(always)]
