@@ -178,6 +178,51 @@ const fn stretch(lo: i32, span: i32) -> [u8; 256] {
     t
 }
 
+/// The sizes of the planes a camera picture is split into: luma padded to
+/// an even width (and to an even height at 4:2:0, `half_height`) by
+/// repeating the last column and row, so that chroma covers whole pixel
+/// pairs, as the splitters below write it and both encoders want it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SplitSizes {
+    pub luma_width: usize,
+    pub luma_height: usize,
+    pub chroma_width: usize,
+    pub chroma_height: usize,
+}
+
+/// Splits `img` into Y', Cb and Cr planes in `planes` (resized to fit):
+/// chroma at half width, and at half height too when `half_height`.
+pub(crate) fn split_planes(
+    img: &RawImage<'_>,
+    half_height: bool,
+    planes: &mut [Vec<u8>; 3],
+) -> SplitSizes {
+    let (w, h) = (usize::from(img.width), usize::from(img.height));
+    let luma_width = w.next_multiple_of(2);
+    let (luma_height, chroma_height) = if half_height {
+        let ph = h.next_multiple_of(2);
+        (ph, ph / 2)
+    } else {
+        (h, h)
+    };
+    let chroma_width = luma_width / 2;
+    let [y, u, v] = planes;
+    y.resize(luma_width * luma_height, 0);
+    u.resize(chroma_width * chroma_height, 0);
+    v.resize(chroma_width * chroma_height, 0);
+    match img.format {
+        RawFormat::Yuyv if half_height => split_yuyv_420(img, y, u, v),
+        RawFormat::Yuyv => split_yuyv(img, y, u, v),
+        RawFormat::Nv12 => split_nv12(img, y, u, v),
+    }
+    SplitSizes {
+        luma_width,
+        luma_height,
+        chroma_width,
+        chroma_height,
+    }
+}
+
 /// YUYV rows into planar 4:2:2 (`y`: even width × height; `u`, `v`:
 /// half width × height). Rows run whole pixel pairs (checked by
 /// `RawImage::new`), so an odd width's padding column is the camera's own.
@@ -261,10 +306,7 @@ pub(crate) fn split_yuyv_420(img: &RawImage<'_>, y: &mut [u8], u: &mut [u8], v: 
 #[cfg(not(feature = "turbojpeg"))]
 mod backend {
     use super::baseline::{PlanarEncoder, PlaneRef, SymbolBuffer};
-    use super::{
-        EncodeError, Planes, RawFormat, RawImage, Subsampling, split_nv12, split_yuyv,
-        split_yuyv_420,
-    };
+    use super::{EncodeError, Planes, RawImage, Subsampling, split_planes};
     use jpeg_encoder::{ColorType, Encoder};
     use std::cell::RefCell;
 
@@ -316,33 +358,27 @@ mod backend {
         quality: u8,
         half_height: bool,
     ) -> Result<Vec<u8>, EncodeError> {
-        let (w, h) = (usize::from(img.width), usize::from(img.height));
-        // Luma padded to even width (and to even height at 4:2:0) so chroma
-        // covers whole pixel pairs, as the splitters write it.
-        let pw = w.next_multiple_of(2);
-        let (subsampling, ph, ch) = if half_height {
-            let ph = h.next_multiple_of(2);
-            (Subsampling::Yuv420, ph, ph / 2)
+        let subsampling = if half_height {
+            Subsampling::Yuv420
         } else {
-            (Subsampling::Yuv422, h, h)
+            Subsampling::Yuv422
         };
-        let cw = pw / 2;
         SCRATCH.with(|cell| {
             // Re-entry is impossible, but a failed borrow must not panic.
             let mut fresh = <[Vec<u8>; 3]>::default();
             let mut borrowed = cell.try_borrow_mut();
-            let [yp, up, vp] = match borrowed.as_mut() {
+            let planes = match borrowed.as_mut() {
                 Ok(s) => &mut **s,
                 Err(_) => &mut fresh,
             };
-            yp.resize(pw * ph, 0);
-            up.resize(cw * ch, 0);
-            vp.resize(cw * ch, 0);
-            match img.format {
-                RawFormat::Yuyv if half_height => split_yuyv_420(img, yp, up, vp),
-                RawFormat::Yuyv => split_yuyv(img, yp, up, vp),
-                RawFormat::Nv12 => split_nv12(img, yp, up, vp),
-            }
+            let sz = split_planes(img, half_height, planes);
+            let [yp, up, vp] = &*planes;
+            let (pw, ph, cw, ch) = (
+                sz.luma_width,
+                sz.luma_height,
+                sz.chroma_width,
+                sz.chroma_height,
+            );
             encode_planes_with(
                 PlanarEncoder::new(quality, subsampling),
                 img.width,
@@ -395,7 +431,7 @@ mod backend {
 /// very reason to build with it.
 #[cfg(feature = "turbojpeg")]
 mod backend {
-    use super::{EncodeError, Planes, RawFormat, RawImage, split_nv12, split_yuyv, split_yuyv_420};
+    use super::{EncodeError, Planes, RawImage, split_planes};
     use std::cell::RefCell;
     use turbojpeg::{Compressor, Image, PixelFormat, Subsamp, YuvPlanesImage};
 
@@ -524,27 +560,14 @@ mod backend {
         half_height: bool,
     ) -> Result<Vec<u8>, EncodeError> {
         let (w, h) = (usize::from(img.width), usize::from(img.height));
-        // libjpeg-turbo wants whole chroma samples: luma planes are padded
-        // to even width (and to even height for 4:2:0) by repeating the last
-        // column/row.
-        let pw = w.next_multiple_of(2);
-        let (subsamp, ph, ch) = if half_height {
-            let ph = h.next_multiple_of(2);
-            (Subsamp::Sub2x2, ph, ph / 2)
+        let subsamp = if half_height {
+            Subsamp::Sub2x2
         } else {
-            (Subsamp::Sub2x1, h, h)
+            Subsamp::Sub2x1
         };
-        let cw = pw / 2;
         with_state(|c, planes, out| {
-            let [yp, up, vp] = planes;
-            yp.resize(pw * ph, 0);
-            up.resize(cw * ch, 0);
-            vp.resize(cw * ch, 0);
-            match img.format {
-                RawFormat::Yuyv if half_height => split_yuyv_420(img, yp, up, vp),
-                RawFormat::Yuyv => split_yuyv(img, yp, up, vp),
-                RawFormat::Nv12 => split_nv12(img, yp, up, vp),
-            }
+            let sz = split_planes(img, half_height, planes);
+            let [yp, up, vp] = &*planes;
             c.set_quality(i32::from(quality)).map_err(failed)?;
             let image = YuvPlanesImage {
                 y_plane: &yp[..],
@@ -552,9 +575,9 @@ mod backend {
                 v_plane: &vp[..],
                 width: w,
                 height: h,
-                y_stride: pw,
-                u_stride: cw,
-                v_stride: cw,
+                y_stride: sz.luma_width,
+                u_stride: sz.chroma_width,
+                v_stride: sz.chroma_width,
                 subsamp,
             };
             compress_into(out, w, h, subsamp, |buf| {
