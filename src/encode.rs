@@ -178,16 +178,15 @@ const fn stretch(lo: i32, span: i32) -> [u8; 256] {
     t
 }
 
-/// The sizes of the planes a camera picture is split into: luma padded to
-/// an even width (and to an even height at 4:2:0, `half_height`) by
-/// repeating the last column and row, so that chroma covers whole pixel
-/// pairs, as the splitters below write it and both encoders want it.
+/// The row lengths of the planes a camera picture is split into (each
+/// plane holds whole rows of its width): luma padded to an even width (and
+/// to an even height at 4:2:0, `half_height`) by repeating the last column
+/// and row, so that chroma covers whole pixel pairs, as the splitters below
+/// write it and both encoders want it.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct SplitSizes {
-    pub luma_width: usize,
-    pub luma_height: usize,
-    pub chroma_width: usize,
-    pub chroma_height: usize,
+pub(crate) struct SplitWidths {
+    pub luma: usize,
+    pub chroma: usize,
 }
 
 /// Splits `img` into Y', Cb and Cr planes in `planes` (resized to fit):
@@ -196,7 +195,7 @@ pub(crate) fn split_planes(
     img: &RawImage<'_>,
     half_height: bool,
     planes: &mut [Vec<u8>; 3],
-) -> SplitSizes {
+) -> SplitWidths {
     let (w, h) = (usize::from(img.width), usize::from(img.height));
     let luma_width = w.next_multiple_of(2);
     let (luma_height, chroma_height) = if half_height {
@@ -215,11 +214,9 @@ pub(crate) fn split_planes(
         RawFormat::Yuyv => split_yuyv(img, y, u, v),
         RawFormat::Nv12 => split_nv12(img, y, u, v),
     }
-    SplitSizes {
-        luma_width,
-        luma_height,
-        chroma_width,
-        chroma_height,
+    SplitWidths {
+        luma: luma_width,
+        chroma: chroma_width,
     }
 }
 
@@ -371,14 +368,10 @@ mod backend {
                 Ok(s) => &mut **s,
                 Err(_) => &mut fresh,
             };
-            let sz = split_planes(img, half_height, planes);
+            let widths = split_planes(img, half_height, planes);
             let [yp, up, vp] = &*planes;
-            let (pw, ph, cw, ch) = (
-                sz.luma_width,
-                sz.luma_height,
-                sz.chroma_width,
-                sz.chroma_height,
-            );
+            let (pw, cw) = (widths.luma, widths.chroma);
+            let (ph, ch) = (yp.len() / pw.max(1), up.len() / cw.max(1));
             encode_planes_with(
                 PlanarEncoder::new(quality, subsampling),
                 img.width,
@@ -566,7 +559,7 @@ mod backend {
             Subsamp::Sub2x1
         };
         with_state(|c, planes, out| {
-            let sz = split_planes(img, half_height, planes);
+            let widths = split_planes(img, half_height, planes);
             let [yp, up, vp] = &*planes;
             c.set_quality(i32::from(quality)).map_err(failed)?;
             let image = YuvPlanesImage {
@@ -575,9 +568,9 @@ mod backend {
                 v_plane: &vp[..],
                 width: w,
                 height: h,
-                y_stride: sz.luma_width,
-                u_stride: sz.chroma_width,
-                v_stride: sz.chroma_width,
+                y_stride: widths.luma,
+                u_stride: widths.chroma,
+                v_stride: widths.chroma,
                 subsamp,
             };
             compress_into(out, w, h, subsamp, |buf| {
