@@ -178,6 +178,20 @@ const fn stretch(lo: i32, span: i32) -> [u8; 256] {
     t
 }
 
+/// Runs `f` with this thread's `T` from `key`, kept from call to call so an
+/// encode allocates nothing once warm (camera frames and renditions are
+/// encoded on pools of threads). Encoders never re-enter, but if the value
+/// were already borrowed `f` would get a fresh one: a borrow never panics.
+fn with_reused<T: Default + 'static, R>(
+    key: &'static std::thread::LocalKey<std::cell::RefCell<T>>,
+    f: impl FnOnce(&mut T) -> R,
+) -> R {
+    key.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut kept) => f(&mut kept),
+        Err(_) => f(&mut T::default()),
+    })
+}
+
 /// The row lengths of the planes a camera picture is split into (each
 /// plane holds whole rows of its width): luma padded to an even width (and
 /// to an even height at 4:2:0, `half_height`) by repeating the last column
@@ -303,7 +317,7 @@ pub(crate) fn split_yuyv_420(img: &RawImage<'_>, y: &mut [u8], u: &mut [u8], v: 
 #[cfg(not(feature = "turbojpeg"))]
 mod backend {
     use super::baseline::{PlanarEncoder, PlaneRef, SymbolBuffer};
-    use super::{EncodeError, Planes, RawImage, Subsampling, split_planes};
+    use super::{EncodeError, Planes, RawImage, Subsampling, split_planes, with_reused};
     use jpeg_encoder::{ColorType, Encoder};
     use std::cell::RefCell;
 
@@ -324,14 +338,7 @@ mod backend {
         height: u16,
         [y, cb, cr]: [PlaneRef<'_>; 3],
     ) -> Result<Vec<u8>, EncodeError> {
-        SYMBOLS.with(|cell| {
-            // Re-entry is impossible, but a failed borrow must not panic.
-            let mut fresh = SymbolBuffer::default();
-            let mut borrowed = cell.try_borrow_mut();
-            let buffer = match borrowed.as_mut() {
-                Ok(b) => &mut **b,
-                Err(_) => &mut fresh,
-            };
+        with_reused(&SYMBOLS, |buffer| {
             encoder.encode(width, height, y, cb, cr, buffer)
         })
     }
@@ -360,14 +367,7 @@ mod backend {
         } else {
             Subsampling::Yuv422
         };
-        SCRATCH.with(|cell| {
-            // Re-entry is impossible, but a failed borrow must not panic.
-            let mut fresh = <[Vec<u8>; 3]>::default();
-            let mut borrowed = cell.try_borrow_mut();
-            let planes = match borrowed.as_mut() {
-                Ok(s) => &mut **s,
-                Err(_) => &mut fresh,
-            };
+        with_reused(&SCRATCH, |planes| {
             let widths = split_planes(img, half_height, planes);
             let [yp, up, vp] = &*planes;
             let (pw, cw) = (widths.luma, widths.chroma);
@@ -424,7 +424,7 @@ mod backend {
 /// very reason to build with it.
 #[cfg(feature = "turbojpeg")]
 mod backend {
-    use super::{EncodeError, Planes, RawImage, split_planes};
+    use super::{EncodeError, Planes, RawImage, split_planes, with_reused};
     use std::cell::RefCell;
     use turbojpeg::{Compressor, Image, PixelFormat, Subsamp, YuvPlanesImage};
 
@@ -451,15 +451,7 @@ mod backend {
     fn with_state<T>(
         f: impl FnOnce(&mut Compressor, &mut [Vec<u8>; 3], &mut Vec<u8>) -> Result<T, EncodeError>,
     ) -> Result<T, EncodeError> {
-        STATE.with(|cell| {
-            // Re-entry is impossible (`f` never encodes), but a failed
-            // borrow must not panic: fall back to a fresh state.
-            let mut fresh = State::default();
-            let mut borrowed = cell.try_borrow_mut();
-            let state = match borrowed.as_mut() {
-                Ok(s) => &mut **s,
-                Err(_) => &mut fresh,
-            };
+        with_reused(&STATE, |state| {
             if state.compressor.is_none() {
                 state.compressor = Some(Compressor::new().map_err(failed)?);
             }

@@ -823,65 +823,28 @@ mod tests {
             height,
         };
         let mut buf = SymbolBuffer::default();
-        let e = PlanarEncoder::new(80, Subsampling::Yuv420);
-        // Chroma too short for 4:2:2; luma too small; empty picture.
-        assert!(
-            e.encode(
-                32,
+        // A `w`x16 picture from the first `luma` bytes of the luma plane
+        // and 16x8 chroma planes.
+        let mut encode = |sub, w: u16, luma: usize| {
+            PlanarEncoder::new(80, sub).encode(
+                w,
                 16,
-                plane(y, 32, 16),
+                plane(&y[..luma], 32, 16),
                 plane(cb, 16, 8),
                 plane(cr, 16, 8),
-                &mut buf
+                &mut buf,
             )
-            .is_ok()
-        );
-        let e422 = PlanarEncoder::new(80, Subsampling::Yuv422);
+        };
+        assert!(encode(Subsampling::Yuv420, 32, y.len()).is_ok());
+        // Chroma too short for 4:2:2; luma too small; empty picture.
         assert!(matches!(
-            e422.encode(
-                32,
-                16,
-                plane(y, 32, 16),
-                plane(cb, 16, 8),
-                plane(cr, 16, 8),
-                &mut buf
-            ),
+            encode(Subsampling::Yuv422, 32, y.len()),
             Err(EncodeError::BadInput(_))
         ));
-        assert!(
-            e.encode(
-                33,
-                16,
-                plane(y, 32, 16),
-                plane(cb, 16, 8),
-                plane(cr, 16, 8),
-                &mut buf
-            )
-            .is_err()
-        );
-        assert!(
-            e.encode(
-                0,
-                16,
-                plane(y, 32, 16),
-                plane(cb, 16, 8),
-                plane(cr, 16, 8),
-                &mut buf
-            )
-            .is_err()
-        );
+        assert!(encode(Subsampling::Yuv420, 33, y.len()).is_err());
+        assert!(encode(Subsampling::Yuv420, 0, y.len()).is_err());
         // A plane claiming more rows than its data holds.
-        assert!(
-            e.encode(
-                32,
-                16,
-                plane(&y[..100], 32, 16),
-                plane(cb, 16, 8),
-                plane(cr, 16, 8),
-                &mut buf
-            )
-            .is_err()
-        );
+        assert!(encode(Subsampling::Yuv420, 32, 100).is_err());
     }
 }
 
