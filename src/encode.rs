@@ -31,12 +31,13 @@
 #[cfg(not(feature = "turbojpeg"))]
 mod baseline;
 #[cfg(not(feature = "turbojpeg"))]
-mod bits;
-#[cfg(not(feature = "turbojpeg"))]
 mod dct;
-#[cfg(not(feature = "turbojpeg"))]
+// Huffman coding with tables built for each picture: the own encoder's,
+// and re-coding what the other encoders wrote with standard tables.
+mod bits;
 mod huffman;
-#[cfg(not(feature = "turbojpeg"))]
+mod recode;
+#[cfg(any(test, not(feature = "turbojpeg")))]
 mod tables;
 
 use crate::rendition::planes::Planes;
@@ -317,6 +318,7 @@ pub(crate) fn split_yuyv_420(img: &RawImage<'_>, y: &mut [u8], u: &mut [u8], v: 
 #[cfg(not(feature = "turbojpeg"))]
 mod backend {
     use super::baseline::{PlanarEncoder, PlaneRef, SymbolBuffer};
+    use super::recode::recode;
     use super::{EncodeError, Planes, RawImage, Subsampling, split_planes, with_reused};
     use jpeg_encoder::{ColorType, Encoder};
     use std::cell::RefCell;
@@ -353,7 +355,9 @@ mod backend {
         Encoder::new(&mut out, quality)
             .encode(pixels, width, height, ColorType::Rgb)
             .map_err(|e| EncodeError::Encoder(e.to_string()))?;
-        Ok(out)
+        // jpeg-encoder codes with the standard tables: coded again with
+        // tables built for the picture, like everything else encoded here.
+        Ok(with_reused(&SYMBOLS, |buffer| recode(&out, buffer)).unwrap_or(out))
     }
 
     /// `half_height`: chroma at half height too (4:2:0), else 4:2:2.
@@ -424,18 +428,28 @@ mod backend {
 /// very reason to build with it.
 #[cfg(feature = "turbojpeg")]
 mod backend {
+    use super::huffman::SymbolBuffer;
+    use super::recode::recode;
     use super::{EncodeError, Planes, RawImage, split_planes, with_reused};
     use std::cell::RefCell;
     use turbojpeg::{Compressor, Image, PixelFormat, Subsamp, YuvPlanesImage};
 
     /// Per-thread encoder state: the libjpeg-turbo handle, the planes a
-    /// camera picture is split into and the output buffer, all reused from
-    /// frame to frame (camera frames are encoded on a pool of threads).
+    /// camera picture is split into, the output buffer and the symbols of
+    /// the re-coding, all reused from frame to frame (camera frames are
+    /// encoded on a pool of threads).
     #[derive(Default)]
     struct State {
         compressor: Option<Compressor>,
         planes: [Vec<u8>; 3],
-        out: Vec<u8>,
+        out: Output,
+    }
+
+    /// Where libjpeg-turbo writes, and the symbols its scan is re-coded from.
+    #[derive(Default)]
+    struct Output {
+        jpeg: Vec<u8>,
+        symbols: SymbolBuffer,
     }
 
     thread_local! {
@@ -449,7 +463,7 @@ mod backend {
     /// Runs `f` with this thread's compressor (created on first use) and
     /// scratch buffers.
     fn with_state<T>(
-        f: impl FnOnce(&mut Compressor, &mut [Vec<u8>; 3], &mut Vec<u8>) -> Result<T, EncodeError>,
+        f: impl FnOnce(&mut Compressor, &mut [Vec<u8>; 3], &mut Output) -> Result<T, EncodeError>,
     ) -> Result<T, EncodeError> {
         with_reused(&STATE, |state| {
             if state.compressor.is_none() {
@@ -468,20 +482,23 @@ mod backend {
     }
 
     /// Compresses into the reused worst-case-sized buffer (no allocation by
-    /// libjpeg-turbo, no reallocation), then copies out the JPEG itself.
+    /// libjpeg-turbo, no reallocation), then re-codes the JPEG with Huffman
+    /// tables built for it (see [`super::recode`]) into a buffer of its
+    /// own, or copies it out as it is when re-coding does not apply.
     fn compress_into(
-        out: &mut Vec<u8>,
+        out: &mut Output,
         width: usize,
         height: usize,
         subsamp: Subsamp,
         compress: impl FnOnce(&mut [u8]) -> turbojpeg::Result<usize>,
     ) -> Result<Vec<u8>, EncodeError> {
         let worst = turbojpeg::compressed_buf_len(width, height, subsamp).map_err(failed)?;
-        if out.len() < worst {
-            out.resize(worst, 0);
+        if out.jpeg.len() < worst {
+            out.jpeg.resize(worst, 0);
         }
-        let len = compress(&mut out[..]).map_err(failed)?;
-        Ok(out[..len.min(out.len())].to_vec())
+        let len = compress(&mut out.jpeg[..]).map_err(failed)?;
+        let jpeg = &out.jpeg[..len.min(out.jpeg.len())];
+        Ok(recode(jpeg, &mut out.symbols).unwrap_or_else(|| jpeg.to_vec()))
     }
 
     pub(super) fn rgb(

@@ -35,10 +35,14 @@
 //! So each frame is coded exactly, statelessly and the same way whichever
 //! thread encodes it.
 
+#[cfg(test)]
 use super::bits::BitWriter;
 use super::dct::{Block, Quantizer, forward_dct};
+#[cfg(test)]
+use super::huffman::CodeBook;
+pub(crate) use super::huffman::SymbolBuffer;
 use super::huffman::{
-    CHROMA_DC, CodeBook, HuffmanTable, LUMA_DC, SymbolCounts, SymbolSink, encode_block,
+    CHROMA_DC, HuffmanTable, LUMA_DC, SymbolSink, Tables, encode_block, write_huffman_table,
 };
 #[cfg(test)]
 use super::tables::{
@@ -92,53 +96,6 @@ impl PlaneRef<'_> {
     }
 }
 
-/// The symbols of a picture waiting for their tables, and how often each
-/// occurs: kept from picture to picture so the buffer is allocated once.
-pub(crate) struct SymbolBuffer {
-    /// Each as `extra << 16 | extra_len << 10 | index` (see [`huffman`]
-    /// for the index): 4 bytes a symbol, 0.5-1 MB for a 720p frame.
-    ///
-    /// [`huffman`]: super::huffman
-    symbols: Vec<u32>,
-    counts: Box<SymbolCounts>,
-    /// The current block's symbols (at most 64: the DC, and per nonzero
-    /// AC coefficient one, plus a ZRL per 16 zeros or the EOB), appended
-    /// to `symbols` at once when the block ends.
-    block: [u32; 64],
-    in_block: usize,
-}
-
-impl Default for SymbolBuffer {
-    fn default() -> SymbolBuffer {
-        SymbolBuffer {
-            symbols: Vec::new(),
-            counts: Box::new([0; 1024]),
-            block: [0; 64],
-            in_block: 0,
-        }
-    }
-}
-
-impl SymbolSink for SymbolBuffer {
-    #[inline(always)]
-    fn symbol(&mut self, index: u32, extra: u32, extra_len: u32) {
-        // No picture baseline can describe has 2^32 symbols of one kind;
-        // wrapping keeps even that from panicking.
-        let c = &mut self.counts[index as usize & 1023];
-        *c = c.wrapping_add(1);
-        let extra = extra & ((1 << extra_len) - 1);
-        self.block[self.in_block & 63] = extra << 16 | extra_len << 10 | index;
-        self.in_block += 1;
-    }
-
-    #[inline(always)]
-    fn end_block(&mut self) {
-        self.symbols
-            .extend_from_slice(&self.block[..self.in_block.min(64)]);
-        self.in_block = 0;
-    }
-}
-
 /// Encodes planes at one quality and chroma subsampling.
 pub(crate) struct PlanarEncoder {
     quality: u8,
@@ -167,25 +124,13 @@ impl PlanarEncoder {
         buffer: &mut SymbolBuffer,
     ) -> Result<Vec<u8>, EncodeError> {
         let scan = self.scan(width, height, y, cb, cr)?;
-        buffer.symbols.clear();
-        buffer.counts.fill(0);
+        buffer.clear();
         scan.run(buffer);
-        let tables = Tables::optimal(&buffer.counts);
-        // The JPEG's size is known now, but for the zero byte stuffed after
-        // each 0xFF byte of coded data (about 1 in 256): room for twice
-        // that, so the frame (kept whole by the frame hub) needs neither a
-        // reallocation nor a shrinking copy.
-        let coded = usize::try_from(tables.book.coded_bits(&buffer.counts).div_ceil(8))
-            .unwrap_or(usize::MAX / 2);
+        let tables = Tables::optimal(buffer.counts());
         let headers = headers_len(tables.tables());
-        let mut out = Vec::with_capacity(headers + coded + coded / 128 + 8);
+        let mut out = Vec::with_capacity(headers + tables.coded_room(buffer.counts()) + 2);
         scan.write_headers(&mut out, tables.tables());
-        let mut bits = BitWriter::new(&mut out);
-        for &s in &buffer.symbols {
-            let (v, n) = tables.book.with_extra(s & 0x3ff, s >> 16, s >> 10 & 15);
-            bits.put(v, n);
-        }
-        bits.finish();
+        buffer.write_coded(&tables.book, &mut out);
         out.extend_from_slice(&[0xff, 0xd9]);
         Ok(out)
     }
@@ -313,33 +258,6 @@ impl Scan<'_> {
     }
 }
 
-/// The four Huffman tables of a frame and their codes.
-struct Tables {
-    tables: [HuffmanTable; 4],
-    book: CodeBook,
-}
-
-impl Tables {
-    fn new(tables: [HuffmanTable; 4]) -> Tables {
-        let [a, b, c, d] = &tables;
-        let book = CodeBook::new([a, b, c, d]);
-        Tables { tables, book }
-    }
-
-    fn tables(&self) -> [&HuffmanTable; 4] {
-        let [a, b, c, d] = &self.tables;
-        [a, b, c, d]
-    }
-
-    /// Tables for exactly these counts.
-    fn optimal(counts: &SymbolCounts) -> Tables {
-        Tables::new(std::array::from_fn(|t| {
-            let freq: &[u32; 256] = counts[t << 8..][..256].try_into().unwrap_or(&[0; 256]);
-            HuffmanTable::optimal(freq)
-        }))
-    }
-}
-
 /// The standard tables, the same for every picture.
 #[cfg(test)]
 fn standard() -> &'static Tables {
@@ -395,15 +313,6 @@ fn headers_len(huffman: [&HuffmanTable; 4]) -> usize {
         .map(|t| 2 + 2 + 1 + 16 + t.symbols.len())
         .sum();
     2 + 18 + 2 * 69 + 19 + dht + 14
-}
-
-fn write_huffman_table(out: &mut Vec<u8>, class_id: u8, table: &HuffmanTable) {
-    let len = (2 + 1 + 16 + table.symbols.len()) as u16;
-    out.extend_from_slice(&[0xff, 0xc4]);
-    out.extend_from_slice(&len.to_be_bytes());
-    out.push(class_id);
-    out.extend_from_slice(&table.counts);
-    out.extend_from_slice(&table.symbols);
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! with the tables numbered luma DC, luma AC, chroma DC, chroma AC (0..=3),
 //! so a code look-up or a count is one array access.
 
+use super::bits::BitWriter;
 #[cfg(test)]
 use super::tables::HuffmanSpec;
 
@@ -193,6 +194,125 @@ impl CodeBook {
     }
 }
 
+/// The symbols of a picture waiting for their tables, and how often each
+/// occurs: kept from picture to picture so the buffer is allocated once.
+/// Filled through [`SymbolSink`] (a block's symbols, then `end_block`).
+pub(crate) struct SymbolBuffer {
+    /// Each as `extra << 16 | extra_len << 10 | index` (see the module
+    /// doc for the index): 4 bytes a symbol, 0.5-1 MB for a 720p frame.
+    pub(super) symbols: Vec<u32>,
+    counts: Box<SymbolCounts>,
+    /// The current block's symbols (at most 64: the DC, and per nonzero
+    /// AC coefficient one, plus a ZRL per 16 zeros or the EOB), appended
+    /// to `symbols` at once when the block ends.
+    block: [u32; 64],
+    in_block: usize,
+}
+
+impl Default for SymbolBuffer {
+    fn default() -> SymbolBuffer {
+        SymbolBuffer {
+            symbols: Vec::new(),
+            counts: Box::new([0; 1024]),
+            block: [0; 64],
+            in_block: 0,
+        }
+    }
+}
+
+impl SymbolSink for SymbolBuffer {
+    #[inline(always)]
+    fn symbol(&mut self, index: u32, extra: u32, extra_len: u32) {
+        // No picture baseline can describe has 2^32 symbols of one kind;
+        // wrapping keeps even that from panicking.
+        let c = &mut self.counts[index as usize & 1023];
+        *c = c.wrapping_add(1);
+        let extra = extra & ((1 << extra_len) - 1);
+        self.block[self.in_block & 63] = extra << 16 | extra_len << 10 | index;
+        self.in_block += 1;
+    }
+
+    #[inline(always)]
+    fn end_block(&mut self) {
+        self.symbols
+            .extend_from_slice(&self.block[..self.in_block.min(64)]);
+        self.in_block = 0;
+    }
+}
+
+impl SymbolBuffer {
+    /// Empties the buffer for the next picture (the memory stays).
+    pub(super) fn clear(&mut self) {
+        self.symbols.clear();
+        self.counts.fill(0);
+        self.in_block = 0;
+    }
+
+    /// How often each symbol occurs in the buffer.
+    pub(super) fn counts(&self) -> &SymbolCounts {
+        &self.counts
+    }
+
+    /// Codes the buffered symbols with `book` onto `out`: the scan's
+    /// entropy-coded data, zero bytes stuffed, the last byte padded.
+    pub(super) fn write_coded(&self, book: &CodeBook, out: &mut Vec<u8>) {
+        let mut bits = BitWriter::new(out);
+        for &s in &self.symbols {
+            let (v, n) = book.with_extra(s & 0x3ff, s >> 16, s >> 10 & 15);
+            bits.put(v, n);
+        }
+        bits.finish();
+    }
+}
+
+/// The four Huffman tables of a picture and their codes.
+pub(super) struct Tables {
+    tables: [HuffmanTable; 4],
+    pub(super) book: CodeBook,
+}
+
+impl Tables {
+    pub(super) fn new(tables: [HuffmanTable; 4]) -> Tables {
+        let [a, b, c, d] = &tables;
+        let book = CodeBook::new([a, b, c, d]);
+        Tables { tables, book }
+    }
+
+    pub(super) fn tables(&self) -> [&HuffmanTable; 4] {
+        let [a, b, c, d] = &self.tables;
+        [a, b, c, d]
+    }
+
+    /// Tables for exactly these counts.
+    pub(super) fn optimal(counts: &SymbolCounts) -> Tables {
+        Tables::new(std::array::from_fn(|t| {
+            let freq: &[u32; 256] = counts[t << 8..][..256].try_into().unwrap_or(&[0; 256]);
+            HuffmanTable::optimal(freq)
+        }))
+    }
+
+    /// Room for the entropy-coded data of these counts with these tables:
+    /// its exact size, plus as much again for the zero byte stuffed after
+    /// each 0xFF byte (about 1 in 256), so that the JPEG (kept whole by
+    /// the frame hub) needs neither a reallocation nor a shrinking copy.
+    pub(super) fn coded_room(&self, counts: &SymbolCounts) -> usize {
+        let coded =
+            usize::try_from(self.book.coded_bits(counts).div_ceil(8)).unwrap_or(usize::MAX / 2);
+        coded + coded / 128 + 8
+    }
+}
+
+/// Writes a DHT segment carrying `table` as class and id `class_id`
+/// (`0x00` luma DC, `0x10` luma AC, `0x01` chroma DC, `0x11` chroma AC).
+pub(super) fn write_huffman_table(out: &mut Vec<u8>, class_id: u8, table: &HuffmanTable) {
+    let len = (2 + 1 + 16 + table.symbols.len()) as u16;
+    out.extend_from_slice(&[0xff, 0xc4]);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.push(class_id);
+    out.extend_from_slice(&table.counts);
+    out.extend_from_slice(&table.symbols);
+}
+
 /// Where [`encode_block`] sends a block's symbols.
 pub(super) trait SymbolSink {
     /// Symbol `index` (`table << 8 | symbol`), then the low `extra_len`
@@ -205,6 +325,7 @@ pub(super) trait SymbolSink {
 
 /// The number of bits of |v| (JPEG's "size category") and the bits that
 /// stand for `v` (one's complement for negatives).
+#[cfg(any(test, not(feature = "turbojpeg")))]
 #[inline(always)]
 fn category(v: i32) -> (u32, u32) {
     let size = 32 - v.unsigned_abs().leading_zeros();
@@ -215,6 +336,7 @@ fn category(v: i32) -> (u32, u32) {
 /// Turns one block into symbols: `zz` in zigzag order, `nonzero` the mask
 /// of its nonzero AC coefficients, `dc_pred` the component's previous DC
 /// (updated), `dc_table` the DC table's index (the AC table follows it).
+#[cfg(not(feature = "turbojpeg"))]
 #[inline(always)]
 pub(super) fn encode_block(
     out: &mut impl SymbolSink,

@@ -66,7 +66,7 @@ const ZIGZAG: [usize; 80] = [
 const LOOKUP_BITS: u32 = 9;
 
 /// A Huffman table ready for decoding.
-struct Huffman {
+pub(crate) struct Huffman {
     /// By the next `LOOKUP_BITS` bits: `length << 8 | symbol`, 0 when the
     /// code is longer.
     lookup: Vec<u16>,
@@ -120,28 +120,31 @@ impl Huffman {
 }
 
 /// The entropy-coded bits of a scan, most significant first.
-struct BitReader<'a> {
+pub(crate) struct BitReader<'a> {
     data: &'a [u8],
     pos: usize,
     /// Bits not yet used, left-aligned.
     acc: u64,
-    count: u32,
+    pub(crate) count: u32,
+    /// Zero bytes fed at a marker or the end, in place of data.
+    padded: u32,
 }
 
 impl<'a> BitReader<'a> {
-    fn new(data: &'a [u8]) -> BitReader<'a> {
+    pub(crate) fn new(data: &'a [u8]) -> BitReader<'a> {
         BitReader {
             data,
             pos: 0,
             acc: 0,
             count: 0,
+            padded: 0,
         }
     }
 
     /// Fills the buffer to at least 57 bits. Stuffed `FF 00` is one `FF`;
     /// at a marker (or the end) zeros are fed and `pos` stays on it.
     #[inline]
-    fn refill(&mut self) {
+    pub(crate) fn refill(&mut self) {
         // Whole bytes at once while none of the next eight is 0xFF.
         if let Some(chunk) = self.data.get(self.pos..self.pos + 8) {
             let word = u64::from_be_bytes(chunk.try_into().unwrap_or([0xff; 8]));
@@ -163,12 +166,14 @@ impl<'a> BitReader<'a> {
                     self.pos += 2;
                     0xff
                 }
-                Some(&0xff) => 0,
-                Some(&b) => {
+                Some(&b) if b != 0xff => {
                     self.pos += 1;
                     b
                 }
-                None => 0,
+                _ => {
+                    self.padded = self.padded.saturating_add(1);
+                    0
+                }
             };
             self.acc |= u64::from(byte) << (56 - self.count);
             self.count += 8;
@@ -183,7 +188,7 @@ impl<'a> BitReader<'a> {
 
     /// One Huffman symbol; needs at least 16 bits in the buffer.
     #[inline]
-    fn symbol(&mut self, table: &Huffman) -> u8 {
+    pub(crate) fn symbol(&mut self, table: &Huffman) -> u8 {
         let entry = table.lookup[(self.acc >> (64 - LOOKUP_BITS)) as usize];
         if entry != 0 {
             self.consume(u32::from(entry >> 8));
@@ -221,6 +226,25 @@ impl<'a> BitReader<'a> {
         }
     }
 
+    /// The next `size` bits as they are (a coefficient's bits before
+    /// EXTEND); needs `size` bits, at most 16.
+    #[inline]
+    pub(crate) fn raw(&mut self, size: u32) -> u32 {
+        if size == 0 {
+            return 0;
+        }
+        let size = size.min(16);
+        let v = (self.acc >> (64 - size)) as u32;
+        self.consume(size);
+        v
+    }
+
+    /// Whether decoding used bits that were not in the data (fed at a
+    /// marker or the end): the scan was shorter than its blocks.
+    pub(crate) fn overran(&self) -> bool {
+        u64::from(self.count) < 8 * u64::from(self.padded)
+    }
+
     /// Past the restart marker that should come next: the buffered bits
     /// (padding) are dropped.
     fn restart(&mut self) {
@@ -244,28 +268,30 @@ impl<'a> BitReader<'a> {
     }
 }
 
+/// One component of the frame: its sampling factors, and the tables the
+/// scan codes it with.
 #[derive(Clone, Copy, Default)]
-struct Component {
-    id: u8,
-    h: usize,
-    v: usize,
-    quant: usize,
-    dc: usize,
-    ac: usize,
+pub(crate) struct Component {
+    pub(crate) id: u8,
+    pub(crate) h: usize,
+    pub(crate) v: usize,
+    pub(crate) quant: usize,
+    pub(crate) dc: usize,
+    pub(crate) ac: usize,
 }
 
 /// The headers up to the scan.
-struct Header {
-    width: usize,
-    height: usize,
-    components: Vec<Component>,
+pub(crate) struct Header {
+    pub(crate) width: usize,
+    pub(crate) height: usize,
+    pub(crate) components: Vec<Component>,
     /// Quantization tables in natural order.
-    quant: [[i32; 64]; 4],
-    dc: [Option<Huffman>; 4],
-    ac: [Option<Huffman>; 4],
-    restart_interval: usize,
+    pub(crate) quant: [[i32; 64]; 4],
+    pub(crate) dc: [Option<Huffman>; 4],
+    pub(crate) ac: [Option<Huffman>; 4],
+    pub(crate) restart_interval: usize,
     /// Adobe APP14 colour transform, when present.
-    adobe_transform: Option<u8>,
+    pub(crate) adobe_transform: Option<u8>,
 }
 
 fn u16_at(d: &[u8], i: usize) -> Result<usize, DecodeError> {
@@ -276,7 +302,7 @@ fn u16_at(d: &[u8], i: usize) -> Result<usize, DecodeError> {
 }
 
 /// Reads the headers; returns them and the offset of the scan's data.
-fn parse(jpeg: &[u8]) -> Result<(Header, usize), DecodeError> {
+pub(crate) fn parse(jpeg: &[u8]) -> Result<(Header, usize), DecodeError> {
     if !jpeg.starts_with(&[0xff, 0xd8]) {
         return Err(DecodeError::Corrupt("no start of image"));
     }
