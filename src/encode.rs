@@ -181,9 +181,10 @@ const fn stretch(lo: i32, span: i32) -> [u8; 256] {
 
 /// Runs `f` with this thread's `T` from `key`, kept from call to call so an
 /// encode allocates nothing once warm (camera frames and renditions are
-/// encoded on pools of threads). Encoders never re-enter, but if the value
+/// encoded on pools of threads; renditions' libjpeg-turbo decoder is kept
+/// the same way). Encoders and decoders never re-enter, but if the value
 /// were already borrowed `f` would get a fresh one: a borrow never panics.
-fn with_reused<T: Default + 'static, R>(
+pub(crate) fn with_reused<T: Default + 'static, R>(
     key: &'static std::thread::LocalKey<std::cell::RefCell<T>>,
     f: impl FnOnce(&mut T) -> R,
 ) -> R {

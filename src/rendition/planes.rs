@@ -42,6 +42,49 @@ impl Planes {
         out
     }
 
+    /// The decoded picture at `width`x`height`, its planes taken as they
+    /// are when a decode at an exact scale already gave them in this
+    /// layout (4:2:0, rows of the even width, even rows): no copy. Else
+    /// resized as by [`Planes::from_decoded`].
+    pub fn from_decoded_owned(src: DecodedPlanes, width: usize, height: usize) -> Planes {
+        if !Planes::fits_as_is(&src, width, height) {
+            return Planes::from_decoded(&src, width, height);
+        }
+        let Ok([y, cb, cr]) = <[Plane; 3]>::try_from(src.planes) else {
+            // `fits_as_is` saw three planes.
+            return Planes::blank(width, height);
+        };
+        Planes {
+            width,
+            height,
+            y: y.data,
+            stride: width.next_multiple_of(2),
+            rows: height.next_multiple_of(2),
+            cb: cb.data,
+            cr: cr.data,
+        }
+    }
+
+    /// Whether `src`'s planes are already a `width`x`height` [`Planes`]'.
+    fn fits_as_is(src: &DecodedPlanes, width: usize, height: usize) -> bool {
+        let (stride, rows) = (width.next_multiple_of(2), height.next_multiple_of(2));
+        let chroma = |c: &Plane| {
+            (c.width, c.height) == (width.div_ceil(2), height.div_ceil(2))
+                && c.stride == stride / 2
+                && c.data.len() >= stride / 2 * rows / 2
+        };
+        let [y, cb, cr] = &src.planes[..] else {
+            return false;
+        };
+        width > 0
+            && height > 0
+            && (src.width, src.height) == (width, height)
+            && (y.width, y.height, y.stride) == (width, height, stride)
+            && y.data.len() >= stride * rows
+            && chroma(cb)
+            && chroma(cr)
+    }
+
     /// A camera picture resized to `width`x`height`: its video range is
     /// stretched to JPEG's full range, never converted through RGB.
     pub fn from_raw(img: &RawImage<'_>, width: usize, height: usize) -> Planes {

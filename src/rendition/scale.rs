@@ -2,20 +2,28 @@
 //! resize to the exact size when the decode's scale is not it, an encode.
 //!
 //! Most of a JPEG decode's cost past the entropy decoding is the inverse
-//! DCT and colour conversion of every pixel; decoding at 1/2, 1/4 or 1/8
-//! in the DCT domain skips most of it, so the decoder is asked for the
-//! smallest scale that is still at least the target size:
-//! - the pure-Rust build uses its own decoder ([`super::decode`]: baseline
-//!   frames straight into Y'CbCr planes, reduced IDCT at 1/8, 1/4, 1/2),
-//!   then resizes and encodes the planes with no colour conversion; other
-//!   frames (progressive, CMYK, ...) go through `jpeg-decoder`'s scaled
-//!   decode into RGB;
-//! - with the `turbojpeg` feature, libjpeg-turbo's scaling factors
-//!   (n/8 for n in 1..8).
+//! DCT, chroma upsampling and colour conversion of every pixel. Decoding
+//! at n/8 in the DCT domain skips most of the IDCT, so the decoder is asked
+//! for the smallest scale that is still at least the target size. And as a
+//! variant frame is encoded from Y'CbCr 4:2:0 planes ([`Planes`]), a
+//! source is decoded into its planes whenever the decoder can: decoding to
+//! RGB would upsample the chroma and convert every pixel to RGB only for
+//! the encoder to convert it back and downsample the chroma again, four
+//! passes that change nothing but rounding.
+//! - The pure-Rust build uses its own decoder ([`super::decode`]: baseline
+//!   frames straight into Y'CbCr planes, reduced IDCT at 1/8, 1/4, 1/2);
+//!   other frames (progressive, CMYK, ...) go through `jpeg-decoder`'s
+//!   scaled decode into RGB.
+//! - With the `turbojpeg` feature, libjpeg-turbo's scaling factors (n/8
+//!   for n in 1..8). 4:2:0 and 4:2:2 Y'CbCr frames, what cameras send, are
+//!   decoded into planes by its decompress-to-YUV, which scales too; every
+//!   other frame (grey, 4:4:4, RGB-coded, CMYK, ...) into RGB.
 //!
-//! The result is resized by area averaging (only when the scale is not
-//! already exact) and encoded by [`crate::encode`]. A raw camera picture
-//! ([`render_raw`]) skips the decode: its planes are resized directly.
+//! Planes are resized by area averaging when the scale is not exact (a
+//! 4:2:0 decode at an exact scale is taken as it is) and encoded by
+//! [`crate::encode`] with no colour conversion; RGB is resized the same way
+//! and encoded from RGB. A raw camera picture ([`render_raw`]) skips the
+//! decode: its planes are resized directly.
 
 use super::decode;
 use super::planes::Planes;
@@ -41,14 +49,12 @@ struct Rgb {
 pub fn render(jpeg: &[u8], width: u16, height: u16, quality: u8) -> Result<Scaled, String> {
     let (w, h) = (width.max(1), height.max(1));
     let (tw, th) = (usize::from(w), usize::from(h));
-    let jpeg = std::panic::catch_unwind(|| {
-        if !cfg!(feature = "turbojpeg")
-            && let Ok(decoded) = decode::decode(jpeg, tw, th)
-        {
-            let planes = Planes::from_decoded(&decoded, tw, th);
-            return encode::encode_planes(&planes, quality).map_err(|e| e.to_string());
+    let jpeg = std::panic::catch_unwind(|| match backend::decode_planes(jpeg, tw, th) {
+        Ok(decoded) => {
+            let planes = Planes::from_decoded_owned(decoded, tw, th);
+            encode::encode_planes(&planes, quality).map_err(|e| e.to_string())
         }
-        render_rgb(jpeg, tw, th, quality)
+        Err(_) => render_rgb(jpeg, tw, th, quality),
     })
     .map_err(|_| "the JPEG decoder failed on this frame".to_owned())??;
     Ok(Scaled {
@@ -76,8 +82,8 @@ pub fn render_raw(
     })
 }
 
-/// The general path: the backend's decoder into RGB (the pure-Rust build's
-/// own decoder declined this frame: progressive, CMYK, ...), resize, encode.
+/// The general path, for the frames the planar decode declined: the
+/// backend's decoder into RGB, resize, encode.
 fn render_rgb(jpeg: &[u8], tw: usize, th: usize, quality: u8) -> Result<Vec<u8>, String> {
     let decoded = backend::decode_at_least(jpeg, tw, th)?;
     let rgb = if (decoded.width, decoded.height) == (tw, th) {
@@ -154,7 +160,20 @@ fn taps(from: usize, to: usize) -> Vec<Vec<(usize, f32)>> {
 #[cfg(not(feature = "turbojpeg"))]
 mod backend {
     use super::Rgb;
+    use super::decode::{self, DecodedPlanes};
     use jpeg_decoder::{Decoder, PixelFormat};
+
+    /// mjpegd's own decoder ([`decode`]): baseline frames at the smallest
+    /// of 1/8, 1/4, 1/2, 1 that is at least `width`×`height`, straight
+    /// into Y'CbCr planes; an error for the frames it leaves to
+    /// [`decode_at_least`].
+    pub(super) fn decode_planes(
+        jpeg: &[u8],
+        width: usize,
+        height: usize,
+    ) -> Result<DecodedPlanes, String> {
+        decode::decode(jpeg, width, height).map_err(|e| e.to_string())
+    }
 
     /// Decodes at the smallest of 1/8, 1/4, 1/2, 1 that is at least
     /// `width`×`height` (as far as the source allows), into RGB.
@@ -196,25 +215,33 @@ mod backend {
 #[cfg(feature = "turbojpeg")]
 mod backend {
     use super::Rgb;
+    use super::decode::{DecodedPlanes, Plane};
+    use crate::encode::with_reused;
     use std::cell::RefCell;
-    use turbojpeg::{Decompressor, Image, PixelFormat, ScalingFactor};
+    use turbojpeg::{
+        Colorspace, DecompressHeader, Decompressor, Image, PixelFormat, ScalingFactor, Subsamp,
+        YuvImage,
+    };
 
     thread_local! {
         /// One libjpeg-turbo handle per blocking-pool thread, reused.
         static DECOMPRESSOR: RefCell<Option<Decompressor>> = const { RefCell::new(None) };
     }
 
-    /// Decodes with the smallest of libjpeg-turbo's scaling factors (n/8)
-    /// that gives at least `width`×`height`, into RGB.
-    pub(super) fn decode_at_least(jpeg: &[u8], width: usize, height: usize) -> Result<Rgb, String> {
-        let failed = |e: turbojpeg::Error| format!("cannot decode the frame: {e}");
-        DECOMPRESSOR.with(|cell| {
-            let mut fresh = None;
-            let mut borrowed = cell.try_borrow_mut();
-            let slot = match borrowed.as_mut() {
-                Ok(s) => &mut **s,
-                Err(_) => &mut fresh,
-            };
+    fn failed(e: turbojpeg::Error) -> String {
+        format!("cannot decode the frame: {e}")
+    }
+
+    /// Runs `f` with this thread's decompressor (created on first use),
+    /// set to the smallest of libjpeg-turbo's scaling factors (n/8) that
+    /// gives at least `width`×`height`, with the frame's header.
+    fn with_scaled_decompressor<T>(
+        jpeg: &[u8],
+        width: usize,
+        height: usize,
+        f: impl FnOnce(&mut Decompressor, DecompressHeader, ScalingFactor) -> Result<T, String>,
+    ) -> Result<T, String> {
+        with_reused(&DECOMPRESSOR, |slot| {
             if slot.is_none() {
                 *slot = Some(Decompressor::new().map_err(failed)?);
             }
@@ -227,6 +254,80 @@ mod backend {
                 .find(|f| f.scale(header.width) >= width && f.scale(header.height) >= height)
                 .unwrap_or(ScalingFactor::ONE);
             d.set_scaling_factor(factor).map_err(failed)?;
+            f(d, header, factor)
+        })
+    }
+
+    /// Decodes a 4:2:0 or 4:2:2 Y'CbCr frame at the smallest scaling
+    /// factor that gives at least `width`×`height`, straight into its Y',
+    /// Cb and Cr planes: the scaled IDCT writes each component at its own
+    /// resolution, with no chroma upsampling and no colour conversion.
+    /// Other frames (grey, 4:4:4, RGB- or CMYK-coded, ...) are an error,
+    /// for [`decode_at_least`] to take: the gain is in those two steps,
+    /// which such frames need less of or differently.
+    pub(super) fn decode_planes(
+        jpeg: &[u8],
+        width: usize,
+        height: usize,
+    ) -> Result<DecodedPlanes, String> {
+        with_scaled_decompressor(jpeg, width, height, |d, header, factor| {
+            let half_height = match (header.colorspace, header.subsamp) {
+                (Colorspace::YCbCr, Subsamp::Sub2x2) => true,
+                (Colorspace::YCbCr, Subsamp::Sub2x1) => false,
+                _ => return Err("not a 4:2:0 or 4:2:2 Y'CbCr frame".into()),
+            };
+            let (w, h) = (factor.scale(header.width), factor.scale(header.height));
+            // libjpeg-turbo's unaligned planar layout, one plane after the
+            // other: luma padded to whole chroma samples, chroma half as wide
+            // (and at 4:2:0 half as high).
+            let luma_stride = w.next_multiple_of(2);
+            let luma_rows = if half_height {
+                h.next_multiple_of(2)
+            } else {
+                h
+            };
+            let chroma_stride = luma_stride / 2;
+            let chroma_rows = if half_height { luma_rows / 2 } else { h };
+            let (luma_len, chroma_len) = (luma_stride * luma_rows, chroma_stride * chroma_rows);
+            let total = turbojpeg::yuv_pixels_len(w, 1, h, header.subsamp).map_err(failed)?;
+            if total != luma_len + 2 * chroma_len {
+                return Err(format!("unexpected planar layout for {w}x{h}"));
+            }
+            let mut luma = vec![0u8; total];
+            let image = YuvImage {
+                pixels: &mut luma[..],
+                width: w,
+                align: 1,
+                height: h,
+                subsamp: header.subsamp,
+            };
+            d.decompress_to_yuv(jpeg, image).map_err(failed)?;
+            let mut cb = luma.split_off(luma_len);
+            let cr = cb.split_off(chroma_len);
+            let chroma = |data| Plane {
+                data,
+                stride: chroma_stride,
+                width: w.div_ceil(2),
+                height: if half_height { h.div_ceil(2) } else { h },
+            };
+            let luma = Plane {
+                data: luma,
+                stride: luma_stride,
+                width: w,
+                height: h,
+            };
+            Ok(DecodedPlanes {
+                planes: vec![luma, chroma(cb), chroma(cr)],
+                width: w,
+                height: h,
+            })
+        })
+    }
+
+    /// Decodes with the smallest of libjpeg-turbo's scaling factors (n/8)
+    /// that gives at least `width`×`height`, into RGB.
+    pub(super) fn decode_at_least(jpeg: &[u8], width: usize, height: usize) -> Result<Rgb, String> {
+        with_scaled_decompressor(jpeg, width, height, |d, header, factor| {
             let (w, h) = (factor.scale(header.width), factor.scale(header.height));
             let mut pixels = vec![0u8; w * h * 3];
             let image = Image {
@@ -249,6 +350,7 @@ mod backend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::yuv::RawFormat;
 
     fn picture(w: u16, h: u16) -> Vec<u8> {
         let px: Vec<u8> = (0..usize::from(w) * usize::from(h))
@@ -293,7 +395,6 @@ mod tests {
 
     #[test]
     fn raw_pictures_render_at_the_exact_size() {
-        use crate::source::yuv::RawFormat;
         let (w, h) = (64usize, 48usize);
         let yuyv: Vec<u8> = (0..w / 2 * h)
             .flat_map(|i| [(i % 200) as u8 + 16, 90, 200 - (i % 100) as u8, 160])
@@ -302,6 +403,110 @@ mod tests {
         for (tw, th) in [(32, 24), (21, 15), (64, 48)] {
             let out = render_raw(&img, tw, th, 70).expect("renders");
             assert_eq!(size_of(&out.jpeg), (tw, th));
+        }
+    }
+
+    /// Smooth, strongly coloured RGB: red to blue across, green down, a
+    /// soft ring. Scaled IDCTs and box filters agree closely on it, and a
+    /// swapped or misplaced chroma plane would not.
+    fn colourful(w: usize, h: usize) -> Vec<u8> {
+        (0..w * h)
+            .flat_map(|i| {
+                let (x, y) = ((i % w) as f32 / w as f32, (i / w) as f32 / h as f32);
+                let ring = (((x - 0.5).hypot(y - 0.5) * 18.0).sin() * 50.0) as i32;
+                let c = |v: f32| (v as i32 + ring).clamp(0, 255) as u8;
+                [c(230.0 * (1.0 - x)), c(220.0 * y), c(40.0 + 200.0 * x)]
+            })
+            .collect()
+    }
+
+    /// A full decode by `jpeg-decoder`, as packed RGB.
+    fn decode_rgb(jpeg: &[u8]) -> Rgb {
+        let mut d = jpeg_decoder::Decoder::new(jpeg);
+        let pixels = d.decode().expect("jpeg-decoder decodes");
+        let info = d.info().expect("info");
+        let pixels = match info.pixel_format {
+            jpeg_decoder::PixelFormat::L8 => pixels.iter().flat_map(|&l| [l, l, l]).collect(),
+            _ => pixels,
+        };
+        Rgb {
+            pixels,
+            width: usize::from(info.width),
+            height: usize::from(info.height),
+        }
+    }
+
+    fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
+        assert_eq!(a.len(), b.len());
+        let sum: u64 = a
+            .iter()
+            .zip(b)
+            .map(|(&x, &y)| u64::from(x.abs_diff(y)))
+            .sum();
+        sum as f64 / a.len() as f64
+    }
+
+    /// Sources as cameras and files give them (4:2:0, 4:2:2, 4:4:4,
+    /// grey) render at the exact size, and look like the source decoded
+    /// whole and scaled down. With libjpeg-turbo, 4:2:0 and 4:2:2 take the
+    /// planar decode, the others the RGB one.
+    #[test]
+    fn renditions_look_like_the_source_scaled_down() {
+        let (w, h) = (640usize, 360usize);
+        let rgb = colourful(w, h);
+        let yuyv: Vec<u8> = rgb
+            .chunks_exact(6)
+            .flat_map(|p| {
+                // BT.601 video range, chroma from the pair's first pixel.
+                let luma = |q: &[u8]| {
+                    let (r, g, b) = (f32::from(q[0]), f32::from(q[1]), f32::from(q[2]));
+                    (16.0 + (0.257 * r + 0.504 * g + 0.098 * b)) as u8
+                };
+                let (r, g, b) = (f32::from(p[0]), f32::from(p[1]), f32::from(p[2]));
+                let cb = (128.0 - 0.148 * r - 0.291 * g + 0.439 * b) as u8;
+                let cr = (128.0 + 0.439 * r - 0.368 * g - 0.071 * b) as u8;
+                [luma(&p[..3]), cb, luma(&p[3..]), cr]
+            })
+            .collect();
+        let camera =
+            RawImage::new(&yuyv, w as u16, h as u16, w * 2, RawFormat::Yuyv).expect("fits");
+        let grey: Vec<u8> = rgb.chunks_exact(3).map(|p| p[1]).collect();
+        let mut grey_jpeg = Vec::new();
+        jpeg_encoder::Encoder::new(&mut grey_jpeg, 90)
+            .encode(&grey, w as u16, h as u16, jpeg_encoder::ColorType::Luma)
+            .expect("encodes grey");
+        let sources = [
+            (
+                "4:2:0",
+                encode::encode_rgb(&rgb, w as u16, h as u16, 85).expect("4:2:0"),
+                true,
+            ),
+            (
+                "4:2:2",
+                encode::encode_raw(&camera, 85, encode::Subsampling::Yuv422).expect("4:2:2"),
+                true,
+            ),
+            (
+                "4:4:4",
+                encode::encode_rgb(&rgb, w as u16, h as u16, 95).expect("4:4:4"),
+                false,
+            ),
+            ("grey", grey_jpeg, false),
+        ];
+        for (name, src, planar) in &sources {
+            let whole = decode_rgb(src);
+            for (tw, th) in [(320, 180), (160, 90), (80, 45), (200, 113), (427, 240)] {
+                let taken = backend::decode_planes(src, tw, th).is_ok();
+                if cfg!(feature = "turbojpeg") {
+                    assert_eq!(taken, *planar, "{name} {tw}x{th}: planar decode");
+                }
+                let out = render(src, tw as u16, th as u16, 90).expect("renders");
+                assert_eq!(size_of(&out.jpeg), (tw as u16, th as u16), "{name}");
+                let got = decode_rgb(&out.jpeg);
+                let want = resize(&whole, tw, th);
+                let off = mean_abs_diff(&got.pixels, &want.pixels);
+                assert!(off < 3.0, "{name} {tw}x{th}: mean difference {off:.2}");
+            }
         }
     }
 
