@@ -12,11 +12,13 @@
 //!   source by the `turbojpeg` crate; needs cmake and nasm at build time),
 //!   several times faster (figures in `bench/ENCODE.md`).
 //!
-//! Both produce baseline JFIF with the standard quantization tables. The
-//! pure-Rust backend codes Y'CbCr pictures (camera frames, renditions) with
-//! Huffman tables built for each picture (6-20% smaller frames at the same
-//! quality, see [`baseline`]); RGB pictures, and everything libjpeg-turbo
-//! encodes, keep the standard Huffman tables.
+//! Both produce baseline JFIF with the standard quantization tables and
+//! Huffman tables built for each picture (6-20% smaller frames than the
+//! standard Huffman tables at the same quality). The own encoder builds
+//! them while it codes (see [`baseline`]); what jpeg-encoder and
+//! libjpeg-turbo write with the standard tables is re-coded with fitted
+//! ones ([`recode`]), lossless and cheaper than libjpeg-turbo's own
+//! option, except renditions under libjpeg-turbo, whose budget is CPU.
 //!
 //! YUYV camera pictures (4:2:2) are encoded 4:2:0 by default (two camera
 //! rows' chroma averaged): what libjpeg's defaults, µStreamer and
@@ -422,11 +424,12 @@ mod backend {
 /// Y'/Cb/Cr layout libjpeg-turbo compresses from (range-stretched on the
 /// way), which skips its colour conversion and downsampling entirely.
 ///
-/// It keeps the standard Huffman tables: libjpeg-turbo builds tables for
-/// each picture with one option (`TJPARAM_OPTIMIZE`, frames 6-20% smaller,
-/// as the pure-Rust backend's), but that takes it off its fast path and
-/// doubles the time per frame (1.8-2.6x, `bench/ENCODE.md`), which is the
-/// very reason to build with it.
+/// libjpeg-turbo writes with the standard Huffman tables; camera frames
+/// and the RGB pictures are then re-coded with tables fitted to each
+/// picture ([`super::recode`]). libjpeg-turbo has an option for that
+/// (`TJPARAM_OPTIMIZE`), but it takes it off its fast path and costs
+/// 1.8-2.6x the time per frame; re-coding the finished scan costs
+/// 1.25-2x (`bench/ENCODE.md`). Renditions are left as written.
 #[cfg(feature = "turbojpeg")]
 mod backend {
     use super::huffman::SymbolBuffer;
@@ -483,11 +486,13 @@ mod backend {
     }
 
     /// Compresses into the reused worst-case-sized buffer (no allocation by
-    /// libjpeg-turbo, no reallocation), then re-codes the JPEG with Huffman
-    /// tables built for it (see [`super::recode`]) into a buffer of its
-    /// own, or copies it out as it is when re-coding does not apply.
+    /// libjpeg-turbo, no reallocation), then, when `fit` is set, re-codes
+    /// the JPEG with Huffman tables built for it (see [`super::recode`])
+    /// into a buffer of its own; otherwise, or when re-coding does not
+    /// apply, copies it out as it is.
     fn compress_into(
         out: &mut Output,
+        fit: bool,
         width: usize,
         height: usize,
         subsamp: Subsamp,
@@ -499,7 +504,12 @@ mod backend {
         }
         let len = compress(&mut out.jpeg[..]).map_err(failed)?;
         let jpeg = &out.jpeg[..len.min(out.jpeg.len())];
-        Ok(recode(jpeg, &mut out.symbols).unwrap_or_else(|| jpeg.to_vec()))
+        let fitted = if fit {
+            recode(jpeg, &mut out.symbols)
+        } else {
+            None
+        };
+        Ok(fitted.unwrap_or_else(|| jpeg.to_vec()))
     }
 
     pub(super) fn rgb(
@@ -525,7 +535,9 @@ mod backend {
                 height: h,
                 format: PixelFormat::RGB,
             };
-            compress_into(out, w, h, subsamp, |buf| c.compress_to_slice(image, buf))
+            compress_into(out, true, w, h, subsamp, |buf| {
+                c.compress_to_slice(image, buf)
+            })
         })
     }
 
@@ -550,7 +562,10 @@ mod backend {
                 v_stride: cw,
                 subsamp: Subsamp::Sub2x2,
             };
-            compress_into(out, w, h, Subsamp::Sub2x2, |buf| {
+            // Renditions are kept as libjpeg-turbo writes them: their budget
+            // is CPU per variant, and re-coding would add a quarter to half
+            // of the encode time (bench/ENCODE.md).
+            compress_into(out, false, w, h, Subsamp::Sub2x2, |buf| {
                 c.compress_yuv_planes_to_slice(&image, buf)
             })
         })
@@ -583,7 +598,7 @@ mod backend {
                 v_stride: widths.chroma,
                 subsamp,
             };
-            compress_into(out, w, h, subsamp, |buf| {
+            compress_into(out, true, w, h, subsamp, |buf| {
                 c.compress_yuv_planes_to_slice(&image, buf)
             })
         })
