@@ -19,7 +19,7 @@
 //! the frame as it is.
 
 use super::huffman::{CHROMA_DC, LUMA_DC, SymbolBuffer, SymbolSink, Tables, write_huffman_table};
-use crate::rendition::decode::{BitReader, Huffman, parse};
+use crate::rendition::decode::{BitReader, Huffman, parse, u16_at};
 
 /// `jpeg` with its scan coded with tables built for it, or `None` when it
 /// is not a JPEG this handles or would not come out smaller. `buffer`
@@ -43,19 +43,14 @@ pub(crate) fn recode(jpeg: &[u8], buffer: &mut SymbolBuffer) -> Option<Vec<u8>> 
             Some((dc, ac, (first as u32) << 8))
         })
         .collect::<Option<_>>()?;
-    let hmax = comps.iter().map(|c| c.h).max()?;
-    let vmax = comps.iter().map(|c| c.v).max()?;
-    // A single component's scan is not interleaved: its MCU is one block.
-    let (mcus_x, mcus_y, blocks) = if single {
-        (header.width.div_ceil(8), header.height.div_ceil(8), vec![1])
-    } else {
-        let blocks = comps.iter().map(|c| c.h * c.v).collect();
-        (
-            header.width.div_ceil(8 * hmax),
-            header.height.div_ceil(8 * vmax),
-            blocks,
-        )
-    };
+    let (mcus_x, mcus_y) = header.mcus();
+    let blocks: Vec<usize> = comps
+        .iter()
+        .map(|c| {
+            let (h, v) = header.blocks_in_mcu(c);
+            h * v
+        })
+        .collect();
 
     buffer.clear();
     let mut bits = BitReader::new(jpeg.get(scan..)?);
@@ -154,9 +149,7 @@ fn copy_headers(jpeg: &[u8], out: &mut Vec<u8>) -> Option<()> {
         if marker == 0xda {
             return Some(());
         }
-        let len = usize::from(u16::from_be_bytes(
-            jpeg.get(pos + 2..pos + 4)?.try_into().ok()?,
-        ));
+        let len = u16_at(jpeg, pos + 2).ok()?;
         let segment = jpeg.get(pos..pos + 2 + len)?;
         if marker != 0xc4 {
             out.extend_from_slice(segment);

@@ -294,7 +294,39 @@ pub(crate) struct Header {
     pub(crate) adobe_transform: Option<u8>,
 }
 
-fn u16_at(d: &[u8], i: usize) -> Result<usize, DecodeError> {
+impl Header {
+    /// The scan's MCUs across and down. A single component's scan is not
+    /// interleaved: its MCU is one block.
+    pub(crate) fn mcus(&self) -> (usize, usize) {
+        let (hmax, vmax) = self.max_sampling();
+        if self.components.len() == 1 {
+            (self.width.div_ceil(8), self.height.div_ceil(8))
+        } else {
+            (
+                self.width.div_ceil(8 * hmax),
+                self.height.div_ceil(8 * vmax),
+            )
+        }
+    }
+
+    /// The largest horizontal and vertical sampling factors.
+    fn max_sampling(&self) -> (usize, usize) {
+        let hmax = self.components.iter().map(|c| c.h).max().unwrap_or(1);
+        let vmax = self.components.iter().map(|c| c.v).max().unwrap_or(1);
+        (hmax, vmax)
+    }
+
+    /// Blocks across and down that `c` has in one MCU.
+    pub(crate) fn blocks_in_mcu(&self, c: &Component) -> (usize, usize) {
+        if self.components.len() == 1 {
+            (1, 1)
+        } else {
+            (c.h, c.v)
+        }
+    }
+}
+
+pub(crate) fn u16_at(d: &[u8], i: usize) -> Result<usize, DecodeError> {
     match d.get(i..i + 2) {
         Some(b) => Ok(usize::from(u16::from_be_bytes([b[0], b[1]]))),
         None => Err(DecodeError::Corrupt("truncated header")),
@@ -530,22 +562,12 @@ pub fn decode(
     let n = 8usize >> shift;
     let m = basis(n);
     let comps = &header.components;
-    let hmax = comps.iter().map(|c| c.h).max().unwrap_or(1);
-    let vmax = comps.iter().map(|c| c.v).max().unwrap_or(1);
-    let single = comps.len() == 1;
-    // A single component's scan is not interleaved: its MCU is one block.
-    let (mcus_x, mcus_y) = if single {
-        (header.width.div_ceil(8), header.height.div_ceil(8))
-    } else {
-        (
-            header.width.div_ceil(8 * hmax),
-            header.height.div_ceil(8 * vmax),
-        )
-    };
+    let (hmax, vmax) = header.max_sampling();
+    let (mcus_x, mcus_y) = header.mcus();
     let mut planes: Vec<Plane> = comps
         .iter()
         .map(|c| {
-            let (bh, bv) = if single { (1, 1) } else { (c.h, c.v) };
+            let (bh, bv) = header.blocks_in_mcu(c);
             let stride = mcus_x * bh * n;
             let rows = mcus_y * bv * n;
             let full_w = (header.width * c.h).div_ceil(hmax);
@@ -578,7 +600,7 @@ pub fn decode(
         let (mx, my) = (mcu % mcus_x, mcu / mcus_x);
         for (ci, c) in comps.iter().enumerate() {
             let (dc_table, ac_table, quant) = tables[ci];
-            let (bh, bv) = if single { (1, 1) } else { (c.h, c.v) };
+            let (bh, bv) = header.blocks_in_mcu(c);
             for by in 0..bv {
                 for bx in 0..bh {
                     // Entropy decoding: every coefficient is read, the
