@@ -17,6 +17,8 @@
 #   base      1 client on the source stream (1280x720, no re-encode)
 #   w640      1 client on ?width=640
 #   w320      1 client on ?width=320
+#   both      1 client on each: the two variants share each source frame's
+#             decode, against two ffmpeg (one per size)
 #   one-300   300 clients on the source
 #   lopsided  all three variants live: 1 on the source, 1 on w320, 298 on w640
 #   spread    100 on the source, 100 on w640, 100 on w320
@@ -66,9 +68,9 @@ cpu_ticks() { # utime+stime of a process, all its threads
   awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
 }
 
-encoded() { # variant frames encoded by the stream so far
+encoded() { # variant frames encoded and source frames decoded for them so far
   curl -s "http://127.0.0.1:$PORT/status" |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["streams"][0]["rendition_frames_encoded"])'
+    python3 -c 'import json,sys; s=json.load(sys.stdin)["streams"][0]; print(s["rendition_frames_encoded"], s.get("rendition_source_decodes", 0))'
 }
 
 # cell BUILD NAME "PATH:CLIENTS ..." -> one JSON line in $OUT/results.jsonl
@@ -88,19 +90,19 @@ cell() {
   done
   sleep 2 # connections made, variants started
   local c0 e0 c1 e1
-  c0=$(cpu_ticks $pid); e0=$(encoded)
+  c0=$(cpu_ticks $pid); read -r e0 d0 <<<"$(encoded)"
   sleep "$DURATION"
-  c1=$(cpu_ticks $pid); e1=$(encoded)
+  c1=$(cpu_ticks $pid); read -r e1 d1 <<<"$(encoded)"
   wait "${loads[@]}"
   kill -TERM $pid; wait $pid 2>/dev/null
-  python3 - "$build" "$name" "$spec" "$c0" "$c1" "$e0" "$e1" "$TICK" "$DURATION" "$OUT/logs/$build-$name" <<'EOF' >>"$OUT/results.jsonl"
+  python3 - "$build" "$name" "$spec" "$c0" "$c1" "$e0" "$e1" "$TICK" "$DURATION" "$OUT/logs/$build-$name" "$d0" "$d1" <<'EOF' >>"$OUT/results.jsonl"
 import glob, json, sys
-build, name, spec, c0, c1, e0, e1, tick, dur, prefix = sys.argv[1:]
+build, name, spec, c0, c1, e0, e1, tick, dur, prefix, d0, d1 = sys.argv[1:]
 loads = [json.load(open(f)) for f in sorted(glob.glob(prefix + "-*.json"))]
 print(json.dumps({
     "build": build, "cell": name, "clients": spec,
     "server_cpu_s": (float(c1) - float(c0)) / float(tick),
-    "encoded": int(e1) - int(e0), "duration_s": float(dur),
+    "encoded": int(e1) - int(e0), "decoded": int(d1) - int(d0), "duration_s": float(dur),
     "clients_connected": sum(l.get("clients_connected", 0) for l in loads),
     "fps_per_client_median": [l.get("fps_per_client_median") for l in loads],
     "load_cpu_s": sum(l.get("client_cpu_s", 0) for l in loads),
@@ -139,6 +141,7 @@ for build in $BUILDS; do
   cell "$build" base "/stream:1"
   cell "$build" w640 "/stream?width=640:1"
   cell "$build" w320 "/stream?width=320:1"
+  cell "$build" both "/stream?width=640:1 /stream?width=320:1"
   cell "$build" one-300 "/stream:300"
   cell "$build" lopsided "/stream:1 /stream?width=320:1 /stream?width=640:298"
   cell "$build" spread "/stream:100 /stream?width=640:100 /stream?width=320:100"

@@ -268,6 +268,13 @@ async fn thirty_clients_over_three_variants_cost_three_encodes_per_source_frame(
         encodes <= 3 * source_frames + 3,
         "{encodes} encodes for {source_frames} source frames and 3 variants"
     );
+    // And the three variants decode each source frame once between them
+    // (±1 for a frame in work while /status was read).
+    let decodes = n(&after, "rendition_source_decodes") - n(&before, "rendition_source_decodes");
+    assert!(
+        decodes <= source_frames + 1 && decodes * 3 >= encodes,
+        "{decodes} source decodes for {source_frames} source frames and {encodes} encodes"
+    );
     // Clients of a variant share its frames: same timestamp, same bytes,
     // the right size.
     let mut seen: std::collections::HashMap<(u16, u64), Vec<u8>> = Default::default();

@@ -271,13 +271,13 @@ fn history(out: &mut String, streams: &[(&Arc<FrameHub>, StreamStatus)]) {
 }
 
 /// Every live rendition's series, labelled by stream and rendition, and
-/// each stream's total of variant frames encoded.
+/// each stream's totals of variant frames encoded and source frames decoded.
 fn renditions(out: &mut String, ctx: &HttpContext) {
     let mut live = Vec::new();
     let mut totals = Vec::new();
     for (i, hub) in ctx.streams.iter().enumerate() {
         if let (Some(r), _) = ctx.renditions_at(i) {
-            totals.push((hub.name(), r.frames_encoded()));
+            totals.push((hub.name(), r.frames_encoded(), r.source_decodes()));
             live.extend(r.status().into_iter().map(|s| (hub.name(), s)));
         }
     }
@@ -288,8 +288,18 @@ fn renditions(out: &mut String, ctx: &HttpContext) {
         "counter",
         "Variant frames encoded for the stream since start, all renditions.",
     );
-    for (stream, total) in &totals {
+    for (stream, total, _) in &totals {
         sample(out, name, &[("stream", stream)], *total as f64);
+    }
+    let name = "mjpegd_renditions_source_decodes_total";
+    family(
+        out,
+        name,
+        "counter",
+        "Source frames decoded for the stream's renditions (one per source frame, shared by all of them).",
+    );
+    for (stream, _, decodes) in &totals {
+        sample(out, name, &[("stream", stream)], *decodes as f64);
     }
     type Field = fn(&RenditionStatus) -> f64;
     let per_rendition: [(&str, &str, &str, Field); 5] = [

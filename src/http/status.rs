@@ -24,6 +24,9 @@ struct StreamEntry {
     renditions: Vec<RenditionStatus>,
     /// Variant frames encoded for this stream since start, all variants.
     rendition_frames_encoded: u64,
+    /// Source frames decoded for the variants since start: one per source
+    /// frame however many variants re-encode it.
+    rendition_source_decodes: u64,
 }
 
 pub fn respond(ctx: &HttpContext) -> Response {
@@ -41,6 +44,7 @@ pub fn respond(ctx: &HttpContext) -> Response {
                     stream: h.status(),
                     renditions: live.map(|r| r.status()).unwrap_or_default(),
                     rendition_frames_encoded: live.map_or(0, |r| r.frames_encoded()),
+                    rendition_source_decodes: live.map_or(0, |r| r.source_decodes()),
                 }
             })
             .collect(),

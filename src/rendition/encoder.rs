@@ -3,6 +3,9 @@
 //! variant stops. A frame that carries the raw camera picture it was
 //! encoded from is made from that picture (no decode); others from the JPEG.
 //!
+//! The variants of a stream decode each source frame once between them
+//! ([`super::shared`]).
+//!
 //! One frame is in work at a time. Source frames published meanwhile only
 //! replace each other in the source's hub, so when the encode ends the
 //! next one starts from the newest frame and the others are skipped: a
@@ -11,6 +14,7 @@
 //! only as often as the fastest of them takes them.
 
 use super::Variant;
+use super::shared::SharedDecode;
 use crate::frame::{FrameMeta, owned_jpeg};
 use crate::hub::FrameHub;
 use std::sync::Arc;
@@ -18,9 +22,15 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 use tracing::{debug, warn};
 
-pub(super) async fn run(source: Arc<FrameHub>, variant: Arc<Variant>, total: Arc<AtomicU64>) {
+pub(super) async fn run(
+    source: Arc<FrameHub>,
+    variant: Arc<Variant>,
+    total: Arc<AtomicU64>,
+    shared: Arc<SharedDecode>,
+) {
     let stop = variant.stop.clone();
     let key = variant.key;
+    let _registration = shared.register(key);
     let stats = &variant.stats;
     let mut frames = source.subscribe();
     let mut last_seq = 0u64;
@@ -59,10 +69,16 @@ pub(super) async fn run(source: Arc<FrameHub>, variant: Arc<Variant>, total: Arc
         let height = super::Key { width, ..key }.height_for(sw, sh);
         let started = Instant::now();
         let job = {
-            let frame = frame.clone();
+            let (frame, shared) = (frame.clone(), shared.clone());
             tokio::task::spawn_blocking(move || match frame.raw() {
                 Some(raw) => super::scale::render_raw(&raw.image(), width, height, key.quality),
-                None => super::scale::render(&frame.jpeg(), width, height, key.quality),
+                None => shared.render(
+                    frame.seq,
+                    &frame.jpeg(),
+                    (sw, sh),
+                    (width, height),
+                    key.quality,
+                ),
             })
         };
         let done = tokio::select! {

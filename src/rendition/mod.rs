@@ -7,6 +7,8 @@
 //!                               raw camera picture), resize, encode
 //!                               on the blocking pool
 //! ```
+//! A source JPEG is decoded once for all of the stream's variants
+//! ([`shared`]), at the scale the largest needs.
 //! A variant ([`Variant`]) is a `(width, quality)` pair; it starts with its
 //! first client (a [`Lease`]) and stops when the last one leaves. Its
 //! encoder takes the source's newest frame whenever it is free, so a slow
@@ -19,6 +21,7 @@ pub mod decode;
 mod encoder;
 pub mod planes;
 pub mod scale;
+mod shared;
 pub mod want;
 
 use crate::frame::Frame;
@@ -62,6 +65,8 @@ pub struct Renditions {
     live: Mutex<Vec<Arc<Variant>>>,
     /// Variant frames encoded for this stream since start, all variants.
     encoded_total: Arc<AtomicU64>,
+    /// The decode of the newest source frame, shared by the variants.
+    shared: Arc<shared::SharedDecode>,
     tasks: TaskTracker,
     /// Past frames being encoded for `/snapshot?at=` with a size: each is a
     /// decode and an encode on the blocking pool, so a flood of such
@@ -170,6 +175,7 @@ impl Renditions {
             settings,
             live: Mutex::new(Vec::new()),
             encoded_total: Arc::default(),
+            shared: Arc::default(),
             tasks,
             past_encodes: tokio::sync::Semaphore::new(PAST_ENCODES_AT_ONCE),
         })
@@ -336,6 +342,7 @@ impl Renditions {
             self.source.clone(),
             variant.clone(),
             self.encoded_total.clone(),
+            self.shared.clone(),
         ));
         variant
     }
@@ -350,6 +357,12 @@ impl Renditions {
     /// Variant frames encoded for this stream since the server started.
     pub fn frames_encoded(&self) -> u64 {
         self.encoded_total.load(Relaxed)
+    }
+
+    /// Source frames decoded for the variants since the server started:
+    /// one per source frame however many variants re-encode it.
+    pub fn source_decodes(&self) -> u64 {
+        self.shared.decodes()
     }
 
     fn lock_live(&self) -> MutexGuard<'_, Vec<Arc<Variant>>> {

@@ -153,34 +153,24 @@ fn resize_into(
         for (y, row) in out.chunks_exact_mut(stride).take(height).enumerate() {
             row[..width].copy_from_slice(&src.data[y * src.stride..y * src.stride + width]);
         }
+    } else if (src.width, src.height) == (2 * width, 2 * height) {
+        // Exactly half (the smaller variant made from the larger one's
+        // decode): each sample the rounded mean of a 2x2 square, as the
+        // general path computes it, without its weights.
+        for (y, row) in out.chunks_exact_mut(stride).take(height).enumerate() {
+            let top = &src.data[2 * y * src.stride..][..2 * width];
+            let bottom = &src.data[(2 * y + 1) * src.stride..][..2 * width];
+            for ((px, t), b) in row[..width]
+                .iter_mut()
+                .zip(top.chunks_exact(2))
+                .zip(bottom.chunks_exact(2))
+            {
+                let sum = u16::from(t[0]) + u16::from(t[1]) + u16::from(b[0]) + u16::from(b[1]);
+                *px = ((sum + 2) >> 2) as u8;
+            }
+        }
     } else {
-        let h_taps = taps(src.width, width);
-        let v_taps = taps(src.height, height);
-        // Horizontal pass: src.height rows of `width` samples.
-        let mut across = vec![0u32; src.height * width];
-        for (y, line) in across.chunks_exact_mut(width).enumerate() {
-            let row = &src.data[y * src.stride..y * src.stride + src.width];
-            for (acc, tap) in line.iter_mut().zip(&h_taps) {
-                *acc = tap
-                    .weights
-                    .iter()
-                    .zip(&row[tap.first..])
-                    .map(|(&w, &s)| w * u32::from(s))
-                    .sum();
-            }
-        }
-        for (tap, row) in v_taps.iter().zip(out.chunks_exact_mut(stride)) {
-            for (x, px) in row[..width].iter_mut().enumerate() {
-                let sum: u64 = tap
-                    .weights
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &w)| u64::from(w) * u64::from(across[(tap.first + i) * width + x]))
-                    .sum();
-                // Weights are in 1/256ths in each direction.
-                *px = ((sum + 32768) >> 16).min(255) as u8;
-            }
-        }
+        average_into(src, out, stride, width, height);
     }
     // Padding: repeat the last column, then the last row.
     if stride > width {
@@ -194,6 +184,38 @@ fn resize_into(
         let last = &done[stride * (height - 1)..];
         for row in pad.chunks_exact_mut(stride) {
             row.copy_from_slice(last);
+        }
+    }
+}
+
+/// The general resize: each output sample the area average of the input
+/// samples it covers (separable, weights in 1/256ths).
+fn average_into(src: &Plane, out: &mut [u8], stride: usize, width: usize, height: usize) {
+    let h_taps = taps(src.width, width);
+    let v_taps = taps(src.height, height);
+    // Horizontal pass: src.height rows of `width` samples.
+    let mut across = vec![0u32; src.height * width];
+    for (y, line) in across.chunks_exact_mut(width).enumerate() {
+        let row = &src.data[y * src.stride..y * src.stride + src.width];
+        for (acc, tap) in line.iter_mut().zip(&h_taps) {
+            *acc = tap
+                .weights
+                .iter()
+                .zip(&row[tap.first..])
+                .map(|(&w, &s)| w * u32::from(s))
+                .sum();
+        }
+    }
+    for (tap, row) in v_taps.iter().zip(out.chunks_exact_mut(stride)) {
+        for (x, px) in row[..width].iter_mut().enumerate() {
+            let sum: u64 = tap
+                .weights
+                .iter()
+                .enumerate()
+                .map(|(i, &w)| u64::from(w) * u64::from(across[(tap.first + i) * width + x]))
+                .sum();
+            // Weights are in 1/256ths in each direction.
+            *px = ((sum + 32768) >> 16).min(255) as u8;
         }
     }
 }
@@ -269,6 +291,18 @@ mod tests {
         resize_into(&src, &mut out, 2, 1, 2, 1);
         // (0+10+100+110)/4 = 55, (20+30+120+130)/4 = 75
         assert_eq!(out, [55, 75]);
+    }
+
+    #[test]
+    fn the_fast_halving_is_the_general_average() {
+        let noise: Vec<u8> = (0..64 * 34u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let src = plane(64, 34, |x, y| noise[y * 64 + x]);
+        let (mut fast, mut general) = (vec![0; 32 * 17], vec![0; 32 * 17]);
+        resize_into(&src, &mut fast, 32, 17, 32, 17);
+        average_into(&src, &mut general, 32, 32, 17);
+        assert_eq!(fast, general);
     }
 
     #[test]

@@ -25,7 +25,7 @@
 //! and encoded from RGB. A raw camera picture ([`render_raw`]) skips the
 //! decode: its planes are resized directly.
 
-use super::decode;
+use super::decode::{self, DecodedPlanes};
 use super::planes::Planes;
 use crate::encode;
 use crate::source::yuv::RawImage;
@@ -55,6 +55,44 @@ pub fn render(jpeg: &[u8], width: u16, height: u16, quality: u8) -> Result<Scale
             encode::encode_planes(&planes, quality).map_err(|e| e.to_string())
         }
         Err(_) => render_rgb(jpeg, tw, th, quality),
+    })
+    .map_err(|_| "the JPEG decoder failed on this frame".to_owned())??;
+    Ok(Scaled {
+        jpeg,
+        width: w,
+        height: h,
+    })
+}
+
+/// `jpeg` decoded into planes of at least `width`×`height`, for
+/// [`render_decoded`] (which may make several variants of one decode);
+/// `None` when the planar decode declines the frame (or its decoder
+/// panics): [`render_decoded`] then takes the general path.
+pub fn decode_planes(jpeg: &[u8], width: u16, height: u16) -> Option<DecodedPlanes> {
+    let (tw, th) = (usize::from(width.max(1)), usize::from(height.max(1)));
+    std::panic::catch_unwind(|| backend::decode_planes(jpeg, tw, th).ok())
+        .ok()
+        .flatten()
+}
+
+/// Re-encodes `jpeg` at `width`×`height` and `quality` from `decoded`,
+/// the planes [`decode_planes`] made of it (resized to the size), or by
+/// the general path when there are none. Never panics on a bad input.
+pub fn render_decoded(
+    decoded: Option<&DecodedPlanes>,
+    jpeg: &[u8],
+    width: u16,
+    height: u16,
+    quality: u8,
+) -> Result<Scaled, String> {
+    let (w, h) = (width.max(1), height.max(1));
+    let (tw, th) = (usize::from(w), usize::from(h));
+    let jpeg = std::panic::catch_unwind(|| match decoded {
+        Some(decoded) => {
+            let planes = Planes::from_decoded(decoded, tw, th);
+            encode::encode_planes(&planes, quality).map_err(|e| e.to_string())
+        }
+        None => render_rgb(jpeg, tw, th, quality),
     })
     .map_err(|_| "the JPEG decoder failed on this frame".to_owned())??;
     Ok(Scaled {
