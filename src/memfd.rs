@@ -12,7 +12,7 @@
 //! send; the pipe already holds the page references, and `tee` only takes
 //! another reference to each. So a whole part goes out by `tee` + `splice`
 //! when the part fits a pipe (one pipe per frame holding its pages, and one
-//! scratch pipe per sending thread, emptied by the `splice`); the rest of a
+//! scratch pipe per send loop, emptied by the `splice`); the rest of a
 //! part a full socket did not take, and parts too big for a pipe, go by
 //! `sendfile` from the offset reached.
 //!
@@ -21,7 +21,7 @@
 
 use rustix::fs::{MemfdFlags, SealFlags};
 use rustix::pipe::{PipeFlags, SpliceFlags};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::OnceLock;
@@ -72,7 +72,9 @@ impl PartFile {
 
     /// Sends bytes `offset..` of the part to socket `sock`, without
     /// blocking; returns how many the socket took. A non-blocking socket
-    /// that is full gives `WouldBlock`.
+    /// that is full gives `WouldBlock`. On a thread holding a
+    /// [`ScratchPipe`] (a send loop's) a whole part goes by `tee` and
+    /// `splice`.
     pub fn send_to(&self, sock: BorrowedFd<'_>, offset: usize) -> io::Result<usize> {
         if offset == 0
             && let Some(pages) = &self.pages
@@ -80,6 +82,11 @@ impl PartFile {
         {
             return sent;
         }
+        self.sendfile_to(sock, offset)
+    }
+
+    /// As [`PartFile::send_to`], by `sendfile` only.
+    pub fn sendfile_to(&self, sock: BorrowedFd<'_>, offset: usize) -> io::Result<usize> {
         let mut off = offset as u64;
         let count = self.len.saturating_sub(offset);
         Ok(rustix::fs::sendfile(
@@ -176,6 +183,32 @@ enum ScratchSlot {
 
 thread_local! {
     static SCRATCH: RefCell<Option<ScratchSlot>> = const { RefCell::new(None) };
+    /// Whether this thread sends by `tee` and `splice` (a send loop's).
+    static SPLICING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// While held, the thread sends whole parts by `tee` and `splice` through
+/// a scratch pipe of its own (made on the first such send); dropped, the
+/// pipe is closed. Other threads send by `sendfile` only, so no pooled
+/// thread keeps a pipe it no longer needs.
+pub struct ScratchPipe(());
+
+impl ScratchPipe {
+    pub fn for_this_thread() -> ScratchPipe {
+        let _ = SPLICING.try_with(|s| s.set(true));
+        ScratchPipe(())
+    }
+}
+
+impl Drop for ScratchPipe {
+    fn drop(&mut self) {
+        let _ = SPLICING.try_with(|s| s.set(false));
+        let _ = SCRATCH.try_with(|slot| {
+            if let Ok(mut slot) = slot.try_borrow_mut() {
+                *slot = None;
+            }
+        });
+    }
 }
 
 /// Where the rest of a part the socket did not take goes, to leave the
@@ -202,6 +235,9 @@ fn splice_whole(
     sock: BorrowedFd<'_>,
     len: usize,
 ) -> Option<io::Result<usize>> {
+    if !SPLICING.try_with(Cell::get).unwrap_or(false) {
+        return None;
+    }
     SCRATCH
         .try_with(|slot| {
             let mut slot = slot.try_borrow_mut().ok()?;
@@ -304,6 +340,7 @@ mod tests {
 
     #[test]
     fn a_part_a_full_socket_cut_short_leaves_nothing_behind() {
+        let _pipe = ScratchPipe::for_this_thread();
         let part = |seed: u32| -> Vec<u8> {
             // Small enough that what a bad send left in the scratch pipe
             // and the next part would fit it together.

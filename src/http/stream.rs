@@ -468,7 +468,7 @@ async fn sendfile_all(
                     "client took no data within the send timeout",
                 )
             })??;
-        match tcp.try_io(Interest::WRITABLE, || file.send_to(tcp.as_fd(), offset)) {
+        match tcp.try_io(Interest::WRITABLE, || file.sendfile_to(tcp.as_fd(), offset)) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => offset += n,
             // Readiness was stale; `try_io` cleared it, so wait again.

@@ -515,6 +515,9 @@ fn find(slots: &[Arc<Slot>], id: u64) -> Option<Arc<Slot>> {
 /// sockets have room, makes a pass with the stream's newest frame whenever
 /// the publisher leaves one to the loops, and drops clients that stalled.
 fn run(hub: &FrameHub, fanout: &Fanout, i: usize) {
+    // Whole parts go by tee and splice through a pipe this thread keeps
+    // while the loop runs (`crate::memfd`).
+    let _pipe = crate::memfd::ScratchPipe::for_this_thread();
     let shard = &fanout.shards[i];
     let mut next_check = Instant::now() + STALL_CHECK;
     while !shard.stop.load(Ordering::Acquire) {
