@@ -33,8 +33,10 @@ pub struct PartFile {
     fd: OwnedFd,
     len: usize,
     /// The read end of a pipe holding the file's pages (its write end is
-    /// closed): `None` when the part does not fit a pipe.
-    pages: Option<OwnedFd>,
+    /// closed), made by the first send loop that sends the part whole:
+    /// `None` when the part does not fit a pipe. A part only ever sent by
+    /// `sendfile` (clients' own tasks) never makes one.
+    pages: OnceLock<Option<OwnedFd>>,
 }
 
 impl PartFile {
@@ -58,8 +60,11 @@ impl PartFile {
         }
         let seals = SealFlags::WRITE | SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL;
         rustix::fs::fcntl_add_seals(&fd, seals)?;
-        let pages = pipe_of_pages(&fd, len);
-        Ok(PartFile { fd, len, pages })
+        Ok(PartFile {
+            fd,
+            len,
+            pages: OnceLock::new(),
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -77,12 +82,21 @@ impl PartFile {
     /// `splice`.
     pub fn send_to(&self, sock: BorrowedFd<'_>, offset: usize) -> io::Result<usize> {
         if offset == 0
-            && let Some(pages) = &self.pages
-            && let Some(sent) = splice_whole(pages.as_fd(), sock, self.len)
+            && splicing()
+            && let Some(pages) = self.pages()
+            && let Some(sent) = splice_whole(pages, sock, self.len)
         {
             return sent;
         }
         self.sendfile_to(sock, offset)
+    }
+
+    /// The pipe holding the part's pages, made on first use.
+    fn pages(&self) -> Option<BorrowedFd<'_>> {
+        self.pages
+            .get_or_init(|| pipe_of_pages(&self.fd, self.len))
+            .as_ref()
+            .map(|fd| fd.as_fd())
     }
 
     /// As [`PartFile::send_to`], by `sendfile` only.
@@ -200,6 +214,11 @@ impl ScratchPipe {
     }
 }
 
+/// Whether this thread holds a [`ScratchPipe`].
+fn splicing() -> bool {
+    SPLICING.try_with(Cell::get).unwrap_or(false)
+}
+
 impl Drop for ScratchPipe {
     fn drop(&mut self) {
         let _ = SPLICING.try_with(|s| s.set(false));
@@ -235,9 +254,6 @@ fn splice_whole(
     sock: BorrowedFd<'_>,
     len: usize,
 ) -> Option<io::Result<usize>> {
-    if !SPLICING.try_with(Cell::get).unwrap_or(false) {
-        return None;
-    }
     SCRATCH
         .try_with(|slot| {
             let mut slot = slot.try_borrow_mut().ok()?;
@@ -310,6 +326,11 @@ mod tests {
         // Writing to the sealed file must fail.
         assert!(rustix::io::write(&file.fd, b"x").is_err());
 
+        assert_eq!(received(&file), data);
+    }
+
+    /// What a reader gets of `file` sent over a blocking socket pair.
+    fn received(file: &PartFile) -> Vec<u8> {
         let (a, mut b) = UnixStream::pair().expect("socket pair");
         let reader = std::thread::spawn(move || {
             let mut got = Vec::new();
@@ -318,15 +339,16 @@ mod tests {
         });
         let mut off = 0;
         while off < file.len() {
-            off += file.send_to(a.as_fd(), off).expect("sendfile");
+            off += file.send_to(a.as_fd(), off).expect("send");
         }
         drop(a);
-        assert_eq!(reader.join().expect("reader"), data);
+        reader.join().expect("reader")
     }
 
-    /// Sends `file` whole to non-blocking `sock`, waiting while it is full.
-    fn send_all(file: &PartFile, sock: BorrowedFd<'_>) {
-        let mut off = 0;
+    /// Sends `file` from `from` on to non-blocking `sock`, waiting while it
+    /// is full.
+    fn send_all(file: &PartFile, sock: BorrowedFd<'_>, from: usize) {
+        let mut off = from;
         while off < file.len() {
             match file.send_to(sock, off) {
                 Ok(n) => off += n,
@@ -353,7 +375,7 @@ mod tests {
             PartFile::create(&[&one]).expect("memfd"),
             PartFile::create(&[&two]).expect("memfd"),
         );
-        assert!(a.pages.is_some(), "a 40 kB part fits a pipe");
+        assert!(a.pages().is_some(), "a 40 kB part fits a pipe");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
         let mut client =
             std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
@@ -392,17 +414,8 @@ mod tests {
         // The rest of the cut part from where it stopped, then the next one
         // whole: what the socket did not take must not come back.
         let cut_file = files[cut % 2].0;
-        let mut off = first;
-        while off < cut_file.len() {
-            match cut_file.send_to(server.as_fd(), off) {
-                Ok(n) => off += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(std::time::Duration::from_millis(1))
-                }
-                Err(e) => panic!("send: {e}"),
-            }
-        }
-        send_all(after, server.as_fd());
+        send_all(cut_file, server.as_fd(), first);
+        send_all(after, server.as_fd(), 0);
         let got = reader.join().expect("reader");
         assert!(got == expected, "the bytes differ");
     }
@@ -411,18 +424,7 @@ mod tests {
     fn a_part_too_big_for_a_pipe_goes_by_sendfile() {
         let data = vec![0x5au8; max_pipe_size() + 1];
         let file = PartFile::create(&[&data]).expect("memfd");
-        assert!(file.pages.is_none());
-        let (a, mut b) = UnixStream::pair().expect("socket pair");
-        let reader = std::thread::spawn(move || {
-            let mut got = Vec::new();
-            b.read_to_end(&mut got).expect("read");
-            got
-        });
-        let mut off = 0;
-        while off < file.len() {
-            off += file.send_to(a.as_fd(), off).expect("sendfile");
-        }
-        drop(a);
-        assert!(reader.join().expect("reader") == data);
+        assert!(file.pages().is_none());
+        assert!(received(&file) == data);
     }
 }
