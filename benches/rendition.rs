@@ -4,6 +4,7 @@
 //!
 //! ```sh
 //! cargo bench --bench rendition                # a frame of /tmp/frames/720p
+//!                                              # (decode_planes_moving: all of them)
 //! FRAME=path/to/frame.jpg cargo bench --bench rendition
 //! ```
 
@@ -45,11 +46,40 @@ fn frame() -> &'static [u8] {
     })
 }
 
+/// Every JPEG of /tmp/frames/720p, for the decode of a different frame each
+/// time (as a stream has): one frame decoded over and over lets the CPU
+/// learn its bits by heart (branch prediction) and reads too fast.
+fn frames() -> &'static [Vec<u8>] {
+    static FRAMES: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    FRAMES.get_or_init(|| {
+        let mut names: Vec<_> = std::fs::read_dir("/tmp/frames/720p")
+            .map(|dir| dir.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        names.sort();
+        let all: Vec<Vec<u8>> = names.iter().filter_map(|n| std::fs::read(n).ok()).collect();
+        if all.is_empty() {
+            vec![frame().to_vec()]
+        } else {
+            all
+        }
+    })
+}
+
 const WIDTHS: [usize; 2] = [640, 320];
 
 #[divan::bench(args = WIDTHS)]
 fn decode_planes(b: Bencher, width: usize) {
     b.bench(|| decode::decode(black_box(frame()), width, width * 9 / 16).expect("decodes"));
+}
+
+#[divan::bench(args = WIDTHS)]
+fn decode_planes_moving(b: Bencher, width: usize) {
+    let all = frames();
+    let mut next = 0;
+    b.bench_local(|| {
+        next = (next + 1) % all.len();
+        decode::decode(black_box(&all[next]), width, width * 9 / 16).expect("decodes")
+    });
 }
 
 #[divan::bench(args = WIDTHS)]
