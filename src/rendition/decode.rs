@@ -67,6 +67,9 @@ const ZIGZAG: [usize; 80] = [
     63, 63, 63, 63, 63, 63,
 ];
 
+/// The coefficient slot past the 64 that a reduced IDCT leaves unread.
+const TRASH: usize = 64;
+
 /// Bits looked up at once in a Huffman table.
 const LOOKUP_BITS: u32 = 9;
 
@@ -542,14 +545,39 @@ fn basis(n: usize) -> [[f32; 8]; 8] {
     m
 }
 
-/// Writes one block's `n`x`n` pixels at `out` (rows `stride` apart).
+/// Writes one block's `N`x`N` pixels at `out` (rows `stride` apart) and
+/// zeroes the coefficients it read, for the next block. `ac`: whether any
+/// of them but the DC is set (else the block is flat).
+#[inline]
+fn put_block<const N: usize>(
+    coef: &mut [i32; TRASH + 1],
+    ac: bool,
+    m: &[[f32; 8]; 8],
+    mt: &[[f32; 8]; 8],
+    out: &mut [u8],
+    stride: usize,
+) {
+    if ac {
+        idct::<N>(coef, m, mt, out, stride);
+    } else {
+        let value = to_sample(coef[0] as f32 * m[0][0] * m[0][0] + 128.0);
+        for row in out.chunks_mut(stride).take(N) {
+            row[..N].fill(value);
+        }
+    }
+    for row in coef[..N * 8].chunks_exact_mut(8) {
+        row[..N].fill(0);
+    }
+}
+
+/// Writes one block's `N`x`N` pixels at `out` (rows `stride` apart).
 ///
 /// Both passes add whole rows of `N` lanes (a coefficient times a row of
 /// the transposed basis, a basis weight times a row of the first pass),
 /// which the compiler turns into vector multiply-adds.
 #[inline]
 fn idct<const N: usize>(
-    coef: &[i32; 64],
+    coef: &[i32; TRASH + 1],
     m: &[[f32; 8]; 8],
     mt: &[[f32; 8]; 8],
     out: &mut [u8],
@@ -587,11 +615,14 @@ fn idct<const N: usize>(
 
 /// `value` rounded to the nearest sample, 0 to 255. Adding 1.5 * 2^23
 /// leaves the rounded integer in the low bits of the sum's mantissa: a
-/// bit cast rather than a float-to-integer conversion, so a row of samples
-/// converts in a few vector instructions.
+/// bit cast rather than a float-to-integer conversion, then an integer
+/// clamp, so a row of samples converts in a few vector instructions.
+/// (Exact for |value| < 2^22; anything larger comes only from a corrupt
+/// frame and still lands in 0 to 255.)
 #[inline]
 fn to_sample(value: f32) -> u8 {
-    (value.clamp(0.0, 255.0) + 12_582_912.0).to_bits() as u8
+    let rounded = ((value + 12_582_912.0).to_bits() as i32).wrapping_sub(0x4b40_0000);
+    rounded.clamp(0, 255) as u8
 }
 
 /// The smallest scale shift (3 = 1/8 ... 0 = 1) whose picture is at least
@@ -646,16 +677,29 @@ pub fn decode(
             }
         })
         .collect();
-    let tables: Vec<(&Huffman, &Huffman, &[i32; 64])> = comps
+    let tables: Vec<(&Huffman, &Huffman, [i32; 65])> = comps
         .iter()
         .map(|c| match (&header.dc[c.dc], &header.ac[c.ac]) {
-            (Some(dc), Some(ac)) => Ok((dc, ac, &header.quant[c.quant])),
+            (Some(dc), Some(ac)) => {
+                let mut quant = [0; 65];
+                quant[..64].copy_from_slice(&header.quant[c.quant]);
+                Ok((dc, ac, quant))
+            }
             _ => Err(DecodeError::Corrupt("scan without Huffman table")),
         })
         .collect::<Result<_, _>>()?;
+    // Where the k-th coefficient in zig-zag order goes: its natural index
+    // when the reduced IDCT reads it, else TRASH (a slot nobody reads), so
+    // that storing a coefficient never branches on whether it is needed.
+    let mut dest = [TRASH as u8; 80];
+    for (d, &natural) in dest.iter_mut().zip(&ZIGZAG) {
+        if natural % 8 < n && natural / 8 < n {
+            *d = natural as u8;
+        }
+    }
     let mut bits = BitReader::new(jpeg.get(scan..).unwrap_or_default());
     let mut pred = [0i32; 3];
-    let mut coef = [0i32; 64];
+    let mut coef = [0i32; TRASH + 1];
     let total = mcus_x * mcus_y;
     let interval = header.restart_interval;
     for mcu in 0..total {
@@ -665,7 +709,7 @@ pub fn decode(
         }
         let (mx, my) = (mcu % mcus_x, mcu / mcus_x);
         for (ci, c) in comps.iter().enumerate() {
-            let (dc_table, ac_table, quant) = tables[ci];
+            let (dc_table, ac_table, quant) = &tables[ci];
             let (bh, bv) = header.blocks_in_mcu(c);
             for by in 0..bv {
                 for bx in 0..bh {
@@ -678,7 +722,8 @@ pub fn decode(
                     let diff = bits.value(size);
                     pred[ci] = pred[ci].wrapping_add(diff);
                     coef[0] = pred[ci].wrapping_mul(quant[0]);
-                    let mut last = 0usize;
+                    // Whether an AC coefficient the IDCT reads was stored.
+                    let mut ac = false;
                     let mut k = 1usize;
                     while k < 64 {
                         if bits.count < 32 {
@@ -688,9 +733,9 @@ pub fn decode(
                         if fast != 0 {
                             bits.consume((fast & 15) as u32);
                             k += ((fast >> 4) & 15) as usize;
-                            let natural = ZIGZAG[k.min(79)];
-                            coef[natural] = (fast >> 8).wrapping_mul(quant[natural]);
-                            last = last.max(natural);
+                            let d = usize::from(dest[k.min(79)]);
+                            coef[d] = (fast >> 8).wrapping_mul(quant[d]);
+                            ac |= d != TRASH;
                             k += 1;
                             continue;
                         }
@@ -705,9 +750,9 @@ pub fn decode(
                         }
                         k += run;
                         let v = bits.value(size);
-                        let natural = ZIGZAG[k.min(79)];
-                        coef[natural] = v.wrapping_mul(quant[natural]);
-                        last = last.max(natural);
+                        let d = usize::from(dest[k.min(79)]);
+                        coef[d] = v.wrapping_mul(quant[d]);
+                        ac |= d != TRASH;
                         k += 1;
                     }
                     let plane = &mut planes[ci];
@@ -715,20 +760,12 @@ pub fn decode(
                     let y0 = (my * bv + by) * n;
                     let out = &mut plane.data[y0 * plane.stride + x0..];
                     let stride = plane.stride;
-                    if last == 0 {
-                        let value = (coef[0] as f32 * m[0][0] * m[0][0] + 128.5).clamp(0.0, 255.0);
-                        for row in out.chunks_mut(stride).take(n) {
-                            row[..n].fill(value as u8);
-                        }
-                    } else {
-                        match n {
-                            8 => idct::<8>(&coef, &m, &mt, out, stride),
-                            4 => idct::<4>(&coef, &m, &mt, out, stride),
-                            2 => idct::<2>(&coef, &m, &mt, out, stride),
-                            _ => idct::<1>(&coef, &m, &mt, out, stride),
-                        }
+                    match n {
+                        8 => put_block::<8>(&mut coef, ac, &m, &mt, out, stride),
+                        4 => put_block::<4>(&mut coef, ac, &m, &mt, out, stride),
+                        2 => put_block::<2>(&mut coef, ac, &m, &mt, out, stride),
+                        _ => put_block::<1>(&mut coef, ac, &m, &mt, out, stride),
                     }
-                    coef = [0; 64];
                 }
             }
         }
