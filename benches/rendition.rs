@@ -13,6 +13,7 @@ use mjpegd::encode;
 use mjpegd::rendition::decode;
 use mjpegd::rendition::planes::Planes;
 use mjpegd::rendition::scale;
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 fn main() {
@@ -30,38 +31,34 @@ fn main() {
     divan::main();
 }
 
-/// The first JPEG of `$FRAME` or /tmp/frames/720p (the benchmark's frames).
+/// The first of [`frames`].
 fn frame() -> &'static [u8] {
-    static FRAME: OnceLock<Vec<u8>> = OnceLock::new();
-    FRAME.get_or_init(|| {
-        let path = std::env::var("FRAME").ok().unwrap_or_else(|| {
-            let mut names: Vec<_> = std::fs::read_dir("/tmp/frames/720p")
-                .expect("/tmp/frames/720p (bench/renditions.sh makes it) or FRAME=")
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .collect();
-            names.sort();
-            names[0].to_string_lossy().into_owned()
-        });
-        std::fs::read(path).expect("reads the frame")
-    })
+    &frames()[0]
 }
 
-/// Every JPEG of /tmp/frames/720p, for the decode of a different frame each
-/// time (as a stream has): one frame decoded over and over lets the CPU
-/// learn its bits by heart (branch prediction) and reads too fast.
+/// `$FRAME` alone, or every JPEG of /tmp/frames/720p (the benchmark's
+/// frames) in name order. `decode_planes_moving` decodes a different one
+/// each time, as a stream does: one frame decoded over and over lets the
+/// CPU learn its bits by heart (branch prediction) and reads too fast.
 fn frames() -> &'static [Vec<u8>] {
     static FRAMES: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
     FRAMES.get_or_init(|| {
-        let mut names: Vec<_> = std::fs::read_dir("/tmp/frames/720p")
-            .map(|dir| dir.filter_map(|e| e.ok().map(|e| e.path())).collect())
-            .unwrap_or_default();
-        names.sort();
-        let all: Vec<Vec<u8>> = names.iter().filter_map(|n| std::fs::read(n).ok()).collect();
-        if all.is_empty() {
-            vec![frame().to_vec()]
-        } else {
-            all
-        }
+        let paths: Vec<PathBuf> = match std::env::var_os("FRAME") {
+            Some(path) => vec![path.into()],
+            None => {
+                let mut names: Vec<PathBuf> = std::fs::read_dir("/tmp/frames/720p")
+                    .expect("/tmp/frames/720p (bench/renditions.sh makes it) or FRAME=")
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .collect();
+                names.sort();
+                names
+            }
+        };
+        assert!(!paths.is_empty(), "no frames in /tmp/frames/720p");
+        paths
+            .iter()
+            .map(|path| std::fs::read(path).expect("reads the frame"))
+            .collect()
     })
 }
 

@@ -119,10 +119,7 @@ fn pipe_of_pages(file: &OwnedFd, len: usize) -> Option<OwnedFd> {
     if len == 0 || len > max_pipe_size() {
         return None;
     }
-    let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK).ok()?;
-    if rustix::pipe::fcntl_setpipe_size(&write, len).ok()? < len {
-        return None;
-    }
+    let (read, write, _) = pipe_of_at_least(len, len)?;
     let mut off = 0u64;
     while (off as usize) < len {
         let rest = len - off as usize;
@@ -139,6 +136,14 @@ fn pipe_of_pages(file: &OwnedFd, len: usize) -> Option<OwnedFd> {
         }
     }
     Some(read)
+}
+
+/// A non-blocking pipe (read end, write end, capacity) asked to hold `want`
+/// bytes: `None` unless it holds at least `len`.
+fn pipe_of_at_least(want: usize, len: usize) -> Option<(OwnedFd, OwnedFd, usize)> {
+    let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK).ok()?;
+    let capacity = rustix::pipe::fcntl_setpipe_size(&write, want).ok()?;
+    (capacity >= len).then_some((read, write, capacity))
 }
 
 /// The largest pipe an unprivileged process may make
@@ -164,16 +169,14 @@ struct Scratch {
 impl Scratch {
     /// A scratch pipe that holds at least `len` bytes.
     fn new(len: usize) -> Option<Scratch> {
-        let (read, write) =
-            rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK).ok()?;
         // Room for a few parts: a larger pipe costs nothing until it holds
         // pages.
         let want = (2 * len)
             .max(SCRATCH_AT_LEAST)
             .min(max_pipe_size())
             .max(len);
-        let capacity = rustix::pipe::fcntl_setpipe_size(&write, want).ok()?;
-        (capacity >= len).then_some(Scratch {
+        let (read, write, capacity) = pipe_of_at_least(want, len)?;
+        Some(Scratch {
             read,
             write,
             capacity,
