@@ -20,7 +20,12 @@ const SEND_METHODS: [&str; 3] = ["sendfile", "sendfile-per-client", "write"];
 
 /// A 1920x1080 JPEG of noise (well over a megabyte), different for each `n`.
 fn big_jpeg(n: u32) -> Vec<u8> {
-    let (w, h) = (1920u16, 1080u16);
+    noise_jpeg(1920, 1080, n)
+}
+
+/// A `w`x`h` JPEG of noise (a few hundred KiB at 640x480: more than a
+/// socket takes at once, less than a pipe holds), different for each `n`.
+fn noise_jpeg(w: u16, h: u16, n: u32) -> Vec<u8> {
     let mut x = 0x9E37_79B9u32 ^ n.wrapping_mul(0x85EB_CA6B);
     let pixels: Vec<u8> = (0..usize::from(w) * usize::from(h) * 3)
         .map(|_| {
@@ -265,6 +270,62 @@ async fn viewers_who_leave_a_still_stream_are_gone_at_once() {
         assert!(fds <= fds_before + 1, "{method}: descriptors leaked");
         let mut v = StreamClient::connect(addr, "/stream").await;
         v.next_frame().await;
+    }
+}
+
+/// Many viewers of a moving stream (enough for the send loops to send
+/// whole parts by `tee` and `splice` from the frame's pages), a third of
+/// them on a slow link, so parts are cut short: half of all viewers close
+/// the page or vanish mid-stream. They are gone within a second, and every
+/// viewer who stays goes on getting whole, correct parts: nothing of a part
+/// that a closed or full socket did not take reaches another viewer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_who_leave_a_moving_stream_leave_the_others_whole() {
+    const VIEWERS: usize = 60;
+    let dir = TempDir::new("noise");
+    for n in 0..6 {
+        let jpeg = noise_jpeg(640, 480, n);
+        std::fs::write(dir.path(&format!("{n:03}.jpg")), jpeg).expect("write frame");
+    }
+    let source = format!("dir:{}@30", dir.str());
+    for method in SEND_METHODS {
+        let d = start(&source, method, &[]);
+        let addr = d.addr(0);
+        let mut viewers = Vec::new();
+        for i in 0..VIEWERS {
+            viewers.push(match i % 3 {
+                0 => StreamClient::over_slow_link(addr, "/stream", 8 * 1024).await,
+                _ => StreamClient::connect(addr, "/stream").await,
+            });
+        }
+        for v in &mut viewers {
+            v.next_frame_checked().await;
+        }
+        wait_clients(addr, VIEWERS as u64, Duration::from_secs(5)).await;
+        let mut staying = Vec::new();
+        for (i, v) in viewers.into_iter().enumerate() {
+            match i % 4 {
+                0 => {
+                    // Reset: a phone that lost its network.
+                    let std = v.into_io().into_std().expect("std socket");
+                    socket2::SockRef::from(&std)
+                        .set_linger(Some(Duration::ZERO))
+                        .expect("SO_LINGER");
+                    drop(std);
+                }
+                2 => drop(v),
+                _ => staying.push(v),
+            }
+        }
+        let took = wait_clients(addr, (VIEWERS / 2) as u64, Duration::from_secs(1)).await;
+        println!("{method}: {} viewers gone after {took:?}", VIEWERS / 2);
+        for v in &mut staying {
+            for _ in 0..10 {
+                v.next_frame_checked().await;
+            }
+            let f = v.next_frame().await;
+            assert_eq!(decode(&f.jpeg), (640, 480), "{method}: a whole picture");
+        }
     }
 }
 
