@@ -70,6 +70,13 @@ pub async fn run<L: Into<Listener>>(
         zero_copy: config.zero_copy,
         batch_sends: config.batch_sends,
         send_loops: send_loops(&config),
+        // Loops as many as asked for are used from the first client; by
+        // default they are opened as the clients come.
+        clients_per_loop: if config.send_loops == 0 {
+            crate::http::CLIENTS_PER_LOOP
+        } else {
+            1
+        },
         ..HttpOptions::default()
     };
     let renditions = config

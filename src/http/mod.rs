@@ -28,6 +28,7 @@ use crate::hub::FrameHub;
 use crate::rendition::{RenditionSettings, Renditions};
 use auth::Access;
 use bytes::BytesMut;
+pub use fanout::CLIENTS_PER_LOOP;
 use limits::{ConnectionPermit, Gate, Limits, StallGuard};
 use request::{Printable, ReadError, read_request};
 use response::Response;
@@ -68,6 +69,9 @@ pub struct HttpOptions {
     pub batch_sends: bool,
     /// Send loops per stream with `batch_sends` (at least 1).
     pub send_loops: usize,
+    /// Clients a stream's send loop takes before its next loop is opened
+    /// (1: spread over all of them from the first client).
+    pub clients_per_loop: usize,
 }
 
 impl Default for HttpOptions {
@@ -84,6 +88,7 @@ impl Default for HttpOptions {
             zero_copy: true,
             batch_sends: true,
             send_loops: 1,
+            clients_per_loop: fanout::CLIENTS_PER_LOOP,
         }
     }
 }

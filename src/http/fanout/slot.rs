@@ -99,6 +99,26 @@ impl Slot {
         }
     }
 
+    /// Asks the processor to bring the fields a pass reads into its cache:
+    /// a pass goes through hundreds of clients whose slots the kernel's
+    /// work for the previous sends has pushed out of it, and a fetch that
+    /// starts one client early costs nothing to wait for.
+    pub(super) fn prefetch(&self) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            for field in [
+                std::ptr::from_ref(&self.last_seq).cast::<i8>(),
+                std::ptr::from_ref(&self.state).cast::<i8>(),
+            ] {
+                // SAFETY: SSE is part of every x86-64 processor, and a
+                // prefetch only hints: it never faults nor reads into the
+                // program.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(field) };
+            }
+        }
+    }
+
     /// Claims the idle client for sending `frame`, if it does not have it.
     pub(super) fn claim(&self, frame: &Frame) -> bool {
         frame.seq > self.last_seq.load(Ordering::Acquire)
