@@ -197,12 +197,30 @@ impl Shard {
 struct Tally {
     sent: SendTally,
     latency: LatencyTally,
+    /// The clock as last read, and how many more deliveries may use it.
+    clock: Option<Instant>,
+    clock_uses: u32,
 }
+
+/// Deliveries that share one reading of the clock for their latency: the
+/// sends between them take microseconds, the latency is figured in
+/// milliseconds, and a clock read per client was 1 % of the server's time
+/// at 500 clients.
+const DELIVERIES_PER_CLOCK_READ: u32 = 8;
 
 impl Tally {
     fn add(&mut self, slot: &Slot, frame: &Frame) {
         self.sent.add(frame, slot.delivered(frame));
-        self.latency.observe(frame.meta.captured_at.elapsed());
+        let now = match self.clock {
+            Some(now) if self.clock_uses > 0 => now,
+            _ => {
+                self.clock_uses = DELIVERIES_PER_CLOCK_READ;
+                *self.clock.insert(Instant::now())
+            }
+        };
+        self.clock_uses -= 1;
+        self.latency
+            .observe(now.saturating_duration_since(frame.meta.captured_at));
     }
 
     fn record(&self, hub: &FrameHub) {
