@@ -72,8 +72,8 @@ pub async fn run<L: Into<Listener>>(
         send_loops: send_loops(&config),
         // Loops as many as asked for are used from the first client; by
         // default they are opened as the clients come.
-        clients_per_loop: if config.send_loops == 0 {
-            crate::http::CLIENTS_PER_LOOP
+        loop_bytes_per_frame: if config.send_loops == 0 {
+            crate::http::LOOP_BYTES_PER_FRAME
         } else {
             1
         },

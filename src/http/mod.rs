@@ -28,7 +28,7 @@ use crate::hub::FrameHub;
 use crate::rendition::{RenditionSettings, Renditions};
 use auth::Access;
 use bytes::BytesMut;
-pub use fanout::CLIENTS_PER_LOOP;
+pub use fanout::LOOP_BYTES_PER_FRAME;
 use limits::{ConnectionPermit, Gate, Limits, StallGuard};
 use request::{Printable, ReadError, read_request};
 use response::Response;
@@ -69,9 +69,9 @@ pub struct HttpOptions {
     pub batch_sends: bool,
     /// Send loops per stream with `batch_sends` (at least 1).
     pub send_loops: usize,
-    /// Clients a stream's send loop takes before its next loop is opened
-    /// (1: spread over all of them from the first client).
-    pub clients_per_loop: usize,
+    /// Bytes a pass of a stream's send loop sends before the stream's next
+    /// loop is opened (1: spread over all of them from the first client).
+    pub loop_bytes_per_frame: usize,
 }
 
 impl Default for HttpOptions {
@@ -88,7 +88,7 @@ impl Default for HttpOptions {
             zero_copy: true,
             batch_sends: true,
             send_loops: 1,
-            clients_per_loop: fanout::CLIENTS_PER_LOOP,
+            loop_bytes_per_frame: fanout::LOOP_BYTES_PER_FRAME,
         }
     }
 }

@@ -24,7 +24,7 @@
 //!
 //! One loop is one core; a stream has as many loops as there are HTTP worker
 //! threads, so a stream with thousands of clients uses every core. Its
-//! clients fill one loop before the next is opened ([`CLIENTS_PER_LOOP`]):
+//! clients fill one loop before the next is opened ([`LOOP_BYTES_PER_FRAME`]):
 //! a loop sends one frame to hundreds of clients in a few milliseconds, and
 //! a second core sending the same frame at once costs more than it saves
 //! (both then take and drop references to the same pages, and the loops
@@ -70,13 +70,16 @@ const SENDFILE_FROM_CLIENTS: usize = 40;
 /// frame to all of them itself; above, the loops do, in parallel.
 const INLINE_UP_TO_CLIENTS: usize = 64;
 
-/// A stream's clients go to its first loop until it has this many, then
-/// also to the next, and so on (`--send-loops` given: spread over all its
-/// loops from the first client). Measured here at 500 clients, 480p, paired
-/// rounds (frames per server CPU-second): one loop 4 % ahead of two, with
-/// a lower p99 latency; one loop keeps up with about 2,800 clients at 480p
-/// and 2,000 at 720p, so at 1,000 a pass takes at most half a frame's time.
-pub const CLIENTS_PER_LOOP: usize = 1000;
+/// A stream's clients go to its first loop until a pass of that loop sends
+/// this many bytes (clients times the size of the stream's part), then also
+/// to the next, and so on (`--send-loops` given: spread over all its loops
+/// from the first client). Sending costs about 0.2 ms per MB here, so a
+/// pass stays under about 14 ms, the longest the last client of a pass
+/// waits: about 1,600 clients of a 40 KB 480p frame, 700 of a 95 KB 720p
+/// one, 60 of a 1 MB 4K one. Measured here at 500 clients, 480p, paired
+/// rounds (frames per server CPU-second): one loop 4 % ahead of two, with a
+/// lower p99 latency.
+pub const LOOP_BYTES_PER_FRAME: usize = 64 << 20;
 
 /// How often a loop with parked clients looks for stalled ones.
 const STALL_CHECK: Duration = Duration::from_millis(250);
@@ -238,21 +241,23 @@ pub struct Fanout {
     /// Sequence number of the newest frame published.
     newest: AtomicU64,
     next_id: AtomicU64,
-    /// Clients a loop takes before the next loop is opened.
-    clients_per_loop: usize,
+    /// Bytes a loop's pass sends before the next loop is opened.
+    loop_bytes: usize,
+    /// Size of the newest frame's part.
+    part_len: AtomicUsize,
     /// A parked client whose socket takes nothing this long is dropped.
     send_timeout: Duration,
 }
 
 impl Fanout {
     /// Starts `loops` send loops for `hub` (at least one), tracked by
-    /// `tasks`; they end with `shutdown`. A loop takes `clients_per_loop`
-    /// clients before the next one gets any. Fails only when the loops'
+    /// `tasks`; they end with `shutdown`. A loop takes clients until its
+    /// pass sends `loop_bytes` before the next one gets any. Fails only when the loops'
     /// readiness sets cannot be made (out of descriptors).
     pub fn start(
         hub: Arc<FrameHub>,
         loops: usize,
-        clients_per_loop: usize,
+        loop_bytes: usize,
         send_timeout: Duration,
         tasks: &TaskTracker,
         shutdown: CancellationToken,
@@ -264,7 +269,8 @@ impl Fanout {
             clients: AtomicUsize::new(0),
             newest: AtomicU64::new(0),
             next_id: AtomicU64::new(0),
-            clients_per_loop: clients_per_loop.max(1),
+            loop_bytes: loop_bytes.max(1),
+            part_len: AtomicUsize::new(hub.latest().map_or(0, |f| f.part_len())),
             send_timeout,
         });
         for i in 0..fanout.shards.len() {
@@ -296,8 +302,8 @@ impl Fanout {
         shutdown: CancellationToken,
     ) -> Option<Arc<Fanout>> {
         let name = hub.name().to_owned();
-        let (loops, per_loop) = (options.send_loops, options.clients_per_loop);
-        Fanout::start(hub, loops, per_loop, options.send_timeout, tasks, shutdown)
+        let (loops, bytes) = (options.send_loops, options.loop_bytes_per_frame);
+        Fanout::start(hub, loops, bytes, options.send_timeout, tasks, shutdown)
             .map_err(|e| warn!(stream = %name, "cannot start the send loops, serving each client from its own task: {e}"))
             .ok()
     }
@@ -314,7 +320,8 @@ impl Fanout {
     ) -> io::Result<Membership> {
         // The least busy of the loops open so far takes the client.
         let clients = self.clients.load(Ordering::Acquire);
-        let shard = (0..loops_open(clients, self.clients_per_loop, self.shards.len()))
+        let bytes = clients.saturating_mul(self.part_len.load(Ordering::Relaxed));
+        let shard = (0..loops_open(bytes, self.loop_bytes, self.shards.len()))
             .min_by_key(|&i| self.shards[i].len())
             .unwrap_or(0);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -505,6 +512,7 @@ impl Fanout {
 impl FrameListener for Fanout {
     fn published(&self, hub: &FrameHub, frame: &Arc<Frame>) {
         self.newest.fetch_max(frame.seq, Ordering::SeqCst);
+        self.part_len.store(frame.part_len(), Ordering::Relaxed);
         // Pairs with the fence in `Slot::release`.
         fence(Ordering::SeqCst);
         if self.clients.load(Ordering::Relaxed) <= INLINE_UP_TO_CLIENTS {
@@ -564,10 +572,11 @@ impl Drop for StopLoops {
     }
 }
 
-/// How many of a stream's `loops` take new clients when it has `clients`
-/// and a loop takes `per_loop` before the next is opened.
-fn loops_open(clients: usize, per_loop: usize, loops: usize) -> usize {
-    (clients / per_loop.max(1) + 1).clamp(1, loops.max(1))
+/// How many of a stream's `loops` take new clients when a pass to all its
+/// clients sends `bytes` and a loop's pass sends `per_loop` before the next
+/// is opened.
+fn loops_open(bytes: usize, per_loop: usize, loops: usize) -> usize {
+    (bytes / per_loop.max(1) + 1).clamp(1, loops.max(1))
 }
 
 /// The client `id` in a list sorted by id.
@@ -614,11 +623,14 @@ mod tests {
 
     #[test]
     fn loops_open_as_the_audience_grows() {
-        assert_eq!(loops_open(0, 1000, 4), 1);
-        assert_eq!(loops_open(999, 1000, 4), 1);
-        assert_eq!(loops_open(1000, 1000, 4), 2);
-        assert_eq!(loops_open(2500, 1000, 4), 3);
-        assert_eq!(loops_open(100_000, 1000, 4), 4);
+        const MB: usize = 1 << 20;
+        assert_eq!(loops_open(0, 64 * MB, 4), 1);
+        // 500 clients of a 40 KB frame.
+        assert_eq!(loops_open(500 * 40_000, 64 * MB, 4), 1);
+        assert_eq!(loops_open(64 * MB, 64 * MB, 4), 2);
+        // 500 clients of a 1 MB frame.
+        assert_eq!(loops_open(500 * MB, 64 * MB, 4), 4);
+        assert_eq!(loops_open(150 * MB, 64 * MB, 4), 3);
         // Spread from the first client.
         assert_eq!(loops_open(0, 1, 4), 1);
         assert_eq!(loops_open(1, 1, 4), 2);
