@@ -70,8 +70,8 @@ pub async fn run<L: Into<Listener>>(
         zero_copy: config.zero_copy,
         batch_sends: config.batch_sends,
         send_loops: send_loops(&config),
-        // Loops as many as asked for are used from the first client; by
-        // default they are opened as the clients come.
+        // `--send-loops N` given: all N loops from the first client; by
+        // default a stream opens its loops as its audience grows.
         loop_bytes_per_frame: if config.send_loops == 0 {
             crate::http::LOOP_BYTES_PER_FRAME
         } else {

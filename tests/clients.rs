@@ -252,12 +252,7 @@ async fn viewers_who_leave_a_still_stream_are_gone_at_once() {
             assert_eq!(code, 503, "{method}: --max-clients 3 with 3 viewers");
             for (i, v) in viewers.into_iter().enumerate() {
                 if (i + round) % 2 == 0 {
-                    // Reset instead of a clean close: a vanished phone.
-                    let std = v.into_io().into_std().expect("std socket");
-                    socket2::SockRef::from(&std)
-                        .set_linger(Some(Duration::ZERO))
-                        .expect("SO_LINGER");
-                    drop(std);
+                    v.reset();
                 } else {
                     drop(v);
                 }
@@ -308,14 +303,7 @@ async fn viewers_who_leave_a_moving_stream_leave_the_others_whole() {
         let mut staying = Vec::new();
         for (i, v) in viewers.into_iter().enumerate() {
             match i % 4 {
-                0 => {
-                    // Reset: a phone that lost its network.
-                    let std = v.into_io().into_std().expect("std socket");
-                    socket2::SockRef::from(&std)
-                        .set_linger(Some(Duration::ZERO))
-                        .expect("SO_LINGER");
-                    drop(std);
-                }
+                0 => v.reset(),
                 2 => drop(v),
                 _ => staying.push(v),
             }

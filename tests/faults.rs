@@ -79,12 +79,7 @@ async fn clients_that_reset_mid_stream_leak_nothing() {
                     // One whole part, read strictly.
                     let mut c = StreamClient::connect(a, "/stream").await;
                     c.next_frame_checked().await;
-                    let io = c.into_io();
-                    // Close with a reset (SO_LINGER 0), as a crashing or
-                    // killed client does.
-                    socket2::SockRef::from(&io)
-                        .set_linger(Some(Duration::ZERO))
-                        .expect("linger");
+                    c.reset();
                 })
             })
             .collect();

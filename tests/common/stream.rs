@@ -281,4 +281,12 @@ impl StreamClient {
     pub fn into_io(self) -> TcpStream {
         self.frames.io
     }
+
+    /// Leaves with a reset (`SO_LINGER` 0) instead of a clean close, as a
+    /// phone that lost its network or a killed client does.
+    pub fn reset(self) {
+        socket2::SockRef::from(&self.into_io())
+            .set_linger(Some(Duration::ZERO))
+            .expect("SO_LINGER");
+    }
 }

@@ -96,8 +96,6 @@ struct Shard {
     /// The current list, sorted by slot id; joins and leaves replace it, a
     /// pass sends from the list it took at its start.
     slots: Mutex<Arc<[Arc<Slot>]>>,
-    /// How many clients `slots` holds, read without the lock.
-    members: AtomicUsize,
     /// The loop's readiness set: every client's socket, for room to write,
     /// and `wake`.
     epoll: Arc<OwnedFd>,
@@ -123,7 +121,6 @@ impl Shard {
         )?;
         Ok(Shard {
             slots: Mutex::new(Arc::new([])),
-            members: AtomicUsize::new(0),
             epoll: Arc::new(set),
             wake,
             stop: AtomicBool::new(false),
@@ -150,7 +147,7 @@ impl Shard {
     }
 
     fn len(&self) -> usize {
-        self.members.load(Ordering::Acquire)
+        lock(&self.slots).len()
     }
 
     fn add(&self, slot: Arc<Slot>) {
@@ -162,7 +159,6 @@ impl Shard {
         next.push(slot);
         next.extend(slots[at..].iter().cloned());
         *slots = next.into();
-        self.members.store(slots.len(), Ordering::Release);
     }
 
     fn remove(&self, slot: &Arc<Slot>) {
@@ -173,7 +169,6 @@ impl Shard {
                 .filter(|s| !Arc::ptr_eq(s, slot))
                 .cloned()
                 .collect();
-            self.members.store(slots.len(), Ordering::Release);
         }
     }
 
@@ -187,7 +182,6 @@ impl Shard {
     /// Empties the list and tells every client's task to end.
     fn kill_all(&self) {
         let slots = std::mem::replace(&mut *lock(&self.slots), Arc::new([]));
-        self.members.store(0, Ordering::Release);
         for slot in slots.iter() {
             slot.kill();
         }
